@@ -1,0 +1,207 @@
+//! The configuration file: one TOML document, checked as a whole.
+//!
+//! Two layers (ripgrep's low/high args): [`parse`] reads text into a
+//! [`Config`] without touching the file system, and reports **every** problem
+//! at once as [`Diagnostic`]s with their key paths (`milter.tcp`,
+//! `policy.sender[2].action`), including unknown keys (usually typos). Paths
+//! that depend on the machine (state directory, socket paths) stay `None` here
+//! and are resolved by the runtime, so `mbctl config verify` runs the exact same
+//! checks as `mbd` on any machine.
+//!
+//! Every key is documented in `docs/CONFIG.md`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod parse;
+pub use parse::parse;
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[daemon]`: process-wide settings.
+    pub daemon: DaemonConfig,
+    /// `[shards]`: thread-per-core topology.
+    pub shards: ShardsConfig,
+    /// `[milter]`: the milter listener.
+    pub milter: MilterConfig,
+    /// `[policy]`: the first verdict path (lists, size limit, header).
+    pub policy: PolicyConfig,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// `state_dir`: where sockets and state live. `None`: `/run/mailborder` when
+    /// writable, else `$XDG_RUNTIME_DIR/mailborder`, else `./state`.
+    pub state_dir: Option<PathBuf>,
+    /// `control_socket`: the `mbctl` socket. `None`: `<state_dir>/mbd.ctl`.
+    pub control_socket: Option<PathBuf>,
+    /// `shutdown_grace`: how long SIGTERM waits for conversations to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// `[shards]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardsConfig {
+    /// `count`: number of shards; 0 means one per CPU in `cpus` (or online CPU).
+    pub count: u16,
+    /// `cpus`: CPUs to pin shards to, in order. Empty: all online CPUs.
+    pub cpus: Vec<usize>,
+    /// `io_memory`: glommio registered I/O memory per shard, in bytes.
+    pub io_memory_bytes: usize,
+}
+
+/// `[milter]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilterConfig {
+    /// `socket`: unix socket path. `None` with `socket` absent: the default
+    /// `<state_dir>/mb-milter.sock`; the key set to `""` disables the unix socket.
+    pub unix_socket: Option<PathBuf>,
+    /// True when `socket = ""` disabled the unix listener.
+    pub unix_socket_disabled: bool,
+    /// `socket_mode`: permission bits of the unix socket (octal string in TOML).
+    pub socket_mode: u32,
+    /// `socket_group`: group owning the socket (e.g. `postfix`), if any.
+    pub socket_group: Option<String>,
+    /// `tcp`: optional TCP listeners (SO_REUSEPORT on every shard).
+    pub tcp: Vec<SocketAddr>,
+    /// `connections_max_per_shard`: beyond this, new connections are answered
+    /// with tempfail and closed.
+    pub connections_max_per_shard: u32,
+    /// `frame_bytes_max`: largest milter frame accepted.
+    pub frame_bytes_max: u32,
+    /// `idle_timeout`: longest wait for the MTA's next command.
+    pub idle_timeout: Duration,
+    /// `write_timeout`: longest wait to write a reply.
+    pub write_timeout: Duration,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// `message_bytes_max`: larger messages are rejected (552 5.3.4), at MAIL
+    /// when the client declared SIZE=, else at end of message.
+    pub message_bytes_max: u64,
+    /// `header`: name of the header added to accepted mail (score and shard);
+    /// `None` when set to `""`.
+    pub header: Option<String>,
+    /// `[[policy.sender]]`: rules on the envelope sender, first match wins.
+    pub sender: Vec<AddressRule>,
+    /// `[[policy.recipient]]`: rules on each recipient, first match wins.
+    pub recipient: Vec<AddressRule>,
+}
+
+/// One list rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressRule {
+    /// Key path of this rule, e.g. `policy.sender[2]`, for reasons and traces.
+    pub origin: String,
+    /// What addresses it matches.
+    pub patterns: Vec<AddressPattern>,
+    /// What happens on a match.
+    pub action: RuleAction,
+    /// SMTP reply for reject/tempfail (`550 5.7.1 text`); `None`: our default text.
+    pub reply: Option<SmtpReply>,
+    /// Replacement body text for `replace-body`.
+    pub body: Option<String>,
+}
+
+/// An address pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AddressPattern {
+    /// `user@example.com` (compared case-insensitively).
+    Exact(String),
+    /// `@example.com`: that domain only.
+    Domain(String),
+    /// `@.example.com`: every subdomain of example.com and the domain itself.
+    Subdomain(String),
+    /// `<>`: the null sender (bounces).
+    NullSender,
+}
+
+/// What a list rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// `allow`: accept this sender/recipient; later rules at this stage are skipped.
+    Allow,
+    /// `reject`: 5xx at MAIL/RCPT.
+    Reject,
+    /// `tempfail`: 4xx at MAIL/RCPT.
+    TempFail,
+    /// `discard`: accept, then drop at end of message.
+    Discard,
+    /// `quarantine`: accept, then hold at end of message (Postfix hold queue).
+    Quarantine,
+    /// `replace-body`: accept, then replace the body with `body`.
+    ReplaceBody,
+}
+
+/// An SMTP reply given in config: `550 5.7.1 Sender blocked`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpReply {
+    /// 4xx or 5xx.
+    pub code: u16,
+    /// The rest of the line, enhanced status code first.
+    pub text: String,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error (the file is refused) or warning (accepted, but look).
+    pub severity: Severity,
+    /// Key path, e.g. `milter.tcp[0]`; empty for syntax errors.
+    pub key: String,
+    /// 1-based line and column when known (syntax errors).
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+/// Diagnostic severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The file is refused.
+    Error,
+    /// The file is accepted.
+    Warning,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{sev}")?;
+        if let Some((line, col)) = self.position {
+            write!(f, " at line {line}, column {col}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, " in `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The result of checking a file: a config when there is no error, and every
+/// diagnostic (warnings too) either way.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// `Some` when no diagnostic is an error.
+    pub config: Option<Config>,
+    /// All diagnostics, in file order where known.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Default for Config {
+    /// The embedded defaults: what `mbd` runs with and no config file.
+    fn default() -> Self {
+        match parse("").config {
+            Some(c) => c,
+            None => unreachable!("the empty config is valid"),
+        }
+    }
+}

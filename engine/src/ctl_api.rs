@@ -1,0 +1,168 @@
+//! `mbctl` ⇄ `mbd` control protocol: one JSON object per line over the control
+//! unix socket (`<state_dir>/mbd.ctl`), one request then one response per line,
+//! any number of requests per connection. Lines longer than
+//! [`crate::limits::CTL_LINE_BYTES_MAX`] are refused.
+//!
+//! ```text
+//! → {"cmd":"status"}\n
+//! ← {"ok":{"status":{...}}}\n        or   {"error":"..."}\n
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// A request from `mbctl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Process-wide status.
+    Status,
+    /// Per-shard status.
+    Shards,
+    /// Re-read the config file and swap it into every shard (like SIGHUP).
+    Reload,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Success.
+    Ok(Answer),
+    /// The request failed; the text says why.
+    Error(String),
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// For [`Request::Status`].
+    Status(DaemonStatus),
+    /// For [`Request::Shards`].
+    Shards(Vec<ShardStatus>),
+    /// For [`Request::Reload`]: the new config generation, and warnings.
+    Reloaded {
+        /// Config generation now active (1 at start, +1 per reload).
+        generation: u64,
+        /// Diagnostics of severity warning.
+        warnings: Vec<String>,
+    },
+}
+
+/// Process-wide status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// `mbd` version.
+    pub version: String,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Config file in use (`None`: embedded defaults).
+    pub config_path: Option<String>,
+    /// Config generation (1 at start, +1 per successful reload).
+    pub config_generation: u64,
+    /// The last reload error, if the last reload failed.
+    pub last_reload_error: Option<String>,
+    /// Listeners, as `unix:/path` or `inet:host:port`.
+    pub listeners: Vec<String>,
+    /// Control socket path.
+    pub control_socket: String,
+    /// Number of shards.
+    pub shards: u16,
+    /// Open milter connections, all shards.
+    pub connections: u64,
+    /// Messages finished, all shards.
+    pub messages: u64,
+    /// Resident set size of the process in bytes (from /proc).
+    pub rss_bytes: u64,
+    /// True while draining after SIGTERM.
+    pub draining: bool,
+}
+
+/// Verdict counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictCounts {
+    /// Accepted (with or without added headers).
+    pub accept: u64,
+    /// Rejected with 5xx at any stage.
+    pub reject: u64,
+    /// Tempfailed with 4xx at any stage.
+    pub tempfail: u64,
+    /// Discarded.
+    pub discard: u64,
+    /// Quarantined (held).
+    pub quarantine: u64,
+}
+
+/// One shard's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    /// Shard index.
+    pub shard: u16,
+    /// CPU the shard is pinned to, if pinned.
+    pub cpu: Option<usize>,
+    /// Open milter connections.
+    pub connections: u32,
+    /// Connection ceiling.
+    pub connections_max: u32,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Connections refused (over the ceiling or while draining).
+    pub connections_refused: u64,
+    /// Protocol errors (malformed frames, out-of-order commands, timeouts).
+    pub protocol_errors: u64,
+    /// Messages finished (verdict given or aborted).
+    pub messages: u64,
+    /// Verdicts given.
+    pub verdicts: VerdictCounts,
+    /// Reply latency (command received → reply written), 50th percentile, µs.
+    pub latency_p50_us: u64,
+    /// 99th percentile, µs.
+    pub latency_p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub latency_p999_us: u64,
+    /// Bytes held in connection buffers on this shard.
+    pub buffer_bytes: u64,
+    /// Config generation this shard runs.
+    pub config_generation: u64,
+}
+
+/// Encodes a value as one line (JSON + `\n`).
+///
+/// # Errors
+/// Only if serialisation fails, which for these types means a bug.
+pub fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Decodes one line (with or without its `\n`).
+///
+/// # Errors
+/// When the line is not the expected JSON.
+pub fn from_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, serde_json::Error> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    serde_json::from_slice(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_as_one_line() {
+        for req in [Request::Status, Request::Shards, Request::Reload] {
+            let line = to_line(&req).unwrap();
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert_eq!(from_line::<Request>(&line).unwrap(), req);
+        }
+        assert_eq!(to_line(&Request::Status).unwrap(), b"{\"cmd\":\"status\"}\n");
+    }
+
+    #[test]
+    fn unknown_request_is_an_error() {
+        assert!(from_line::<Request>(b"{\"cmd\":\"format_disk\"}").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Policy stub (being written).
