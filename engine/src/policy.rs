@@ -1,1 +1,440 @@
-//! Policy stub (being written).
+//! Our rules, compiled from `[policy]` into lookup tables, answering at MAIL,
+//! RCPT and end of message.
+//!
+//! This is the first verdict path, just rich enough to prove the milter path:
+//! sender and recipient lists with first-match-wins rules, a message size limit,
+//! and a header on accepted mail. It is the seam the full eval stage (tenant →
+//! domain → recipient tree, rate limits, GeoIP, custom rules) and the filter
+//! stage (content score) plug into: both feed [`Policy::end_of_message`] through
+//! [`MessageFacts`], and both return decisions with [`Reason`]s.
+//!
+//! Lookups cost O(labels in the domain) hash probes, whatever the list size:
+//! each rule set keeps one hash map per pattern kind, mapping a pattern to the
+//! index of the first rule that names it, and the lowest index among all probes
+//! wins, which is exactly "first matching rule in file order".
+//!
+//! A policy is immutable once built and shared as an `Arc` snapshot; a
+//! conversation pins the snapshot at MAIL and keeps it until the message ends,
+//! so a reload swaps policies at a message boundary.
+
+use std::collections::HashMap;
+
+use crate::config::{AddressPattern, AddressRule, PolicyConfig, RuleAction};
+use crate::milter::Modification;
+use crate::verdict::{Action, Reason, SmtpText, Verdict};
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    generation: u64,
+    message_bytes_max: u64,
+    header: Option<String>,
+    sender: RuleSet,
+    recipient: RuleSet,
+}
+
+/// The answer at MAIL or RCPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do now.
+    pub outcome: Outcome,
+    /// Why (`None` when no rule matched).
+    pub reason: Option<Reason>,
+}
+
+/// What a MAIL/RCPT decision does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No rule matched: go on.
+    Continue,
+    /// An allow rule matched: go on, skipping later rules of this stage.
+    Allow,
+    /// Refuse now with this reply (reject or tempfail).
+    Refuse(Action),
+    /// Accept now; act at end of message.
+    Defer(Deferred),
+}
+
+/// An action taken at end of message because of an envelope rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deferred {
+    /// Accept and drop.
+    Discard,
+    /// Hold for review.
+    Quarantine,
+    /// Replace the body with this text.
+    ReplaceBody(String),
+}
+
+/// What the end-of-message verdict is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFacts {
+    /// Body bytes as streamed by the MTA.
+    pub body_bytes: u64,
+    /// Actions deferred by envelope rules, with their reasons, in order.
+    pub deferred: Vec<(Deferred, Reason)>,
+    /// Content score (0 until the filter stage exists).
+    pub score: f32,
+    /// Shard that handled the message (goes into the header).
+    pub shard: u16,
+}
+
+impl Policy {
+    /// Compiles `[policy]`. `generation` identifies the config snapshot in
+    /// status output and traces.
+    #[must_use]
+    pub fn new(config: &PolicyConfig, generation: u64) -> Self {
+        Self {
+            generation,
+            message_bytes_max: config.message_bytes_max,
+            header: config.header.clone(),
+            sender: RuleSet::new(&config.sender, Stage::Sender),
+            recipient: RuleSet::new(&config.recipient, Stage::Recipient),
+        }
+    }
+
+    /// The config generation this policy was built from.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The size limit in bytes.
+    #[must_use]
+    pub fn message_bytes_max(&self) -> u64 {
+        self.message_bytes_max
+    }
+
+    /// Decision at MAIL FROM. `sender` is the address without angle brackets
+    /// (empty for the null sender); `declared_bytes` is the ESMTP `SIZE=` value.
+    #[must_use]
+    pub fn mail(&self, sender: &str, declared_bytes: Option<u64>) -> Decision {
+        if let Some(size) = declared_bytes.filter(|&s| s > self.message_bytes_max) {
+            return self.too_large(size);
+        }
+        self.sender.decide(sender)
+    }
+
+    /// Decision at RCPT TO for one recipient (without angle brackets).
+    #[must_use]
+    pub fn rcpt(&self, recipient: &str) -> Decision {
+        self.recipient.decide(recipient)
+    }
+
+    /// The verdict at end of message.
+    #[must_use]
+    pub fn end_of_message(&self, facts: &MessageFacts) -> Verdict {
+        if facts.body_bytes > self.message_bytes_max {
+            let Decision { outcome, reason } = self.too_large(facts.body_bytes);
+            let Outcome::Refuse(action) = outcome else { unreachable!("too_large refuses") };
+            return Verdict {
+                action,
+                score: facts.score,
+                reasons: reason.into_iter().collect(),
+                modifications: Vec::new(),
+            };
+        }
+        let mut modifications = Vec::new();
+        if let Some(name) = &self.header {
+            modifications.push(Modification::AddHeader {
+                name: name.clone(),
+                value: format!("score={:.2} shard={}", facts.score, facts.shard),
+            });
+        }
+        let mut action = Action::Accept;
+        let mut reasons = Vec::new();
+        // Discard beats quarantine beats replace-body: the strongest deferred
+        // action decides, and every one of them is kept as a reason.
+        for (deferred, reason) in &facts.deferred {
+            reasons.push(reason.clone());
+            match deferred {
+                Deferred::Discard => action = Action::Discard,
+                Deferred::Quarantine if action != Action::Discard => {
+                    action = Action::Quarantine(format!("mailborder {}", reason.rule));
+                }
+                Deferred::Quarantine => {}
+                Deferred::ReplaceBody(text) => {
+                    if !modifications.iter().any(|m| matches!(m, Modification::ReplaceBody(_))) {
+                        modifications.push(Modification::ReplaceBody(text.clone().into_bytes()));
+                    }
+                }
+            }
+        }
+        if action == Action::Discard {
+            modifications.clear();
+        }
+        Verdict { action, score: facts.score, reasons, modifications }
+    }
+
+    fn too_large(&self, size: u64) -> Decision {
+        Decision {
+            outcome: Outcome::Refuse(Action::Reject(SmtpText {
+                code: 552,
+                text: "5.3.4 Message size exceeds fixed maximum message size".to_owned(),
+            })),
+            reason: Some(Reason {
+                rule: "policy.message_bytes_max".to_owned(),
+                detail: format!("{size} > {}", self.message_bytes_max),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Sender,
+    Recipient,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    origin: String,
+    action: RuleAction,
+    reply: Option<SmtpText>,
+    body: Option<String>,
+}
+
+/// One list of rules with a hash map per pattern kind.
+#[derive(Debug)]
+struct RuleSet {
+    stage: Stage,
+    rules: Vec<CompiledRule>,
+    exact: HashMap<String, (usize, String)>,
+    domain: HashMap<String, (usize, String)>,
+    subdomain: HashMap<String, (usize, String)>,
+    null_sender: Option<usize>,
+}
+
+impl RuleSet {
+    fn new(rules: &[AddressRule], stage: Stage) -> Self {
+        let mut set = Self {
+            stage,
+            rules: Vec::with_capacity(rules.len()),
+            exact: HashMap::new(),
+            domain: HashMap::new(),
+            subdomain: HashMap::new(),
+            null_sender: None,
+        };
+        for (index, rule) in rules.iter().enumerate() {
+            set.rules.push(CompiledRule {
+                origin: rule.origin.clone(),
+                action: rule.action,
+                reply: rule.reply.as_ref().map(|r| SmtpText { code: r.code, text: r.text.clone() }),
+                body: rule.body.clone(),
+            });
+            for pattern in &rule.patterns {
+                // `or_insert` keeps the first rule naming a pattern: first match wins.
+                match pattern {
+                    AddressPattern::Exact(a) => {
+                        set.exact.entry(a.to_ascii_lowercase()).or_insert((index, a.clone()));
+                    }
+                    AddressPattern::Domain(d) => {
+                        let shown = format!("@{d}");
+                        set.domain.entry(d.to_ascii_lowercase()).or_insert((index, shown));
+                    }
+                    AddressPattern::Subdomain(d) => {
+                        let shown = format!("@.{d}");
+                        set.subdomain.entry(d.to_ascii_lowercase()).or_insert((index, shown));
+                    }
+                    AddressPattern::NullSender => {
+                        set.null_sender.get_or_insert(index);
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// The first rule (lowest index) matching `address`, with the pattern text.
+    fn first_match<'a>(&'a self, address: &str) -> Option<(usize, String)> {
+        if address.is_empty() {
+            return self.null_sender.map(|i| (i, "<>".to_owned()));
+        }
+        let lower = address.to_ascii_lowercase();
+        let mut best: Option<(usize, &str)> = None;
+        let mut consider = |hit: Option<&'a (usize, String)>| {
+            if let Some((i, shown)) = hit {
+                if best.is_none_or(|(b, _)| *i < b) {
+                    best = Some((*i, shown.as_str()));
+                }
+            }
+        };
+        consider(self.exact.get(&lower));
+        if let Some(at) = lower.rfind('@') {
+            let domain = &lower[at + 1..];
+            consider(self.domain.get(domain));
+            // The domain itself and every parent: a.b.example → b.example → example.
+            let mut rest = domain;
+            loop {
+                consider(self.subdomain.get(rest));
+                match rest.find('.') {
+                    Some(dot) => rest = &rest[dot + 1..],
+                    None => break,
+                }
+            }
+        }
+        best.map(|(i, shown)| (i, shown.to_owned()))
+    }
+
+    fn decide(&self, address: &str) -> Decision {
+        let Some((index, pattern)) = self.first_match(address) else {
+            return Decision { outcome: Outcome::Continue, reason: None };
+        };
+        let rule = &self.rules[index];
+        let reason = Reason { rule: rule.origin.clone(), detail: pattern };
+        let who = match self.stage {
+            Stage::Sender => "Sender",
+            Stage::Recipient => "Recipient",
+        };
+        let outcome = match rule.action {
+            RuleAction::Allow => Outcome::Allow,
+            RuleAction::Reject => Outcome::Refuse(Action::Reject(rule.reply.clone().unwrap_or(
+                SmtpText { code: 550, text: format!("5.7.1 {who} address rejected by policy") },
+            ))),
+            RuleAction::TempFail => Outcome::Refuse(Action::TempFail(rule.reply.clone().unwrap_or(
+                SmtpText {
+                    code: 451,
+                    text: format!("4.7.1 {who} address temporarily deferred by policy"),
+                },
+            ))),
+            RuleAction::Discard => Outcome::Defer(Deferred::Discard),
+            RuleAction::Quarantine => Outcome::Defer(Deferred::Quarantine),
+            RuleAction::ReplaceBody => {
+                Outcome::Defer(Deferred::ReplaceBody(rule.body.clone().unwrap_or_default()))
+            }
+        };
+        Decision { outcome, reason: Some(reason) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SmtpReply;
+
+    fn rule(origin: &str, patterns: &[AddressPattern], action: RuleAction) -> AddressRule {
+        AddressRule {
+            origin: origin.to_owned(),
+            patterns: patterns.to_vec(),
+            action,
+            reply: None,
+            body: (action == RuleAction::ReplaceBody).then(|| "replaced\r\n".to_owned()),
+        }
+    }
+
+    fn policy(sender: Vec<AddressRule>, recipient: Vec<AddressRule>) -> Policy {
+        Policy::new(
+            &PolicyConfig {
+                message_bytes_max: 1000,
+                header: Some("X-Mailborder".to_owned()),
+                sender,
+                recipient,
+            },
+            7,
+        )
+    }
+
+    use AddressPattern::{Domain, Exact, NullSender, Subdomain};
+
+    #[test]
+    fn first_matching_rule_in_file_order_wins_across_pattern_kinds() {
+        let p = policy(
+            vec![
+                rule("policy.sender[0]", &[Exact("ok@spam.example".into())], RuleAction::Allow),
+                rule("policy.sender[1]", &[Subdomain("spam.example".into())], RuleAction::Reject),
+                rule("policy.sender[2]", &[Exact("x@a.spam.example".into())], RuleAction::Allow),
+            ],
+            vec![],
+        );
+        assert_eq!(p.mail("OK@Spam.Example", None).outcome, Outcome::Allow);
+        let d = p.mail("x@a.spam.example", None);
+        assert!(matches!(d.outcome, Outcome::Refuse(Action::Reject(ref t)) if t.code == 550));
+        let reason = d.reason.unwrap();
+        assert_eq!(reason.rule, "policy.sender[1]");
+        assert_eq!(reason.detail, "@.spam.example");
+        assert_eq!(p.mail("y@spam.example", None).reason.unwrap().rule, "policy.sender[1]");
+        assert_eq!(p.mail("y@notspam.example", None).outcome, Outcome::Continue);
+    }
+
+    #[test]
+    fn domain_pattern_does_not_match_subdomains() {
+        let p = policy(vec![rule("s", &[Domain("d.example".into())], RuleAction::Reject)], vec![]);
+        assert!(matches!(p.mail("a@d.example", None).outcome, Outcome::Refuse(_)));
+        assert_eq!(p.mail("a@x.d.example", None).outcome, Outcome::Continue);
+    }
+
+    #[test]
+    fn null_sender_matches_only_the_empty_address() {
+        let p = policy(vec![rule("s", &[NullSender], RuleAction::TempFail)], vec![]);
+        let d = p.mail("", None);
+        assert!(matches!(d.outcome, Outcome::Refuse(Action::TempFail(ref t)) if t.code == 451));
+        assert_eq!(p.mail("a@b.example", None).outcome, Outcome::Continue);
+    }
+
+    #[test]
+    fn configured_reply_text_is_used() {
+        let mut r = rule("s", &[Exact("a@b.example".into())], RuleAction::Reject);
+        r.reply = Some(SmtpReply { code: 554, text: "5.7.1 Go away".into() });
+        let p = policy(vec![r], vec![]);
+        assert_eq!(
+            p.mail("a@b.example", None).outcome,
+            Outcome::Refuse(Action::Reject(SmtpText { code: 554, text: "5.7.1 Go away".into() }))
+        );
+    }
+
+    #[test]
+    fn declared_and_streamed_size_over_limit_reject_with_552() {
+        let p = policy(vec![], vec![]);
+        assert!(matches!(p.mail("a@b.example", Some(1001)).outcome,
+            Outcome::Refuse(Action::Reject(ref t)) if t.code == 552));
+        assert_eq!(p.mail("a@b.example", Some(1000)).outcome, Outcome::Continue);
+        let v = p.end_of_message(&MessageFacts { body_bytes: 1001, ..Default::default() });
+        assert!(matches!(v.action, Action::Reject(ref t) if t.code == 552));
+        assert!(v.modifications.is_empty());
+    }
+
+    #[test]
+    fn accepted_message_gets_the_header_with_score_and_shard() {
+        let p = policy(vec![], vec![]);
+        let v = p.end_of_message(&MessageFacts { body_bytes: 10, shard: 3, ..Default::default() });
+        assert_eq!(v.action, Action::Accept);
+        assert_eq!(
+            v.modifications,
+            vec![Modification::AddHeader {
+                name: "X-Mailborder".into(),
+                value: "score=0.00 shard=3".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn deferred_actions_combine_discard_over_quarantine() {
+        let p = policy(vec![], vec![]);
+        let reason = |r: &str| Reason { rule: r.into(), detail: String::new() };
+        let v = p.end_of_message(&MessageFacts {
+            deferred: vec![
+                (Deferred::ReplaceBody("b".into()), reason("r0")),
+                (Deferred::Quarantine, reason("r1")),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(v.action, Action::Quarantine("mailborder r1".into()));
+        assert!(v.modifications.contains(&Modification::ReplaceBody(b"b".to_vec())));
+        assert_eq!(v.reasons.len(), 2);
+        let v = p.end_of_message(&MessageFacts {
+            deferred: vec![(Deferred::Quarantine, reason("r1")), (Deferred::Discard, reason("r2"))],
+            ..Default::default()
+        });
+        assert_eq!(v.action, Action::Discard);
+        assert!(v.modifications.is_empty());
+    }
+
+    #[test]
+    fn large_lists_are_hash_lookups() {
+        let patterns: Vec<_> =
+            (0..100_000).map(|i| Exact(format!("user{i}@big.example"))).collect();
+        let p = policy(vec![rule("s", &patterns, RuleAction::Reject)], vec![]);
+        assert!(matches!(p.mail("user99999@big.example", None).outcome, Outcome::Refuse(_)));
+        assert_eq!(p.mail("user100000@big.example", None).outcome, Outcome::Continue);
+    }
+}

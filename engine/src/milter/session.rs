@@ -1,7 +1,558 @@
-//! Conversation stub (being written).
-/// x
-pub struct Conversation;
-/// x
-pub struct ConversationError;
-/// x
-pub struct Output;
+//! The per-connection milter conversation: commands in, replies out.
+//!
+//! [`Conversation::process`] takes the bytes a runtime has read, decodes every
+//! complete frame, drives the state machine and appends the replies to an
+//! output buffer. It never blocks, never performs I/O and never panics on input;
+//! a protocol violation is a [`ConversationError`] after which the runtime
+//! closes the connection (Postfix then applies `milter_default_action`, which
+//! defaults to tempfail, so mail is deferred, not lost).
+//!
+//! States (one connection may carry several SMTP sessions via QUIT_NC, and one
+//! session several messages, separated by ABORT):
+//!
+//! ```text
+//! AwaitOptNeg --OPTNEG--> Session --MAIL--> Message --EOM/ABORT--> Session
+//!                            ^  \--QUIT_NC (reset session facts)--/
+//! any --QUIT--> Closed
+//! ```
+//!
+//! Negotiation asks only for replies where a decision is made: MAIL and RCPT
+//! (sender and recipient rules) and end of message (the verdict). CONNECT,
+//! HELO, headers, end of headers and body chunks are negotiated as no-reply
+//! (`NR_*`), and DATA and unknown commands are not sent at all, so Postfix
+//! streams the message instead of waiting on each packet. An MTA that does not
+//! offer an `NR_*` flag gets a CONTINUE for that event.
+
+use std::sync::Arc;
+
+use super::command::{self, Command, CommandError};
+use super::frame::{FrameDecoder, FrameError, RawFrame};
+use super::reply::{Modification, Reply};
+use super::{actions, protocol};
+use crate::ctl_api::VerdictCounts;
+use crate::limits::{MILTER_BODY_CHUNK_BYTES_MAX, MILTER_MACRO_BYTES_MAX, RCPT_COUNT_MAX};
+use crate::policy::{Deferred, MessageFacts, Outcome, Policy};
+use crate::verdict::{Action, Reason, SmtpText, VerdictKind};
+
+/// Step flags we ask for (masked by what the MTA offers).
+pub const PROTOCOL_WANTED: u32 = protocol::NO_DATA
+    | protocol::NO_UNKNOWN
+    | protocol::NR_CONNECT
+    | protocol::NR_HELO
+    | protocol::NR_HEADER
+    | protocol::NR_EOH
+    | protocol::NR_BODY;
+
+/// Actions we ask for (masked by what the MTA offers).
+pub const ACTIONS_WANTED: u32 = actions::ADD_HEADERS
+    | actions::CHANGE_BODY
+    | actions::ADD_RCPT
+    | actions::DELETE_RCPT
+    | actions::CHANGE_HEADERS
+    | actions::QUARANTINE
+    | actions::CHANGE_FROM
+    | actions::ADD_RCPT_PAR;
+
+/// Oldest protocol version we talk to (v2 is the oldest Postfix speaks).
+pub const VERSION_MIN: u32 = 2;
+
+/// A protocol violation: the connection must be closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConversationError {
+    /// The frame layer failed (too large, empty).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A command could not be decoded.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A command arrived in a state where it is not allowed.
+    #[error("milter command {command} not allowed in state {state}")]
+    UnexpectedCommand {
+        /// The command's name.
+        command: &'static str,
+        /// The state's name.
+        state: &'static str,
+    },
+    /// The MTA offered a protocol version we do not speak.
+    #[error("milter protocol version {offered} offered, at least {VERSION_MIN} needed")]
+    Version {
+        /// Offered version.
+        offered: u32,
+    },
+}
+
+/// What one [`Conversation::process`] call did, for the runtime's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Bytes of input consumed (complete frames); drop them from the buffer.
+    pub consumed: usize,
+    /// The MTA said QUIT: write what is in the output buffer, then close.
+    pub close: bool,
+    /// Replies appended to the output buffer (modifications not counted).
+    pub replies: u32,
+    /// Messages that ended (verdict given, or aborted after MAIL).
+    pub messages: u32,
+    /// Verdicts given, by kind (MAIL/RCPT refusals and end-of-message).
+    pub verdicts: VerdictCounts,
+}
+
+/// Connection-level options fixed at construction.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Shard serving this connection (goes into the added header).
+    pub shard: u16,
+    /// Largest frame accepted.
+    pub frame_bytes_max: u32,
+    /// Refuse every transaction with a 4xx (connection over the shard's
+    /// ceiling, or daemon draining): the MTA defers and retries later.
+    pub refuse: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitOptNeg,
+    Session,
+    Message,
+    Closed,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::AwaitOptNeg => "await-optneg",
+            State::Session => "session",
+            State::Message => "message",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// Facts about the current message, reset at MAIL and ABORT.
+#[derive(Debug, Default)]
+struct Message {
+    policy: Option<Arc<Policy>>,
+    sender: String,
+    recipients: u32,
+    body_bytes: u64,
+    headers: u32,
+    deferred: Vec<(Deferred, Reason)>,
+    /// An envelope refusal already answered; the MTA will not send EOM for it
+    /// unless other recipients were accepted.
+    refused_sender: bool,
+}
+
+/// One milter connection's state.
+#[derive(Debug)]
+pub struct Conversation {
+    settings: Settings,
+    decoder: FrameDecoder,
+    state: State,
+    version: u32,
+    actions: u32,
+    protocol: u32,
+    /// Macros of the latest packet per stage (raw `name\0value\0` pairs).
+    macros: Vec<(u8, Vec<u8>)>,
+    client_address: String,
+    helo: String,
+    message: Message,
+}
+
+impl Conversation {
+    /// A new connection, waiting for OPTNEG.
+    #[must_use]
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            decoder: FrameDecoder::new(settings.frame_bytes_max),
+            state: State::AwaitOptNeg,
+            version: 0,
+            actions: 0,
+            protocol: 0,
+            macros: Vec::new(),
+            client_address: String::new(),
+            helo: String::new(),
+            message: Message::default(),
+        }
+    }
+
+    /// The frame decoder (so the runtime can size its reads).
+    #[must_use]
+    pub fn decoder(&self) -> &FrameDecoder {
+        &self.decoder
+    }
+
+    /// Whether a message is in progress (MAIL seen, no EOM/ABORT yet). A
+    /// draining runtime closes idle connections only when this is false.
+    #[must_use]
+    pub fn in_message(&self) -> bool {
+        self.state == State::Message
+    }
+
+    /// Refuse every later transaction with 4xx (used when draining).
+    pub fn set_refuse(&mut self, refuse: bool) {
+        self.settings.refuse = refuse;
+    }
+
+    /// Negotiated `(version, actions, protocol)`; zeros before OPTNEG.
+    #[must_use]
+    pub fn negotiated(&self) -> (u32, u32, u32) {
+        (self.version, self.actions, self.protocol)
+    }
+
+    /// The client address from CONNECT (empty before).
+    #[must_use]
+    pub fn client_address(&self) -> &str {
+        &self.client_address
+    }
+
+    /// The HELO name (empty before HELO).
+    #[must_use]
+    pub fn helo(&self) -> &str {
+        &self.helo
+    }
+
+    /// Value of macro `name` (e.g. `i`, `{auth_authen}`) from the latest macro
+    /// packet of any stage, newest stage first.
+    #[must_use]
+    pub fn macro_value(&self, name: &str) -> Option<&[u8]> {
+        self.macros.iter().rev().find_map(|(_, pairs)| {
+            command::macro_pairs(pairs).find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)
+        })
+    }
+
+    /// Decodes and handles every complete frame at the front of `input`,
+    /// appending replies to `out`. `policy` is the shard's current snapshot; it
+    /// is pinned at MAIL for the rest of the message.
+    ///
+    /// # Errors
+    /// A [`ConversationError`] on any protocol violation; replies produced for
+    /// earlier frames of the same call are still in `out`, and `consumed` is
+    /// not reported, because the connection is closed anyway.
+    pub fn process(
+        &mut self,
+        input: &[u8],
+        policy: &Arc<Policy>,
+        out: &mut Vec<u8>,
+    ) -> Result<Output, ConversationError> {
+        let mut output = Output::default();
+        while !output.close {
+            let Some((frame, used)) = self.decoder.decode(&input[output.consumed..])? else {
+                break;
+            };
+            self.handle(frame, policy, out, &mut output)?;
+            output.consumed += used;
+        }
+        Ok(output)
+    }
+
+    fn unexpected(&self, command: &Command<'_>) -> ConversationError {
+        ConversationError::UnexpectedCommand { command: command.name(), state: self.state.name() }
+    }
+
+    fn handle(
+        &mut self,
+        frame: RawFrame<'_>,
+        policy: &Arc<Policy>,
+        out: &mut Vec<u8>,
+        output: &mut Output,
+    ) -> Result<(), ConversationError> {
+        let command = Command::decode(frame)?;
+        match (self.state, &command) {
+            (State::Closed, _) => return Err(self.unexpected(&command)),
+            (_, Command::Quit) => {
+                self.end_message(output, None);
+                self.state = State::Closed;
+                output.close = true;
+            }
+            (State::AwaitOptNeg, Command::OptNeg { version, actions, protocol }) => {
+                self.negotiate(*version, *actions, *protocol, out, output)?;
+            }
+            (State::AwaitOptNeg, _) | (_, Command::OptNeg { .. }) => {
+                return Err(self.unexpected(&command));
+            }
+            (_, Command::Macro { stage, pairs }) => self.remember_macros(*stage, pairs),
+            (_, Command::Abort) => self.end_message(output, None),
+            (_, Command::QuitNewConnection) => {
+                self.end_message(output, None);
+                self.client_address.clear();
+                self.helo.clear();
+                self.macros.clear();
+                self.state = State::Session;
+            }
+            (State::Session, Command::Connect { address, .. }) => {
+                self.client_address = String::from_utf8_lossy(address).into_owned();
+                self.reply_if_wanted(protocol::NR_CONNECT, out, output);
+            }
+            (State::Session, Command::Helo { name }) => {
+                self.helo = String::from_utf8_lossy(name).into_owned();
+                self.reply_if_wanted(protocol::NR_HELO, out, output);
+            }
+            (_, Command::Unknown(_)) => self.reply_if_wanted(protocol::NR_UNKNOWN, out, output),
+            (State::Session | State::Message, Command::Mail { args }) => {
+                // A MAIL without ABORT for the previous message: treat the old
+                // one as aborted, as libmilter does.
+                self.end_message(output, None);
+                self.mail(args, policy, out, output);
+            }
+            (State::Message, Command::Rcpt { args }) => self.rcpt(args, out, output),
+            (State::Message, Command::Data) => {
+                self.reply_if_wanted(protocol::NR_DATA, out, output);
+            }
+            (State::Message, Command::Header { .. }) => {
+                self.message.headers = self.message.headers.saturating_add(1);
+                self.reply_if_wanted(protocol::NR_HEADER, out, output);
+            }
+            (State::Message, Command::EndOfHeaders) => {
+                self.reply_if_wanted(protocol::NR_EOH, out, output);
+            }
+            (State::Message, Command::Body(chunk)) => {
+                self.message.body_bytes += chunk.len() as u64;
+                self.reply_if_wanted(protocol::NR_BODY, out, output);
+            }
+            (State::Message, Command::EndOfMessage(chunk)) => {
+                self.message.body_bytes += chunk.len() as u64;
+                self.end_of_message(out, output);
+            }
+            (_, Command::Connect { .. } | Command::Helo { .. })
+            | (State::Session, _) => return Err(self.unexpected(&command)),
+        }
+        Ok(())
+    }
+
+    fn negotiate(
+        &mut self,
+        version: u32,
+        offered_actions: u32,
+        offered_protocol: u32,
+        out: &mut Vec<u8>,
+        output: &mut Output,
+    ) -> Result<(), ConversationError> {
+        if version < VERSION_MIN {
+            return Err(ConversationError::Version { offered: version });
+        }
+        self.version = version.min(super::VERSION);
+        self.actions = ACTIONS_WANTED & offered_actions;
+        self.protocol = PROTOCOL_WANTED & offered_protocol;
+        Reply::OptNeg {
+            version: self.version,
+            actions: self.actions,
+            protocol: self.protocol,
+            symlists: Vec::new(),
+        }
+        .encode(out);
+        output.replies += 1;
+        self.state = State::Session;
+        Ok(())
+    }
+
+    fn remember_macros(&mut self, stage: u8, pairs: &[u8]) {
+        let pairs = &pairs[..pairs.len().min(MILTER_MACRO_BYTES_MAX)];
+        match self.macros.iter_mut().find(|(s, _)| *s == stage) {
+            Some((_, stored)) => {
+                stored.clear();
+                stored.extend_from_slice(pairs);
+            }
+            None => self.macros.push((stage, pairs.to_vec())),
+        }
+        // Keep the newest stage last so `macro_value` prefers it.
+        if let Some(pos) = self.macros.iter().position(|(s, _)| *s == stage) {
+            let entry = self.macros.remove(pos);
+            self.macros.push(entry);
+        }
+    }
+
+    fn reply_if_wanted(&self, no_reply_flag: u32, out: &mut Vec<u8>, output: &mut Output) {
+        if self.protocol & no_reply_flag == 0 {
+            Reply::Continue.encode(out);
+            output.replies += 1;
+        }
+    }
+
+    fn refusal_reply(action: &Action) -> Reply {
+        match action {
+            Action::Reject(SmtpText { code, text }) | Action::TempFail(SmtpText { code, text }) => {
+                Reply::ReplyCode { code: *code, text: text.clone() }
+            }
+            Action::Accept | Action::Discard | Action::Quarantine(_) => Reply::Continue,
+        }
+    }
+
+    fn count(output: &mut Output, kind: VerdictKind) {
+        let v = &mut output.verdicts;
+        match kind {
+            VerdictKind::Accept => v.accept += 1,
+            VerdictKind::Reject => v.reject += 1,
+            VerdictKind::TempFail => v.tempfail += 1,
+            VerdictKind::Discard => v.discard += 1,
+            VerdictKind::Quarantine => v.quarantine += 1,
+        }
+    }
+
+    fn mail(&mut self, args: &[u8], policy: &Arc<Policy>, out: &mut Vec<u8>, output: &mut Output) {
+        let mut args = command::args(args);
+        let sender = bare_address(args.next().unwrap_or_default());
+        let declared = args.find_map(|a| {
+            let (key, value) = a.split_at(a.iter().position(|&b| b == b'=')?);
+            key.eq_ignore_ascii_case(b"SIZE")
+                .then(|| std::str::from_utf8(&value[1..]).ok()?.parse::<u64>().ok())
+                .flatten()
+        });
+        self.state = State::Message;
+        self.message = Message { policy: Some(Arc::clone(policy)), ..Message::default() };
+        self.message.sender = sender;
+        if self.settings.refuse {
+            self.message.refused_sender = true;
+            self.reply_refusal(&busy(), out, output);
+            return;
+        }
+        let decision = policy.mail(&self.message.sender, declared);
+        match decision.outcome {
+            Outcome::Refuse(action) => {
+                self.message.refused_sender = true;
+                self.reply_refusal(&action, out, output);
+            }
+            Outcome::Defer(deferred) => {
+                if let Some(reason) = decision.reason {
+                    self.message.deferred.push((deferred, reason));
+                }
+                self.reply_if_wanted(protocol::NR_MAIL, out, output);
+            }
+            Outcome::Continue | Outcome::Allow => {
+                self.reply_if_wanted(protocol::NR_MAIL, out, output);
+            }
+        }
+    }
+
+    fn reply_refusal(&self, action: &Action, out: &mut Vec<u8>, output: &mut Output) {
+        Self::refusal_reply(action).encode(out);
+        output.replies += 1;
+        Self::count(output, action.kind());
+    }
+
+    fn rcpt(&mut self, args: &[u8], out: &mut Vec<u8>, output: &mut Output) {
+        let recipient = bare_address(command::args(args).next().unwrap_or_default());
+        if self.message.refused_sender {
+            // Postfix does not send RCPT after a refused MAIL; another MTA
+            // might. Refuse again rather than accept what MAIL refused.
+            self.reply_refusal(&busy(), out, output);
+            return;
+        }
+        if self.message.recipients as usize >= RCPT_COUNT_MAX {
+            let action = Action::TempFail(SmtpText {
+                code: 452,
+                text: "4.5.3 Too many recipients".to_owned(),
+            });
+            self.reply_refusal(&action, out, output);
+            return;
+        }
+        let Some(policy) = self.message.policy.clone() else {
+            unreachable!("a message always pins a policy at MAIL");
+        };
+        let decision = policy.rcpt(&recipient);
+        match decision.outcome {
+            Outcome::Refuse(action) => self.reply_refusal(&action, out, output),
+            Outcome::Defer(deferred) => {
+                self.message.recipients += 1;
+                if let Some(reason) = decision.reason {
+                    self.message.deferred.push((deferred, reason));
+                }
+                self.reply_if_wanted(protocol::NR_RCPT, out, output);
+            }
+            Outcome::Continue | Outcome::Allow => {
+                self.message.recipients += 1;
+                self.reply_if_wanted(protocol::NR_RCPT, out, output);
+            }
+        }
+    }
+
+    fn end_of_message(&mut self, out: &mut Vec<u8>, output: &mut Output) {
+        let Some(policy) = self.message.policy.clone() else {
+            unreachable!("a message always pins a policy at MAIL");
+        };
+        if self.settings.refuse || self.message.refused_sender {
+            self.reply_refusal(&busy(), out, output);
+            self.end_message(output, None);
+            return;
+        }
+        let facts = MessageFacts {
+            body_bytes: self.message.body_bytes,
+            deferred: std::mem::take(&mut self.message.deferred),
+            score: 0.0,
+            shard: self.settings.shard,
+        };
+        let verdict = policy.end_of_message(&facts);
+        let mut action = verdict.action;
+        if matches!(action, Action::Quarantine(_)) && self.actions & actions::QUARANTINE == 0 {
+            // The MTA cannot hold mail: keep it with the sender instead of
+            // letting it through unreviewed.
+            action = Action::TempFail(SmtpText {
+                code: 451,
+                text: "4.7.1 Message held by policy, but the MTA cannot quarantine".to_owned(),
+            });
+        }
+        if matches!(action, Action::Accept | Action::Quarantine(_)) {
+            for modification in &verdict.modifications {
+                self.send_modification(modification, out);
+            }
+        }
+        let final_reply = match &action {
+            Action::Accept => Reply::Accept,
+            Action::Quarantine(reason) => {
+                Modification::Quarantine(reason.clone()).encode(out);
+                Reply::Accept
+            }
+            Action::Discard => Reply::Discard,
+            Action::Reject(_) | Action::TempFail(_) => Self::refusal_reply(&action),
+        };
+        final_reply.encode(out);
+        output.replies += 1;
+        self.end_message(output, Some(action.kind()));
+    }
+
+    /// Sends a modification if its action was negotiated; a body replacement
+    /// is split into chunks the MTA accepts.
+    fn send_modification(&self, modification: &Modification, out: &mut Vec<u8>) {
+        if self.actions & modification.action_flag() == 0 {
+            return;
+        }
+        match modification {
+            Modification::ReplaceBody(body) if body.len() > MILTER_BODY_CHUNK_BYTES_MAX => {
+                for chunk in body.chunks(MILTER_BODY_CHUNK_BYTES_MAX) {
+                    Modification::ReplaceBody(chunk.to_vec()).encode(out);
+                }
+            }
+            _ => modification.encode(out),
+        }
+    }
+
+    /// Ends the current message, if any, counting it once.
+    fn end_message(&mut self, output: &mut Output, verdict: Option<VerdictKind>) {
+        if self.state != State::Message {
+            return;
+        }
+        if let Some(kind) = verdict {
+            Self::count(output, kind);
+        }
+        output.messages += 1;
+        self.message = Message::default();
+        self.state = State::Session;
+    }
+}
+
+/// The 4xx given while over the connection ceiling or draining.
+fn busy() -> Action {
+    Action::TempFail(SmtpText {
+        code: 451,
+        text: "4.3.2 Service busy, try again later".to_owned(),
+    })
+}
+
+/// `<a@b>` → `a@b`; `a@b` (sendmail/pickup sends no brackets) stays.
+fn bare_address(raw: &[u8]) -> String {
+    let raw = raw.strip_prefix(b"<").and_then(|r| r.strip_suffix(b">")).unwrap_or(raw);
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
