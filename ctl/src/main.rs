@@ -1,1 +1,317 @@
-fn main() {}
+//! `mbctl`: the mailborder control CLI.
+//!
+//! ```text
+//! mbctl [--socket PATH] [--json] [--timeout 5s] status
+//! mbctl shard status
+//! mbctl reload
+//! mbctl config verify [FILE]          (alias: config check; no daemon needed)
+//! mbctl test-socket SPEC              (unix:/path, /path, inet:host:port, host:port)
+//! ```
+//!
+//! Exit codes: 0 success, 1 failure (daemon unreachable, error answer, config
+//! with errors, milter probe failed), 2 usage (clap's default).
+//!
+//! Talks to `mbd` over its control socket ([`mb_engine::ctl_api`]: one JSON line
+//! each way) and to milters with the engine's codec. std only: no async runtime.
+#![forbid(unsafe_code)]
+
+mod client;
+mod table;
+mod test_socket;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mb_engine::config::{self, Severity};
+use mb_engine::ctl_api::{Answer, Request};
+use serde_json::json;
+
+use crate::client::{io_text, Client};
+
+/// Config file used by `config verify` without an argument.
+const DEFAULT_CONFIG: &str = "/etc/mailborder/mbd.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "mbctl", version, about = "mailborder control CLI")]
+struct Cli {
+    /// Control socket of mbd [default: $MBCTL_SOCKET, else the first existing of
+    /// /run/mailborder/mbd.ctl, $XDG_RUNTIME_DIR/mailborder/mbd.ctl, ./state/mbd.ctl].
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Bound on every connect, read and write (e.g. 500ms, 5s, 1m).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Process-wide status of mbd.
+    Status,
+    /// Per-shard commands.
+    Shard {
+        #[command(subcommand)]
+        cmd: ShardCmd,
+    },
+    /// Re-read the config file in mbd and swap it into every shard (like SIGHUP).
+    Reload,
+    /// Config file commands.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Open a milter session like Postfix 3.7 and report what the filter negotiates.
+    TestSocket {
+        /// unix:/path, /path, inet:host:port, inet:port@host or host:port.
+        spec: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ShardCmd {
+    /// Per-shard counters and latencies.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Check a config file with the daemon's own checker (no daemon needed).
+    #[command(alias = "check")]
+    Verify {
+        /// The file to check.
+        #[arg(default_value = DEFAULT_CONFIG)]
+        file: PathBuf,
+    },
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `250us` or a bare number of seconds
+/// (fractions allowed: `1.5s`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 5s, 1m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!(
+            "duration {s:?} out of range: use more than 0 and at most 24h"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mbctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let client = || Client::new(client::resolve_socket(cli.socket.as_deref()), cli.timeout);
+    match &cli.cmd {
+        Cmd::Status => match client().request(&Request::Status)? {
+            Answer::Status(st) => {
+                if cli.json {
+                    print_json(&st)?;
+                } else {
+                    print!("{}", table::status_text(&st));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => anyhow::bail!("mbd answered status with {other:?}"),
+        },
+        Cmd::Shard {
+            cmd: ShardCmd::Status,
+        } => match client().request(&Request::Shards)? {
+            Answer::Shards(shards) => {
+                if cli.json {
+                    print_json(&shards)?;
+                } else {
+                    print!("{}", table::shards_table(&shards));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => anyhow::bail!("mbd answered shard status with {other:?}"),
+        },
+        Cmd::Reload => match client().request(&Request::Reload)? {
+            Answer::Reloaded {
+                generation,
+                warnings,
+            } => {
+                if cli.json {
+                    print_json(&json!({ "generation": generation, "warnings": warnings }))?;
+                } else {
+                    println!("reloaded: config generation {generation}");
+                    for w in &warnings {
+                        println!("warning: {w}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => anyhow::bail!("mbd answered reload with {other:?}"),
+        },
+        Cmd::Config {
+            cmd: ConfigCmd::Verify { file },
+        } => verify_config(file, cli.json),
+        Cmd::TestSocket { spec } => {
+            let target = test_socket::parse_target(spec).map_err(anyhow::Error::msg)?;
+            match test_socket::run(&target, cli.timeout) {
+                Ok(report) => {
+                    if cli.json {
+                        print_json(&json!({ "ok": true, "report": report }))?;
+                    } else {
+                        print!("{}", test_socket::render(&report));
+                        println!("OK");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    if cli.json {
+                        print_json(
+                            &json!({ "ok": false, "target": target.to_string(), "error": e.to_string() }),
+                        )?;
+                    }
+                    eprintln!("mbctl: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+/// `mbctl config verify FILE`: the same checks as `mbd` at start and reload.
+fn verify_config(file: &Path, json_out: bool) -> anyhow::Result<ExitCode> {
+    let shown = file.display();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("cannot read config file {shown}: {}", io_text(&e));
+            if json_out {
+                print_json(
+                    &json!({ "ok": false, "file": shown.to_string(), "error": msg, "diagnostics": [] }),
+                )?;
+            }
+            eprintln!("mbctl: {msg}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let checked = config::parse(&text);
+    let errors = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = checked.diagnostics.len() - errors;
+    let ok = errors == 0 && checked.config.is_some();
+    if json_out {
+        let diags: Vec<_> = checked
+            .diagnostics
+            .iter()
+            .map(|d| {
+                json!({
+                    "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                    "key": d.key,
+                    "line": d.position.map(|(l, _)| l),
+                    "column": d.position.map(|(_, c)| c),
+                    "message": d.message,
+                })
+            })
+            .collect();
+        print_json(&json!({ "ok": ok, "file": shown.to_string(), "diagnostics": diags }))?;
+    } else {
+        for d in &checked.diagnostics {
+            println!("{shown}: {d}");
+        }
+        if ok {
+            println!(
+                "{shown}: OK ({warnings} warning{})",
+                if warnings == 1 { "" } else { "s" }
+            );
+        } else {
+            println!(
+                "{shown}: FAILED ({errors} error{}, {warnings} warning{})",
+                if errors == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        for bad in ["", "0", "-1s", "5x", "s", "25h", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn global_flags_after_subcommand() {
+        let cli =
+            Cli::try_parse_from(["mbctl", "shard", "status", "--json", "--timeout", "1s"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.timeout, Duration::from_secs(1));
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Shard {
+                cmd: ShardCmd::Status
+            }
+        ));
+        let cli = Cli::try_parse_from(["mbctl", "config", "check"]).unwrap();
+        assert!(
+            matches!(cli.cmd, Cmd::Config { cmd: ConfigCmd::Verify { ref file } } if file == Path::new(DEFAULT_CONFIG))
+        );
+        assert!(Cli::try_parse_from(["mbctl", "frobnicate"]).is_err());
+    }
+}
