@@ -14,8 +14,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod defaults;
 mod parse;
+mod tree;
+mod value;
 pub use parse::parse;
+pub use value::{parse_bytes, parse_duration, ValueError};
 
 /// A checked configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,116 @@
+//! Defaults and bounds of every config key that is not already an engine-wide
+//! limit in [`crate::limits`].
+//!
+//! Each constant says why it has its value and what it costs, so that
+//! `docs/CONFIG.md` and `tuning/mbd.toml` can be checked against one place. The
+//! checker ([`super::parse`]) takes every default from here or from
+//! [`crate::limits`]; nothing else in the checker is a magic number.
+
+use std::time::Duration;
+
+use crate::limits;
+
+/// `daemon.shutdown_grace` default: 90 s.
+///
+/// Why: a conversation in flight usually finishes within seconds, and a slow
+/// one is bounded by Postfix's `milter_content_timeout` (300 s) per step; 90 s
+/// lets practically every message in progress end cleanly. Cost: a stop or
+/// restart can take this long. The systemd unit's `TimeoutStopSec` must be
+/// larger (systemd's own default is also 90 s), or systemd kills `mbd` first.
+pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(90);
+
+/// `daemon.shutdown_grace` maximum: 1 h. Longer only delays restarts: Postfix
+/// gives up on a silent milter after `milter_content_timeout` (300 s) anyway.
+pub const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(3600);
+
+/// `shards.count` maximum: 1024 shards. Each shard owns a thread, an io_uring
+/// and `shards.io_memory` of locked memory; beyond this the machine runs out
+/// of locked memory long before it runs out of cores.
+pub const SHARDS_COUNT_MAX: u16 = 1024;
+
+/// Highest CPU index accepted in `shards.cpus`: Linux builds support at most
+/// 8192 CPUs (`CONFIG_NR_CPUS`), numbered from 0.
+pub const CPU_INDEX_MAX: usize = 8191;
+
+/// `shards.io_memory` default: 2 MiB per shard.
+///
+/// Why: glommio's own default for registered I/O buffers; enough for the
+/// socket reads and spool writes of thousands of idle milter connections.
+/// Cost: locked memory (counted against `ulimit -l` / `LimitMEMLOCK`) per shard.
+pub const IO_MEMORY_BYTES_DEFAULT: usize = 2 * 1024 * 1024;
+
+/// `shards.io_memory` minimum: 64 KiB, one full milter body chunk.
+pub const IO_MEMORY_BYTES_MIN: usize = 64 * 1024;
+
+/// `shards.io_memory` maximum: 1 GiB per shard; more is locked memory the
+/// kernel cannot reclaim, for no measured gain.
+pub const IO_MEMORY_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
+/// `milter.socket_mode` default: `0770`, owner and group (`socket_group`,
+/// usually `postfix`) may connect, others may not. Cost: none; `0777` would let
+/// any local user talk milter to us.
+pub const SOCKET_MODE_DEFAULT: u32 = 0o770;
+
+/// `milter.socket_mode` maximum: the nine permission bits. Set-id and sticky
+/// bits mean nothing on a socket.
+pub const SOCKET_MODE_MAX: u32 = 0o777;
+
+/// Longest unix socket path in bytes: `sun_path` is 108 bytes on Linux,
+/// including the terminating NUL.
+pub const UNIX_SOCKET_PATH_BYTES_MAX: usize = 107;
+
+/// `milter.connections_max_per_shard` maximum. Each connection holds a
+/// conversation and a socket buffer; a million per shard is already beyond any
+/// file descriptor limit worth configuring.
+pub const CONNECTIONS_MAX_PER_SHARD_MAX: u32 = 1_000_000;
+
+/// `milter.frame_bytes_max` minimum: 65537 bytes, strictly more than the
+/// largest frame Postfix sends without MDS negotiation (a 65535-byte body chunk
+/// plus the command byte), the same relation `limits` asserts for the default.
+pub const MILTER_FRAME_BYTES_MIN: u32 = limits::MILTER_BODY_CHUNK_BYTES_MAX as u32 + 2;
+
+/// `milter.idle_timeout` default: 10 min.
+///
+/// Why: between two commands the MTA is waiting for its SMTP client, and
+/// Postfix allows that client `smtpd_timeout` (300 s) per command, so a slow but
+/// legitimate session can keep a milter connection silent for several minutes.
+/// Twice that avoids cutting such sessions. Cost: a dead connection holds its
+/// slot (and a bit of memory) this long.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
+
+/// `milter.idle_timeout` maximum: 1 h.
+pub const IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+/// `milter.write_timeout` default: 30 s.
+///
+/// Why: Postfix reads our reply within `milter_command_timeout` (30 s) or gives
+/// up on us; waiting longer to write is pointless. Cost: a stuck MTA holds the
+/// connection this long.
+pub const WRITE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// `milter.write_timeout` maximum: 10 min, twice Postfix's
+/// `milter_content_timeout`.
+pub const WRITE_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+
+/// `policy.message_bytes_max` minimum: 1 KiB. Smaller would reject even a bare
+/// bounce.
+pub const MESSAGE_BYTES_MIN: u64 = 1024;
+
+/// `policy.header` default: `X-Mailborder`. Cost: one header line per accepted
+/// message.
+pub const HEADER_DEFAULT: &str = "X-Mailborder";
+
+const _: () = assert!(SHUTDOWN_GRACE_DEFAULT.as_secs() <= SHUTDOWN_GRACE_MAX.as_secs());
+const _: () = assert!(IO_MEMORY_BYTES_MIN <= IO_MEMORY_BYTES_DEFAULT);
+const _: () = assert!(IO_MEMORY_BYTES_DEFAULT <= IO_MEMORY_BYTES_MAX);
+const _: () = assert!(SOCKET_MODE_DEFAULT <= SOCKET_MODE_MAX);
+const _: () = assert!(limits::CONNECTIONS_PER_SHARD_DEFAULT >= 1);
+const _: () = assert!(limits::CONNECTIONS_PER_SHARD_DEFAULT <= CONNECTIONS_MAX_PER_SHARD_MAX);
+const _: () = assert!(MILTER_FRAME_BYTES_MIN <= limits::MILTER_FRAME_BYTES_DEFAULT);
+const _: () = assert!(IDLE_TIMEOUT_DEFAULT.as_secs() <= IDLE_TIMEOUT_MAX.as_secs());
+const _: () = assert!(WRITE_TIMEOUT_DEFAULT.as_secs() <= WRITE_TIMEOUT_MAX.as_secs());
+const _: () = assert!(MESSAGE_BYTES_MIN <= limits::MESSAGE_BYTES_DEFAULT);
+
+/// Shortest `milter.idle_timeout` and `milter.write_timeout`: 1 s. Anything
+/// shorter cuts healthy connections on a briefly busy machine.
+pub const MILTER_TIMEOUT_MIN: Duration = Duration::from_secs(1);
