@@ -1,0 +1,295 @@
+//! The control plane: one OS thread outside the shard executors, running a
+//! tokio current-thread runtime (sqlx and the Redis client need tokio; they
+//! will live here, never on a shard).
+//!
+//! It serves `mbctl` over the control unix socket (line-delimited JSON, see
+//! `mb_engine::ctl_api`), turns SIGHUP into a reload and SIGTERM/SIGINT into a
+//! drain, and talks to shards only through their bounded command channels: it
+//! never blocks a shard, and a shard never waits on it.
+//!
+//! A reload parses the file with the same checker as `mbctl config verify`;
+//! on any error the old policy stays active and the error is reported (log,
+//! `mbctl status`, the `mbctl reload` answer). `[policy]` is swapped into
+//! every shard at a message boundary; changes to `[daemon]`, `[shards]` and
+//! `[milter]` need a restart and are reported as warnings.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mb_engine::config::{self, Config, Severity};
+use mb_engine::ctl_api::{self, Answer, DaemonStatus, Request, Response, ShardStatus};
+use mb_engine::limits::CTL_LINE_BYTES_MAX;
+use mb_engine::policy::Policy;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::shard::{ShardCommand, Shared};
+use crate::topology;
+
+/// Longest wait for a shard to answer a status request.
+const SHARD_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time one `mbctl` connection may stay idle.
+const CTL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A shard as the control plane sees it.
+pub struct ShardHandle {
+    /// Shard index.
+    pub id: u16,
+    /// Command channel.
+    pub commands: flume::Sender<ShardCommand>,
+}
+
+/// Everything the control plane starts with.
+pub struct ControlContext {
+    /// Config file (`None`: embedded defaults).
+    pub config_path: Option<PathBuf>,
+    /// The running config.
+    pub config: Config,
+    /// Control socket path.
+    pub control_socket: PathBuf,
+    /// Listener descriptions for status.
+    pub listeners: Vec<String>,
+    /// Shards.
+    pub shards: Vec<ShardHandle>,
+    /// Shared gauges.
+    pub shared: Arc<Shared>,
+    /// Each shard sends (id, connections left) when it has finished draining.
+    pub finished: flume::Receiver<(u16, u32)>,
+}
+
+struct State {
+    config: Config,
+    generation: u64,
+    last_reload_error: Option<String>,
+    draining: bool,
+}
+
+struct Control {
+    ctx: ControlContext,
+    state: Mutex<State>,
+    started: Instant,
+}
+
+/// Runs the control plane until every shard has drained after SIGTERM/SIGINT.
+/// Returns the number of connections cut short by the grace period.
+pub fn run(ctx: ControlContext) -> Result<u32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the control-plane runtime")?;
+    runtime.block_on(async move {
+        let control = Arc::new(Control {
+            state: Mutex::new(State {
+                config: ctx.config.clone(),
+                generation: 1,
+                last_reload_error: None,
+                draining: false,
+            }),
+            ctx,
+            started: Instant::now(),
+        });
+        topology::claim_socket_path(&control.ctx.control_socket)?;
+        let listener = UnixListener::bind(&control.ctx.control_socket).with_context(|| {
+            format!("cannot bind control socket {}", control.ctx.control_socket.display())
+        })?;
+        topology::set_socket_access(&control.ctx.control_socket, 0o660, None)?;
+        tokio::spawn(serve_ctl(Arc::clone(&control), listener));
+
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    match control.reload().await {
+                        Ok((generation, warnings)) => {
+                            log::info!("Config reloaded on SIGHUP; generation {generation}.");
+                            for w in warnings {
+                                log::warn!("{w}");
+                            }
+                        }
+                        Err(e) => log::error!("Reload refused, old config stays active: {e}"),
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        log::info!("Draining: finishing conversations in progress.");
+        control.state.lock().unwrap_or_else(|e| e.into_inner()).draining = true;
+        for shard in &control.ctx.shards {
+            let _ = shard.commands.send_async(ShardCommand::Drain).await;
+        }
+        let mut left = 0;
+        for _ in &control.ctx.shards {
+            match control.ctx.finished.recv_async().await {
+                Ok((_, n)) => left += n,
+                Err(_) => break,
+            }
+        }
+        let _ = std::fs::remove_file(&control.ctx.control_socket);
+        Ok(left)
+    })
+}
+
+impl Control {
+    async fn answer(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Ok(Answer::Status(self.status().await)),
+            Request::Shards => Response::Ok(Answer::Shards(self.shard_status().await)),
+            Request::Reload => match self.reload().await {
+                Ok((generation, warnings)) => {
+                    Response::Ok(Answer::Reloaded { generation, warnings })
+                }
+                Err(e) => Response::Error(e),
+            },
+        }
+    }
+
+    async fn shard_status(&self) -> Vec<ShardStatus> {
+        let mut out = Vec::with_capacity(self.ctx.shards.len());
+        for shard in &self.ctx.shards {
+            let (tx, rx) = flume::bounded(1);
+            if shard.commands.try_send(ShardCommand::Status(tx)).is_err() {
+                continue;
+            }
+            if let Ok(Ok(status)) = tokio::time::timeout(SHARD_STATUS_TIMEOUT, rx.recv_async()).await
+            {
+                out.push(status);
+            }
+        }
+        out
+    }
+
+    async fn status(&self) -> DaemonStatus {
+        let shards = self.shard_status().await;
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config_path: self.ctx.config_path.as_ref().map(|p| p.display().to_string()),
+            config_generation: state.generation,
+            last_reload_error: state.last_reload_error.clone(),
+            listeners: self.ctx.listeners.clone(),
+            control_socket: self.ctx.control_socket.display().to_string(),
+            shards: u16::try_from(self.ctx.shards.len()).unwrap_or(u16::MAX),
+            connections: self
+                .ctx
+                .shared
+                .connections
+                .iter()
+                .map(|c| u64::from(c.load(std::sync::atomic::Ordering::Relaxed)))
+                .sum(),
+            messages: shards.iter().map(|s| s.messages).sum(),
+            rss_bytes: topology::rss_bytes(),
+            draining: state.draining,
+        }
+    }
+
+    /// Re-reads the config file; swaps the policy into every shard.
+    async fn reload(&self) -> Result<(u64, Vec<String>), String> {
+        let result = self.reload_inner().await;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.last_reload_error = result.as_ref().err().cloned();
+        result
+    }
+
+    async fn reload_inner(&self) -> Result<(u64, Vec<String>), String> {
+        let (new, mut warnings) = match &self.ctx.config_path {
+            None => (Config::default(), vec!["mbd runs on embedded defaults; nothing to re-read".into()]),
+            Some(path) => {
+                // A config file is small; reading it blocks this thread only.
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let checked = config::parse(&text);
+                let (errors, warnings): (Vec<_>, Vec<_>) = checked
+                    .diagnostics
+                    .iter()
+                    .partition(|d| d.severity == Severity::Error);
+                let Some(config) = checked.config else {
+                    let all: Vec<String> =
+                        errors.iter().map(|d| format!("{}: {d}", path.display())).collect();
+                    return Err(all.join("\n"));
+                };
+                (config, warnings.iter().map(|d| format!("{}: {d}", path.display())).collect())
+            }
+        };
+        let generation = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            for (section, changed) in [
+                ("daemon", new.daemon != state.config.daemon),
+                ("shards", new.shards != state.config.shards),
+                ("milter", new.milter != state.config.milter),
+            ] {
+                if changed {
+                    warnings.push(format!(
+                        "[{section}] changed; it takes effect at the next restart"
+                    ));
+                }
+            }
+            state.generation += 1;
+            state.config.policy = new.policy.clone();
+            state.generation
+        };
+        let policy = Arc::new(Policy::new(&new.policy, generation));
+        for shard in &self.ctx.shards {
+            shard
+                .commands
+                .send_async(ShardCommand::Swap(Arc::clone(&policy)))
+                .await
+                .map_err(|_| format!("shard {} is gone", shard.id))?;
+        }
+        Ok((generation, warnings))
+    }
+}
+
+async fn serve_ctl(control: Arc<Control>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(ctl_connection(Arc::clone(&control), stream));
+            }
+            Err(e) => {
+                log::warn!("Control socket accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn ctl_connection(control: Arc<Control>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let limited = (&mut reader).take(CTL_LINE_BYTES_MAX as u64 + 1);
+        let mut limited = limited;
+        let n = match tokio::time::timeout(CTL_IDLE_TIMEOUT, limited.read_until(b'\n', &mut line))
+            .await
+        {
+            Ok(Ok(n)) => n,
+            _ => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let response = if line.len() > CTL_LINE_BYTES_MAX {
+            Response::Error(format!("request longer than {CTL_LINE_BYTES_MAX} bytes"))
+        } else {
+            match ctl_api::from_line::<Request>(&line) {
+                Ok(request) => control.answer(request).await,
+                Err(e) => Response::Error(format!("bad request: {e}")),
+            }
+        };
+        let Ok(bytes) = ctl_api::to_line(&response) else { return };
+        if write.write_all(&bytes).await.is_err() || line.len() > CTL_LINE_BYTES_MAX {
+            return;
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! One shard: a glommio executor pinned to one CPU that owns its connections,
+//! their buffers, its counters and its policy snapshot. Nothing here is locked
+//! or shared with other shards except the per-shard connection gauges that the
+//! unix-socket acceptor reads to pick the least-loaded shard.
+//!
+//! Accepting:
+//! - **unix socket** (the Postfix default): a unix listener cannot be shared by
+//!   several executors, so shard 0 accepts (`shared_accept`) and hands each
+//!   connection to the least-loaded shard over a bounded channel; the target
+//!   binds it to its own executor. A connection never moves after that.
+//! - **TCP**: every shard binds the same address with SO_REUSEPORT and the
+//!   kernel spreads connections.
+//!
+//! Every await on a connection is under a timeout (`milter.idle_timeout` for
+//! the next command, `milter.write_timeout` for a reply). Beyond
+//! `milter.connections_max_per_shard` a connection is still served, but every
+//! transaction on it gets `451 4.3.2` so Postfix defers the mail, whatever its
+//! `milter_default_action` says.
+//!
+//! Drain (SIGTERM): listeners stop, idle connections close at once, a
+//! connection inside a message finishes that message and then closes; the
+//! shard returns when no connection is left or the grace period ends.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::{AcceptedUnixStream, TcpListener, UnixListener};
+use glommio::timer::{sleep, timeout};
+use hdrhistogram::Histogram;
+use mb_engine::config::MilterConfig;
+use mb_engine::ctl_api::{ShardStatus, VerdictCounts};
+use mb_engine::milter::{Conversation, Settings};
+use mb_engine::policy::Policy;
+
+/// Commands from the control plane to a shard.
+#[derive(Debug)]
+pub enum ShardCommand {
+    /// Swap in a new policy snapshot (conversations pick it up at their next
+    /// message).
+    Swap(Arc<Policy>),
+    /// Report status on the given channel.
+    Status(flume::Sender<ShardStatus>),
+    /// Stop accepting, finish conversations, return.
+    Drain,
+}
+
+/// State every shard and the control plane can read.
+#[derive(Debug)]
+pub struct Shared {
+    /// Open connections per shard (gauges for least-loaded hand-off).
+    pub connections: Vec<AtomicU32>,
+}
+
+/// Everything a shard starts with.
+pub struct ShardContext {
+    /// Shard index.
+    pub id: u16,
+    /// CPU it is pinned to.
+    pub cpu: usize,
+    /// Milter listener settings.
+    pub milter: MilterConfig,
+    /// Initial policy snapshot.
+    pub policy: Arc<Policy>,
+    /// The unix socket to accept on (shard 0 only): path, mode, group id.
+    pub unix_socket: Option<(PathBuf, u32, Option<u32>)>,
+    /// Commands from the control plane.
+    pub commands: flume::Receiver<ShardCommand>,
+    /// Connections handed to this shard by the acceptor.
+    pub handoff_rx: flume::Receiver<AcceptedUnixStream>,
+    /// Hand-off senders to every shard (index = shard id).
+    pub handoff_tx: Vec<flume::Sender<AcceptedUnixStream>>,
+    /// Shared gauges.
+    pub shared: Arc<Shared>,
+    /// Reports start-up success or the reason for failure.
+    pub ready: std::sync::mpsc::Sender<Result<u16, String>>,
+    /// Longest drain.
+    pub grace: Duration,
+}
+
+/// Per-shard counters and the reply latency histogram.
+struct Stats {
+    connections_total: u64,
+    connections_refused: u64,
+    protocol_errors: u64,
+    messages: u64,
+    verdicts: VerdictCounts,
+    latency_us: Histogram<u64>,
+}
+
+/// A one-shot, shard-local broadcast: fired once on drain, wakes every waiter.
+#[derive(Default)]
+struct DrainSignal {
+    fired: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl DrainSignal {
+    fn fire(&self) {
+        self.fired.set(true);
+        for waker in self.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.fired.get() {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// Shard-local state shared by the shard's tasks (never across threads).
+struct Local {
+    id: u16,
+    cpu: usize,
+    milter: MilterConfig,
+    policy: RefCell<Arc<Policy>>,
+    open: Cell<u32>,
+    buffer_bytes: Cell<u64>,
+    stats: RefCell<Stats>,
+    drain: DrainSignal,
+    shared: Arc<Shared>,
+}
+
+impl Local {
+    fn status(&self) -> ShardStatus {
+        let stats = self.stats.borrow();
+        let h = &stats.latency_us;
+        let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+        ShardStatus {
+            shard: self.id,
+            cpu: Some(self.cpu),
+            connections: self.open.get(),
+            connections_max: self.milter.connections_max_per_shard,
+            connections_total: stats.connections_total,
+            connections_refused: stats.connections_refused,
+            protocol_errors: stats.protocol_errors,
+            messages: stats.messages,
+            verdicts: stats.verdicts,
+            latency_p50_us: q(0.5),
+            latency_p99_us: q(0.99),
+            latency_p999_us: q(0.999),
+            buffer_bytes: self.buffer_bytes.get(),
+            config_generation: self.policy.borrow().generation(),
+        }
+    }
+
+    fn gauge(&self) -> &AtomicU32 {
+        &self.shared.connections[usize::from(self.id)]
+    }
+}
+
+/// Runs a shard until drained; returns the number of connections still open
+/// when the grace period ended (0 after a clean drain).
+pub async fn run(ctx: ShardContext) -> u32 {
+    let local = Rc::new(Local {
+        id: ctx.id,
+        cpu: ctx.cpu,
+        milter: ctx.milter.clone(),
+        policy: RefCell::new(ctx.policy),
+        open: Cell::new(0),
+        buffer_bytes: Cell::new(0),
+        stats: RefCell::new(Stats {
+            connections_total: 0,
+            connections_refused: 0,
+            protocol_errors: 0,
+            messages: 0,
+            verdicts: VerdictCounts::default(),
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("valid histogram bounds")),
+        }),
+        drain: DrainSignal::default(),
+        shared: ctx.shared,
+    });
+
+    let listeners = match bind(&ctx.unix_socket, &local.milter.tcp) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ctx.ready.send(Err(format!("shard {}: {e:#}", ctx.id)));
+            return 0;
+        }
+    };
+    let _ = ctx.ready.send(Ok(ctx.id));
+
+    if let Some(listener) = listeners.unix {
+        let local = Rc::clone(&local);
+        glommio::spawn_local(accept_unix(local, listener, ctx.handoff_tx)).detach();
+    }
+    for listener in listeners.tcp {
+        let local = Rc::clone(&local);
+        glommio::spawn_local(accept_tcp(local, listener)).detach();
+    }
+    glommio::spawn_local(receive_handoffs(Rc::clone(&local), ctx.handoff_rx)).detach();
+
+    loop {
+        match ctx.commands.recv_async().await {
+            Ok(ShardCommand::Swap(policy)) => *local.policy.borrow_mut() = policy,
+            Ok(ShardCommand::Status(reply)) => {
+                let _ = reply.try_send(local.status());
+            }
+            Ok(ShardCommand::Drain) | Err(_) => break,
+        }
+    }
+    local.drain.fire();
+    let deadline = Instant::now() + ctx.grace;
+    while local.open.get() > 0 && Instant::now() < deadline {
+        // Keep answering status requests while draining.
+        while let Ok(cmd) = ctx.commands.try_recv() {
+            if let ShardCommand::Status(reply) = cmd {
+                let _ = reply.try_send(local.status());
+            }
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    local.open.get()
+}
+
+struct Listeners {
+    unix: Option<UnixListener>,
+    tcp: Vec<TcpListener>,
+}
+
+fn bind(
+    unix: &Option<(PathBuf, u32, Option<u32>)>,
+    tcp: &[SocketAddr],
+) -> anyhow::Result<Listeners> {
+    let unix = match unix {
+        Some((path, mode, gid)) => {
+            let listener = UnixListener::bind(path).map_err(|e| {
+                anyhow::anyhow!("cannot bind milter socket {}: {e}", path.display())
+            })?;
+            crate::topology::set_socket_access(path, *mode, *gid)?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let tcp = tcp
+        .iter()
+        .map(|addr| {
+            TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot bind milter TCP listener {addr}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Listeners { unix, tcp })
+}
+
+/// Shard 0's unix acceptor: hands each connection to the least-loaded shard.
+async fn accept_unix(
+    local: Rc<Local>,
+    listener: UnixListener,
+    handoff: Vec<flume::Sender<AcceptedUnixStream>>,
+) {
+    let mut next = 0;
+    loop {
+        let accepted = futures_lite::future::or(
+            async { Some(listener.shared_accept().await) },
+            async {
+                local.drain.wait().await;
+                None
+            },
+        )
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::warn!("Milter accept failed on shard {}: {e}", local.id);
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let target = least_loaded(&local.shared, next);
+        next = target + 1;
+        let stream = if target == usize::from(local.id) {
+            stream
+        } else {
+            // Count it on the target now, so a burst spreads out before the
+            // target has bound the stream.
+            local.shared.connections[target].fetch_add(1, Ordering::Relaxed);
+            match handoff[target].try_send(stream) {
+                Ok(()) => continue,
+                Err(e) => {
+                    local.shared.connections[target].fetch_sub(1, Ordering::Relaxed);
+                    e.into_inner()
+                }
+            }
+        };
+        let stream = stream.bind_to_executor();
+        local.gauge().fetch_add(1, Ordering::Relaxed);
+        glommio::spawn_local(serve(Rc::clone(&local), stream)).detach();
+    }
+}
+
+/// The shard with the fewest open connections; ties go round-robin from
+/// `start`, so one-message sessions that never overlap still spread out.
+fn least_loaded(shared: &Shared, start: usize) -> usize {
+    let count = shared.connections.len();
+    let mut best = (start % count, u32::MAX);
+    for offset in 0..count {
+        let i = (start + offset) % count;
+        let n = shared.connections[i].load(Ordering::Relaxed);
+        if n < best.1 {
+            best = (i, n);
+        }
+    }
+    best.0
+}
+
+async fn receive_handoffs(local: Rc<Local>, handoff: flume::Receiver<AcceptedUnixStream>) {
+    // Handed-off connections were already counted on this shard's gauge.
+    while let Ok(stream) = handoff.recv_async().await {
+        let stream = stream.bind_to_executor();
+        glommio::spawn_local(serve(Rc::clone(&local), stream)).detach();
+    }
+}
+
+async fn accept_tcp(local: Rc<Local>, listener: TcpListener) {
+    loop {
+        let accepted = futures_lite::future::or(
+            async { Some(listener.accept().await) },
+            async {
+                local.drain.wait().await;
+                None
+            },
+        )
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                local.gauge().fetch_add(1, Ordering::Relaxed);
+                glommio::spawn_local(serve(Rc::clone(&local), stream)).detach();
+            }
+            Some(Err(e)) => {
+                log::warn!("Milter TCP accept failed on shard {}: {e}", local.id);
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A growable read buffer that never re-initialises bytes it already owns.
+/// `data[start..end]` holds unconsumed input.
+struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Initial per-connection read buffer: fits every frame Postfix sends except
+/// body chunks; grown on demand, shrunk back after large messages.
+const READ_BUF_BYTES_INITIAL: usize = 4096;
+/// Above this, an idle buffer is shrunk back to the initial size.
+const READ_BUF_BYTES_KEEP: usize = 128 * 1024;
+
+impl ReadBuf {
+    fn new() -> Self {
+        Self { data: vec![0; READ_BUF_BYTES_INITIAL], start: 0, end: 0 }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        debug_assert!(self.start + n <= self.end);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Free space for at least `want` bytes; returns the change in capacity.
+    fn reserve(&mut self, want: usize) -> isize {
+        if self.data.len() - self.end >= want {
+            return 0;
+        }
+        self.data.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        let before = self.data.len();
+        if self.data.len() - self.end < want {
+            self.data.resize((self.end + want).max(before * 2), 0);
+        }
+        self.data.len() as isize - before as isize
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.data[self.end..]
+    }
+
+    fn shrink_if_idle(&mut self) -> isize {
+        if self.start == self.end && self.data.len() > READ_BUF_BYTES_KEEP {
+            let before = self.data.len();
+            self.data = vec![0; READ_BUF_BYTES_INITIAL];
+            return READ_BUF_BYTES_INITIAL as isize - before as isize;
+        }
+        0
+    }
+}
+
+fn adjust(cell: &Cell<u64>, delta: isize) {
+    cell.set(cell.get().saturating_add_signed(delta as i64));
+}
+
+/// Serves one milter connection until QUIT, EOF, an error, a timeout or drain.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(local: Rc<Local>, mut stream: S) {
+    let refuse = local.drain.fired.get() || local.open.get() >= local.milter.connections_max_per_shard;
+    local.open.set(local.open.get() + 1);
+    {
+        let mut stats = local.stats.borrow_mut();
+        stats.connections_total += 1;
+        stats.connections_refused += u64::from(refuse);
+    }
+    let settings =
+        Settings { shard: local.id, frame_bytes_max: local.milter.frame_bytes_max, refuse };
+    let mut conv = Conversation::new(settings);
+    let mut buf = ReadBuf::new();
+    adjust(&local.buffer_bytes, buf.data.len() as isize);
+    let mut out = Vec::with_capacity(512);
+
+    let end = converse(&local, &mut stream, &mut conv, &mut buf, &mut out).await;
+    if let Err(why) = end {
+        local.stats.borrow_mut().protocol_errors += 1;
+        log::debug!("Milter connection closed on shard {}: {why}", local.id);
+    }
+    adjust(&local.buffer_bytes, -(buf.data.len() as isize));
+    local.open.set(local.open.get() - 1);
+    local.gauge().fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    local: &Local,
+    stream: &mut S,
+    conv: &mut Conversation,
+    buf: &mut ReadBuf,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let idle = local.milter.idle_timeout;
+    let write_timeout = local.milter.write_timeout;
+    loop {
+        let draining = local.drain.fired.get();
+        if draining {
+            conv.set_refuse(true);
+            if !conv.in_message() {
+                return Ok(());
+            }
+        }
+        let want = conv.decoder().bytes_wanted(buf.filled()).max(1024);
+        adjust(&local.buffer_bytes, buf.reserve(want));
+        let read = timeout(idle, async { Ok(stream.read(buf.spare()).await?) });
+        // Between messages a drain closes the connection at once; inside a
+        // message the read is never abandoned, so no byte of it is lost.
+        let n = if draining || conv.in_message() {
+            read.await
+        } else {
+            let drained = async {
+                local.drain.wait().await;
+                None
+            };
+            match futures_lite::future::or(async { Some(read.await) }, drained).await {
+                Some(r) => r,
+                None => continue,
+            }
+        };
+        let n = n.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return if conv.in_message() { Err("EOF inside a message".into()) } else { Ok(()) };
+        }
+        let started = Instant::now();
+        buf.end += n;
+        let output = {
+            let policy = local.policy.borrow();
+            conv.process(buf.filled(), &policy, out).map_err(|e| e.to_string())?
+        };
+        buf.consume(output.consumed);
+        if !out.is_empty() {
+            timeout(write_timeout, async { Ok(stream.write_all(out).await?) })
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            out.clear();
+        }
+        record(local, &output, started);
+        if !conv.in_message() {
+            adjust(&local.buffer_bytes, buf.shrink_if_idle());
+        }
+        if output.close {
+            return Ok(());
+        }
+    }
+}
+
+fn record(local: &Local, output: &mb_engine::milter::Output, started: Instant) {
+    if output.replies == 0 && output.messages == 0 {
+        return;
+    }
+    let mut stats = local.stats.borrow_mut();
+    if output.replies > 0 {
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = stats.latency_us.record(us.min(60_000_000));
+    }
+    stats.messages += u64::from(output.messages);
+    let (t, v) = (&mut stats.verdicts, output.verdicts);
+    t.accept += v.accept;
+    t.reject += v.reject;
+    t.tempfail += v.tempfail;
+    t.discard += v.discard;
+    t.quarantine += v.quarantine;
+}
