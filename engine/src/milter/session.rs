@@ -37,6 +37,8 @@ use crate::verdict::{Action, Reason, SmtpText, VerdictKind};
 /// Step flags we ask for (masked by what the MTA offers).
 pub const PROTOCOL_WANTED: u32 = protocol::NO_DATA
     | protocol::NO_UNKNOWN
+    | protocol::NR_DATA
+    | protocol::NR_UNKNOWN
     | protocol::NR_CONNECT
     | protocol::NR_HELO
     | protocol::NR_HEADER

@@ -1,0 +1,60 @@
+//! The crate boundaries enforce the architecture: `mb-engine` links no async
+//! runtime, no I/O stack and no database client; `mbctl` links neither glommio
+//! nor sqlx (nor tokio: it speaks std sockets). Checked on the real dependency
+//! graph with `cargo tree`, so a new transitive dependency breaks this test.
+
+use std::process::Command;
+
+fn normal_dependencies(package: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new(cargo)
+        .current_dir(workspace)
+        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p"])
+        .arg(package)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let crates: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    assert!(crates.iter().any(|c| c == package), "{package} itself is listed: {crates:?}");
+    crates
+}
+
+fn assert_excludes(package: &str, banned: &[&str]) {
+    let deps = normal_dependencies(package);
+    let found: Vec<&String> = deps.iter().filter(|d| banned.contains(&d.as_str())).collect();
+    assert!(found.is_empty(), "{package} must not depend on {found:?}");
+}
+
+#[test]
+fn engine_has_no_runtime_and_no_io() {
+    assert_excludes(
+        "mb-engine",
+        &[
+            "glommio", "tokio", "async-std", "smol", "mio", "io-uring", "sqlx", "sqlx-core",
+            "redis", "libc", "socket2", "futures-lite", "flume",
+        ],
+    );
+}
+
+#[test]
+fn mbctl_links_neither_glommio_nor_sqlx() {
+    assert_excludes("mbctl", &["glommio", "sqlx", "sqlx-core", "tokio", "redis"]);
+}
+
+#[test]
+fn the_check_can_fail() {
+    // mbd is supposed to link glommio: if this ever passes the exclusion,
+    // the tree parsing above is broken and the two tests prove nothing.
+    let deps = normal_dependencies("mb-shards");
+    assert!(deps.iter().any(|d| d == "glommio"), "mb-shards links glommio: {deps:?}");
+}
