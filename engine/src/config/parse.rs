@@ -136,9 +136,11 @@ impl Checker {
 
     /// An unknown key, with a "did you mean" when a known key is close, or the
     /// section it belongs to when it is a key of another section.
-    fn unknown(&mut self, key: &str, name: &str, known: &[&str]) {
+    /// Returns the suggested key, if any.
+    fn unknown(&mut self, key: &str, name: &str, known: &[&'static str]) -> Option<&'static str> {
         let mut message = format!("unknown key `{name}`");
-        if let Some(near) = closest(name, known.iter().copied()) {
+        let suggestion = closest(name, known.iter().copied());
+        if let Some(near) = suggestion {
             message.push_str(&format!("; did you mean `{near}`?"));
         } else if let Some((section, _)) = SECTIONS.iter().find(|(_, keys)| keys.contains(&name)) {
             message.push_str(&format!("; `{name}` belongs in `[{section}]`"));
@@ -152,6 +154,7 @@ impl Checker {
             message.push_str(&format!("; the sections are {}", known.join(", ")));
         }
         self.error(key, message);
+        suggestion
     }
 
     /// The entries of a table, or none (and an error) for another type.
@@ -321,7 +324,9 @@ impl Checker {
                         out.shutdown_grace = v;
                     }
                 }
-                _ => self.unknown(&key, name, DAEMON_KEYS),
+                _ => {
+                    self.unknown(&key, name, DAEMON_KEYS);
+                }
             }
         }
         out
@@ -370,7 +375,9 @@ impl Checker {
                         out.io_memory_bytes = usize::try_from(n).unwrap_or(d::IO_MEMORY_BYTES_MAX);
                     }
                 }
-                _ => self.unknown(&key, name, SHARDS_KEYS),
+                _ => {
+                    self.unknown(&key, name, SHARDS_KEYS);
+                }
             }
         }
         let cpus = out.cpus.len();
@@ -492,7 +499,9 @@ impl Checker {
                         out.write_timeout = v;
                     }
                 }
-                _ => self.unknown(&key, name, MILTER_KEYS),
+                _ => {
+                    self.unknown(&key, name, MILTER_KEYS);
+                }
             }
         }
         if out.unix_socket_disabled && socket_ok && tcp_ok && out.tcp.is_empty() {
@@ -685,7 +694,9 @@ impl Checker {
                 }
                 "sender" => out.sender = self.rules(&key, value, false),
                 "recipient" => out.recipient = self.rules(&key, value, true),
-                _ => self.unknown(&key, name, POLICY_KEYS),
+                _ => {
+                    self.unknown(&key, name, POLICY_KEYS);
+                }
             }
         }
         out
@@ -748,6 +759,7 @@ impl Checker {
         let mut reply: Option<SmtpReply> = None;
         let mut body: Option<String> = None;
         let mut ok = true;
+        let mut suggested: Vec<&str> = Vec::new();
         for (name, value) in entries {
             let key = format!("{origin}.{name}");
             let parsed = match name.as_str() {
@@ -762,29 +774,35 @@ impl Checker {
                         .map(|b| body = Some(crlf(b)))
                 }
                 _ => {
-                    self.unknown(&key, name, RULE_KEYS);
+                    // A typo of a required key is reported once, here, and
+                    // not again as "missing key" below.
+                    if let Some(near) = self.unknown(&key, name, RULE_KEYS) {
+                        suggested.push(near);
+                    }
                     None
                 }
             };
             ok &= parsed.is_some();
         }
         let present = |name: &str| entries.iter().any(|(k, _)| k == name);
-        if !present("match") {
+        ok &= present("match") && present("action");
+        let missing = |name: &str| !present(name) && !suggested.contains(&name);
+        if missing("match") {
             let message = "missing key `match`: the addresses this rule applies to, \
                            e.g. `match = [\"@example.com\"]`";
             self.error(&format!("{origin}.match"), message);
-            ok = false;
         }
-        if !present("action") {
+        if missing("action") {
             let names: Vec<&str> = RuleAction::ALL.iter().map(|(n, _)| *n).collect();
             self.error(
                 &format!("{origin}.action"),
                 format!("missing key `action`: one of {}", names.join(", ")),
             );
-            ok = false;
         }
         if let Some(action) = action {
-            ok &= self.rule_action_fits(&origin, action, reply.as_ref(), present("body"));
+            // A typo of `body` leaves its presence unknown: check nothing about it.
+            let body = (!suggested.contains(&"body")).then(|| present("body"));
+            ok &= self.rule_action_fits(&origin, action, reply.as_ref(), body);
         }
         let (Some(patterns), Some(action), true) = (patterns, action, ok) else {
             return None;
@@ -799,13 +817,14 @@ impl Checker {
     }
 
     /// The keys that only some actions use: `reply` (reject, tempfail, with a
-    /// code of the matching class) and `body` (replace-body, required).
+    /// code of the matching class) and `body` (replace-body, required);
+    /// `body` is `None` when its presence is unknown.
     fn rule_action_fits(
         &mut self,
         origin: &str,
         action: RuleAction,
         reply: Option<&SmtpReply>,
-        body: bool,
+        body: Option<bool>,
     ) -> bool {
         let mut ok = true;
         let name = action.as_str();
@@ -842,7 +861,7 @@ impl Checker {
             }
         }
         match (action == RuleAction::ReplaceBody, body) {
-            (true, false) => {
+            (true, Some(false)) => {
                 self.error(
                     &format!("{origin}.body"),
                     "missing key `body`: action replace-body \
@@ -850,7 +869,7 @@ impl Checker {
                 );
                 ok = false;
             }
-            (false, true) => {
+            (false, Some(true)) => {
                 self.error(
                     &format!("{origin}.body"),
                     format!(
