@@ -930,3 +930,98 @@ fn a_typo_of_a_required_key_is_reported_once() {
     let text = rule_file("sender", "mach = 'a@b.example'\naction = 'allow'");
     assert_error(&text, "policy.sender[0].mach", &["did you mean `match`?"]);
 }
+
+// ----- never panics -----
+
+mod arbitrary {
+    use mb_engine::config::{parse, parse_bytes, parse_duration, AddressPattern, SmtpReply};
+    use proptest::prelude::*;
+
+    /// Values of every TOML type, some of them plausible for our keys.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[0-9]{1,6}(ms|s|m|h|KiB|MiB|GB|B)?".prop_map(|s| format!("\"{s}\"")),
+            "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("\"\"".to_owned()),
+            Just("true".to_owned()),
+            Just("[1, 2, 2]".to_owned()),
+            Just("[\"127.0.0.1:9003\", \"@a.example\"]".to_owned()),
+            Just("{ x = 1 }".to_owned()),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "state_dir",
+            "control_socket",
+            "shutdown_grace",
+            "count",
+            "cpus",
+            "io_memory",
+            "socket",
+            "socket_mode",
+            "socket_group",
+            "tcp",
+            "connections_max_per_shard",
+            "frame_bytes_max",
+            "idle_timeout",
+            "write_timeout",
+            "message_bytes_max",
+            "header",
+            "match",
+            "action",
+            "reply",
+            "body",
+            "sokcet",
+        ])
+    }
+
+    fn section() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "[daemon]",
+            "[shards]",
+            "[milter]",
+            "[policy]",
+            "[[policy.sender]]",
+            "[[policy.recipient]]",
+            "[other]",
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_checked_without_panic(text in "\\PC{0,200}") {
+            let checked = parse(&text);
+            let failed = checked.diagnostics.iter().any(|d| d.severity == mb_engine::config::Severity::Error);
+            prop_assert_eq!(checked.config.is_none(), failed);
+        }
+
+        #[test]
+        fn any_value_is_checked_without_panic(text in "\\PC{0,40}") {
+            let _ = parse_duration(&text);
+            let _ = parse_bytes(&text);
+            let _ = AddressPattern::parse(&text);
+            let _ = SmtpReply::parse(&text);
+        }
+
+        /// Files made of our own sections and keys with values of every type:
+        /// mostly valid TOML, so the checker itself is exercised.
+        #[test]
+        fn plausible_files_are_checked_without_panic(
+            body in prop::collection::vec((section(), prop::collection::vec((key(), value()), 0..4)), 0..6)
+        ) {
+            let mut text = String::new();
+            for (section, entries) in body {
+                text.push_str(section);
+                text.push('\n');
+                for (key, value) in entries {
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+            }
+            let checked = parse(&text);
+            let failed = checked.diagnostics.iter().any(|d| d.severity == mb_engine::config::Severity::Error);
+            prop_assert_eq!(checked.config.is_none(), failed, "{}", text);
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Each constant says why it has its value and what it costs, so that
 //! `docs/CONFIG.md` and `tuning/mbd.toml` can be checked against one place. The
-//! checker ([`super::parse`]) takes every default from here or from
+//! checker ([`parse()`](super::parse())) takes every default from here or from
 //! [`crate::limits`]; nothing else in the checker is a magic number.
 
 use std::time::Duration;
@@ -69,6 +69,10 @@ pub const CONNECTIONS_MAX_PER_SHARD_MAX: u32 = 1_000_000;
 /// plus the command byte), the same relation `limits` asserts for the default.
 pub const MILTER_FRAME_BYTES_MIN: u32 = limits::MILTER_BODY_CHUNK_BYTES_MAX as u32 + 2;
 
+/// Shortest `milter.idle_timeout` and `milter.write_timeout`: 1 s. Anything
+/// shorter cuts healthy connections on a briefly busy machine.
+pub const MILTER_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
 /// `milter.idle_timeout` default: 10 min.
 ///
 /// Why: between two commands the MTA is waiting for its SMTP client, and
@@ -107,10 +111,8 @@ const _: () = assert!(SOCKET_MODE_DEFAULT <= SOCKET_MODE_MAX);
 const _: () = assert!(limits::CONNECTIONS_PER_SHARD_DEFAULT >= 1);
 const _: () = assert!(limits::CONNECTIONS_PER_SHARD_DEFAULT <= CONNECTIONS_MAX_PER_SHARD_MAX);
 const _: () = assert!(MILTER_FRAME_BYTES_MIN <= limits::MILTER_FRAME_BYTES_DEFAULT);
+const _: () = assert!(MILTER_TIMEOUT_MIN.as_secs() <= IDLE_TIMEOUT_DEFAULT.as_secs());
 const _: () = assert!(IDLE_TIMEOUT_DEFAULT.as_secs() <= IDLE_TIMEOUT_MAX.as_secs());
+const _: () = assert!(MILTER_TIMEOUT_MIN.as_secs() <= WRITE_TIMEOUT_DEFAULT.as_secs());
 const _: () = assert!(WRITE_TIMEOUT_DEFAULT.as_secs() <= WRITE_TIMEOUT_MAX.as_secs());
 const _: () = assert!(MESSAGE_BYTES_MIN <= limits::MESSAGE_BYTES_DEFAULT);
-
-/// Shortest `milter.idle_timeout` and `milter.write_timeout`: 1 s. Anything
-/// shorter cuts healthy connections on a briefly busy machine.
-pub const MILTER_TIMEOUT_MIN: Duration = Duration::from_secs(1);

@@ -1,6 +1,6 @@
 //! The configuration file: one TOML document, checked as a whole.
 //!
-//! Two layers (ripgrep's low/high args): [`parse`] reads text into a
+//! Two layers (ripgrep's low/high args): [`parse()`] reads text into a
 //! [`Config`] without touching the file system, and reports **every** problem
 //! at once as [`Diagnostic`]s with their key paths (`milter.tcp`,
 //! `policy.sender[2].action`), including unknown keys (usually typos). Paths
