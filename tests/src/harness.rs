@@ -690,6 +690,9 @@ impl Mbd {
         let Some(mut c) = self.child.take() else {
             bail!("mbd already reaped");
         };
+        if let Some(st) = c.try_wait()? {
+            return Ok((st, true));
+        }
         signal(self.pid, libc::SIGTERM);
         let deadline = Instant::now() + timeout;
         loop {
@@ -699,6 +702,23 @@ impl Mbd {
             if Instant::now() >= deadline {
                 c.kill().ok();
                 return Ok((c.wait()?, false));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for mbd to exit on its own (no signal sent).
+    ///
+    /// # Errors
+    /// When waiting fails.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_wait()? {
+                return Ok(Some(st));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -840,7 +860,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        signal(self.child.id(), libc::SIGTERM);
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal(self.child.id(), libc::SIGTERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));

@@ -951,13 +951,17 @@ impl Drop for Postfix {
             while pid_alive(pid) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(50));
             }
-            if pid_alive(pid) {
+            let is_master = fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("master"));
+            if pid_alive(pid) && is_master {
                 eprintln!("postfix master {pid} still alive after stop ({stop:?}); SIGKILL");
                 signal(pid, libc::SIGKILL);
             }
         }
         if let Some(mut c) = self.sink.take() {
-            signal(c.id(), libc::SIGTERM);
+            if matches!(c.try_wait(), Ok(None)) {
+                signal(c.id(), libc::SIGTERM);
+            }
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(20));

@@ -295,8 +295,7 @@ impl MilterConn {
     }
 
     /// One whole message as Postfix sends it over SMTP (macros omitted):
-    /// CONNECT, HELO, MAIL, RCPT…, DATA, headers, EOH, body, EOM. Stops at the
-    /// first reply that is neither `c` (continue) nor a progress reply.
+    /// [`MilterConn::envelope`] then [`MilterConn::content`].
     ///
     /// # Errors
     /// On I/O failure or a missing reply.
@@ -307,6 +306,20 @@ impl MilterConn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Conversation> {
+        let mut conv = self.envelope(from, rcpts)?;
+        if conv.last.is_some() {
+            return Ok(conv);
+        }
+        self.content(&mut conv, headers, body)?;
+        Ok(conv)
+    }
+
+    /// CONNECT, HELO, MAIL, RCPT… Stops at the first reply that is not `c`
+    /// (then `last` is set).
+    ///
+    /// # Errors
+    /// On I/O failure or a missing reply.
+    pub fn envelope(&mut self, from: &str, rcpts: &[&str]) -> Result<Conversation> {
         let mut conv = Conversation::default();
         let mut connect = strings(&["localhost"]);
         connect.push(b'4');
@@ -339,7 +352,22 @@ impl MilterConn {
                 "RCPT",
             ));
         }
-        steps.push((b'T', Vec::new(), proto::NODATA, proto::NR_DATA, "DATA"));
+        self.run_steps(&mut conv, steps)?;
+        Ok(conv)
+    }
+
+    /// DATA, headers, EOH, body chunks and EOM, after [`MilterConn::envelope`].
+    ///
+    /// # Errors
+    /// On I/O failure or a missing reply.
+    pub fn content(
+        &mut self,
+        conv: &mut Conversation,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<()> {
+        let mut steps: Vec<(u8, Vec<u8>, u32, u32, &'static str)> =
+            vec![(b'T', Vec::new(), proto::NODATA, proto::NR_DATA, "DATA")];
         for (n, v) in headers {
             steps.push((
                 b'L',
@@ -353,15 +381,9 @@ impl MilterConn {
         for chunk in body.chunks(65_535) {
             steps.push((b'B', chunk.to_vec(), proto::NOBODY, proto::NR_BODY, "BODY"));
         }
-        for (code, payload, no, nr, what) in steps {
-            if let Some(f) = self.step(code, &payload, no, nr, what)? {
-                let stop = !matches!(f.code, b'c' | b'p');
-                conv.replies.push((what, f.clone()));
-                if stop {
-                    conv.last = Some(f);
-                    return Ok(conv);
-                }
-            }
+        self.run_steps(conv, steps)?;
+        if conv.last.is_some() {
+            return Ok(());
         }
         self.send(b'E', &[])?;
         loop {
@@ -372,10 +394,28 @@ impl MilterConn {
                 }
                 _ => {
                     conv.last = Some(f);
-                    return Ok(conv);
+                    return Ok(());
                 }
             }
         }
+    }
+
+    fn run_steps(
+        &mut self,
+        conv: &mut Conversation,
+        steps: Vec<(u8, Vec<u8>, u32, u32, &'static str)>,
+    ) -> Result<()> {
+        for (code, payload, no, nr, what) in steps {
+            if let Some(f) = self.step(code, &payload, no, nr, what)? {
+                let stop = f.code != b'c';
+                conv.replies.push((what, f.clone()));
+                if stop {
+                    conv.last = Some(f);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// OPTNEG + one plain message that must be accepted (`a` or `c` at EOM).

@@ -4,7 +4,24 @@
 //! Run: `cargo build --workspace --bins && cargo nextest run --workspace`
 //! (or `cargo test --workspace`), as root, with `postfix`, `miltertest` and
 //! `swaks` installed (`.ci/run` does all of it). Every test has its own temp
-//! dir and ports, so they run in parallel.
+//! dir and ports, so they run in parallel. Missing tools fail the tests.
+//!
+//! Modules:
+//! - `harness_selfcheck`: the Postfix harness without mbd (trust the rest);
+//! - `milter_postfix`: mbd behind Postfix 3.7, every action, outages, reload;
+//! - `milter_miltertest`: mbd driven by miltertest scripts;
+//! - `robustness`: broken peers, many idle connections, SIGTERM;
+//! - `ctl`: mbctl config verify / status / shard status / test-socket / reload.
 
+#[path = "e2e/common.rs"]
+mod common;
+#[path = "e2e/ctl.rs"]
+mod ctl;
 #[path = "e2e/harness_selfcheck.rs"]
 mod harness_selfcheck;
+#[path = "e2e/milter_miltertest.rs"]
+mod milter_miltertest;
+#[path = "e2e/milter_postfix.rs"]
+mod milter_postfix;
+#[path = "e2e/robustness.rs"]
+mod robustness;
