@@ -433,6 +433,12 @@ impl Conversation {
 
     fn rcpt(&mut self, args: &[u8], out: &mut Vec<u8>, output: &mut Output) {
         let recipient = bare_address(command::args(args).next().unwrap_or_default());
+        if self.macro_value("{rcpt_mailer}") == Some(b"error") {
+            // With RCPT_REJ an MTA also reports recipients it rejected itself
+            // (Postfix: `{rcpt_mailer}=error`); they are not ours to judge.
+            self.reply_if_wanted(protocol::NR_RCPT, out, output);
+            return;
+        }
         if self.message.refused_sender {
             // Postfix does not send RCPT after a refused MAIL; another MTA
             // might. Refuse again rather than accept what MAIL refused.

@@ -404,3 +404,21 @@ fn large_replacement_body_is_sent_in_chunks() {
         .collect();
     assert_eq!(chunks, vec![65_535, 65_535, 18_930]);
 }
+
+#[test]
+fn recipients_the_mta_rejected_itself_are_not_judged() {
+    let policy = policy(vec![], vec![rule(&["@dest.example"], RuleAction::Reject)]);
+    let mut cmds = session_start(POSTFIX_PROTOCOL);
+    cmds.push(Command::Mail { args: b"<a@b.example>\0" });
+    cmds.push(Command::Macro {
+        stage: cmd::RCPT,
+        pairs: b"{rcpt_mailer}\0error\0{rcpt_host}\05.7.1\0",
+    });
+    cmds.push(Command::Rcpt { args: b"<x@dest.example>\0" });
+    cmds.push(Command::Macro { stage: cmd::RCPT, pairs: b"{rcpt_mailer}\0smtp\0" });
+    cmds.push(Command::Rcpt { args: b"<y@dest.example>\0" });
+    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 64, &policy).unwrap();
+    assert_eq!(resp[2], Response::Reply(Reply::Continue));
+    assert!(matches!(&resp[3], Response::Reply(Reply::ReplyCode { code: 550, .. })));
+    assert_eq!(out.verdicts.reject, 1);
+}
