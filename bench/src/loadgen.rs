@@ -201,7 +201,11 @@ pub struct Report {
 /// Runs the load.
 ///
 /// # Errors
-/// When no thread could be started.
+/// When no thread could be started, or one panicked.
+///
+/// # Panics
+/// If `corpus` is empty (a programmer error: [`crate::corpus::load`] refuses
+/// empty corpora).
 pub fn run(cfg: &Config, corpus: Arc<Vec<Message>>) -> Result<Report, String> {
     assert!(
         !corpus.is_empty(),

@@ -297,6 +297,22 @@ mod tests {
     }
 
     #[test]
+    fn config_verify_exit_codes() {
+        let dir = std::env::temp_dir().join(format!("mbctl-verify-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "").unwrap();
+        assert_eq!(verify_config(&good, false).unwrap(), ExitCode::SUCCESS);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[milter]\nno_such_key = 1\n").unwrap();
+        assert_eq!(verify_config(&bad, true).unwrap(), ExitCode::FAILURE);
+        assert_eq!(
+            verify_config(&dir.join("missing.toml"), false).unwrap(),
+            ExitCode::FAILURE
+        );
+    }
+
+    #[test]
     fn global_flags_after_subcommand() {
         let cli =
             Cli::try_parse_from(["mbctl", "shard", "status", "--json", "--timeout", "1s"]).unwrap();

@@ -13,7 +13,8 @@
 //!
 //! Frames are decoded with the engine's `FrameDecoder` (limit 256 KiB); all
 //! replies for one read are written with one write. Run until killed, or
-//! until `--sessions N` connections have been served.
+//! until `--sessions N` connections have been served (then linger 1 s so
+//! `loadgen --server-pid` can read the final CPU time).
 //!
 //! ```text
 //! echo_baseline --socket /tmp/echo.sock --cpu 1
@@ -43,6 +44,9 @@ const DEFAULT_PROTOCOL: u32 = protocol::NR_CONNECT
     | protocol::NR_UNKNOWN
     | protocol::NO_UNKNOWN
     | protocol::NO_DATA;
+
+/// How long to stay after the last of `--sessions` connections ended.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 const CONTINUE: [u8; 5] = [0, 0, 0, 1, b'c'];
 const ACCEPT: [u8; 5] = [0, 0, 0, 1, b'a'];
@@ -95,7 +99,12 @@ fn main() -> ExitCode {
     };
     let proto = a.protocol.unwrap_or(DEFAULT_PROTOCOL);
     match rt.block_on(serve(a.socket, proto, a.sessions)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            // Stay alive briefly so a load generator run with --server-pid can
+            // still read our final CPU time from /proc.
+            std::thread::sleep(LINGER);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("echo_baseline: {e}");
             ExitCode::FAILURE
