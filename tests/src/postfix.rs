@@ -23,6 +23,13 @@ use crate::harness::{
     signal, tail, wait_for, PortLease, CMD_TIMEOUT,
 };
 
+/// Where the distribution's master.cf is found, in order of preference.
+const MASTER_CF_SOURCES: [&str; 3] = [
+    "/etc/postfix/master.cf",
+    "/etc/postfix/master.cf.proto",
+    "/usr/share/postfix/master.cf.dist",
+];
+
 /// `myhostname` of every instance.
 pub const HOSTNAME: &str = "mx.mbtest.example";
 
@@ -352,9 +359,8 @@ pub fn require_postfix() {
         require_tool(t, p);
     }
     assert!(
-        Path::new("/etc/postfix/master.cf").exists()
-            || Path::new("/etc/postfix/master.cf.proto").exists(),
-        "/etc/postfix/master.cf missing: reinstall the Debian package `postfix`"
+        MASTER_CF_SOURCES.iter().any(|p| Path::new(p).exists()),
+        "no master.cf template ({MASTER_CF_SOURCES:?}): reinstall the Debian package `postfix`"
     );
     assert!(
         is_root(),
@@ -407,11 +413,12 @@ impl Postfix {
             _leases: [smtpd, sink],
         };
         fs::write(etc.join("main.cf"), pf.main_cf(opts, &data))?;
-        let master_src = if Path::new("/etc/postfix/master.cf").exists() {
-            "/etc/postfix/master.cf"
-        } else {
-            "/etc/postfix/master.cf.proto"
-        };
+        let master_src = MASTER_CF_SOURCES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| {
+                anyhow!("no master.cf template: reinstall the Debian package `postfix`")
+            })?;
         fs::copy(master_src, etc.join("master.cf"))?;
         if Path::new("/etc/postfix/dynamicmaps.cf").exists() {
             fs::copy("/etc/postfix/dynamicmaps.cf", etc.join("dynamicmaps.cf"))?;
