@@ -95,30 +95,75 @@ struct Stats {
 }
 
 /// A one-shot, shard-local broadcast: fired once on drain, wakes every waiter.
+///
+/// Each waiting future owns one slot and frees it when dropped, so a loop that
+/// waits on the signal once per accepted connection holds one waker, not one
+/// per iteration. (glommio counts task references in an `i16`: leaking a waker
+/// clone per accept aborts the process after 32,767 accepts.)
 #[derive(Default)]
 struct DrainSignal {
     fired: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    slots: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
 }
 
 impl DrainSignal {
     fn fire(&self) {
         self.fired.set(true);
-        for waker in self.waiters.borrow_mut().drain(..) {
+        for waker in self.slots.borrow_mut().iter_mut().filter_map(Option::take) {
             waker.wake();
         }
     }
 
-    async fn wait(&self) {
-        futures_lite::future::poll_fn(|cx| {
-            if self.fired.get() {
-                Poll::Ready(())
-            } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
+    fn wait(&self) -> DrainWait<'_> {
+        DrainWait { signal: self, slot: None }
+    }
+}
+
+/// A future that completes when the drain signal fires.
+struct DrainWait<'a> {
+    signal: &'a DrainSignal,
+    slot: Option<usize>,
+}
+
+impl std::future::Future for DrainWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.signal.fired.get() {
+            return Poll::Ready(());
+        }
+        let mut slots = self.signal.slots.borrow_mut();
+        match self.slot {
+            Some(i) => match &mut slots[i] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                entry => *entry = Some(cx.waker().clone()),
+            },
+            None => {
+                let i = match self.signal.free.borrow_mut().pop() {
+                    Some(i) => {
+                        slots[i] = Some(cx.waker().clone());
+                        i
+                    }
+                    None => {
+                        slots.push(Some(cx.waker().clone()));
+                        slots.len() - 1
+                    }
+                };
+                drop(slots);
+                self.slot = Some(i);
             }
-        })
-        .await;
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DrainWait<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            self.signal.slots.borrow_mut()[i] = None;
+            self.signal.free.borrow_mut().push(i);
+        }
     }
 }
 
@@ -524,4 +569,84 @@ fn record(local: &Local, output: &mb_engine::milter::Output, started: Instant) {
     t.tempfail += v.tempfail;
     t.discard += v.discard;
     t.quarantine += v.quarantine;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_executor<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 * 1024)
+            .spawn(move || f())
+            .expect("executor starts")
+            .join()
+            .expect("executor finishes");
+    }
+
+    /// Pending on the first poll (waking itself), ready on the second, so the
+    /// other branch of a race is polled and registers its waker.
+    async fn pending_once() {
+        let mut polled = false;
+        futures_lite::future::poll_fn(|cx| {
+            if polled {
+                Poll::Ready(())
+            } else {
+                polled = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// Regression: a loop that races every accept against the drain signal
+    /// leaked one waker per iteration until glommio's i16 task refcount
+    /// overflowed and aborted mbd after 32,767 connections.
+    #[test]
+    fn drain_wait_holds_one_slot_however_often_it_is_raced() {
+        on_executor(|| async {
+            let signal = Rc::new(DrainSignal::default());
+            for _ in 0..100_000 {
+                let won = futures_lite::future::or(
+                    async {
+                        pending_once().await;
+                        true
+                    },
+                    async {
+                        signal.wait().await;
+                        false
+                    },
+                )
+                .await;
+                assert!(won);
+            }
+            let slots = signal.slots.borrow().len();
+            assert_eq!(slots, 1, "the race registered, and reused one slot");
+            let waiter = {
+                let s = Rc::clone(&signal);
+                glommio::spawn_local(async move { s.wait().await })
+            };
+            glommio::yield_if_needed().await;
+            signal.fire();
+            waiter.await;
+            assert!(signal.slots.borrow().iter().all(Option::is_none));
+        });
+    }
+
+    #[test]
+    fn read_buf_compacts_grows_and_shrinks() {
+        let mut b = ReadBuf::new();
+        assert_eq!(b.reserve(100), 0);
+        b.spare()[..10].copy_from_slice(b"0123456789");
+        b.end += 10;
+        b.consume(4);
+        assert_eq!(b.filled(), b"456789");
+        let grown = b.reserve(200_000);
+        assert!(grown > 0 && b.spare().len() >= 200_000);
+        assert_eq!(b.filled(), b"456789", "compaction keeps unconsumed bytes");
+        b.consume(6);
+        assert!(b.shrink_if_idle() < 0);
+        assert_eq!(b.data.len(), READ_BUF_BYTES_INITIAL);
+    }
 }
