@@ -141,6 +141,7 @@ fn recipient_reject_refuses_only_that_recipient() {
         r.transcript
     );
     assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    s.pf.wait_log("milter-reject: RCPT from", WAIT).unwrap();
     let msgs = s.pf.wait_delivered(1, WAIT).unwrap();
     assert_eq!(
         msgs[0].rcpt_args(),
@@ -176,6 +177,8 @@ fn tempfail_rule_gives_4xx_at_mail() {
         r.transcript
     );
     assert!(r.eod.is_none(), "{}", r.transcript);
+    let log = s.pf.wait_log("milter-reject: MAIL from", WAIT).unwrap();
+    assert!(log.contains("temporarily deferred by policy"), "{log}");
     s.assert_nothing_delivered();
     assert_eq!(
         s.pf.deferred_count(),
@@ -324,6 +327,8 @@ fn oversized_message_is_rejected_with_552_534() {
         "{}",
         big.transcript
     );
+    s.pf.wait_log("milter-reject: END-OF-MESSAGE", WAIT)
+        .unwrap();
     // SIZE= declared: rejected at MAIL
     let (mut c, greet) = SmtpSession::connect(s.pf.port).unwrap();
     assert_eq!(greet.code, 220);
