@@ -203,8 +203,9 @@ impl Drop for TestDir {
 // ------------------------------------------------------------------ ports
 
 /// A TCP port on 127.0.0.1 reserved for this test process. Ports come from
-/// 21000..=31999 (below the kernel's ephemeral range, so outgoing connections
-/// never take them), and each is guarded by an `flock` on
+/// 61000..=64999: above Linux's default ephemeral range (32768..=60999), so
+/// outgoing connections never take them, and away from the 2xxxx ports the
+/// shared pf-harness uses. Each is guarded by an `flock` on
 /// `/tmp/mbtest-ports/<port>.lock`, released automatically when the process
 /// ends: parallel test processes never pick the same port.
 #[derive(Debug)]
@@ -214,8 +215,8 @@ pub struct PortLease {
     _lock: File,
 }
 
-const PORT_FIRST: u16 = 21_000;
-const PORT_LAST: u16 = 31_999;
+const PORT_FIRST: u16 = 61_000;
+const PORT_LAST: u16 = 64_999;
 
 /// Reserves a free port.
 ///
@@ -225,7 +226,8 @@ pub fn lease_port() -> Result<PortLease> {
     let dir = Path::new("/tmp/mbtest-ports");
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o1777)).ok();
-    let span = u32::from(PORT_LAST - PORT_FIRST) + 1;
+    let (first, last) = port_range();
+    let span = u32::from(last - first) + 1;
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -234,7 +236,7 @@ pub fn lease_port() -> Result<PortLease> {
         .wrapping_add(nanos)
         .wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
     for i in 0..span {
-        let port = PORT_FIRST + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
+        let port = first + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
         let lock_path = dir.join(format!("{port}.lock"));
         let Ok(file) = OpenOptions::new()
             .create(true)
@@ -253,7 +255,23 @@ pub fn lease_port() -> Result<PortLease> {
             return Ok(PortLease { port, _lock: file });
         }
     }
-    bail!("no free TCP port in {PORT_FIRST}..={PORT_LAST}")
+    bail!("no free TCP port in {first}..={last}")
+}
+
+/// [`PORT_FIRST`]..=[`PORT_LAST`], unless this machine's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`) overlaps it: then the 4,000
+/// ports just below the ephemeral range.
+fn port_range() -> (u16, u16) {
+    let eph = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
+            Some((it.next()?, it.next()?))
+        });
+    match eph {
+        Some((lo, hi)) if lo <= PORT_LAST && hi >= PORT_FIRST && lo > 5_024 => (lo - 4_000, lo - 1),
+        _ => (PORT_FIRST, PORT_LAST),
+    }
 }
 
 /// True if something LISTENs on 127.0.0.1:port or 0.0.0.0:port. Reads

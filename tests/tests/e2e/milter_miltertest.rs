@@ -61,6 +61,13 @@ mt.disconnect(conn)
 "#
     );
     let out = run_ok(&s, "accept", &script);
+    eprintln!(
+        "{}",
+        out.lines()
+            .filter(|l| l.starts_with("MT_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(
         out.contains("X-Mailborder value [score=0.00 shard=0]"),
         "{out}"
