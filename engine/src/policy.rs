@@ -66,6 +66,22 @@ pub enum Deferred {
     ReplaceBody(String),
 }
 
+/// Which SMTP events a policy looks at. The milter conversation negotiates
+/// the others away (`NO_*`), so the MTA neither formats nor sends them: each
+/// skipped event is a packet plus its macro packet less per message, for
+/// Postfix and for the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// The client address and name (CONNECT).
+    pub connect: bool,
+    /// The HELO/EHLO name.
+    pub helo: bool,
+    /// Message headers (and end of headers).
+    pub headers: bool,
+    /// Body chunks.
+    pub body: bool,
+}
+
 /// What the end-of-message verdict is computed from.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFacts {
@@ -97,6 +113,15 @@ impl Policy {
     #[must_use]
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The events this policy needs. Envelope lists need only MAIL and RCPT;
+    /// the size limit needs the body (clients need not declare SIZE=). Client
+    /// address, HELO and header rules (eval) and content rules (filter) will
+    /// switch their events on here.
+    #[must_use]
+    pub fn events(&self) -> Events {
+        Events { connect: false, helo: false, headers: false, body: true }
     }
 
     /// The size limit in bytes.

@@ -31,7 +31,7 @@ use super::reply::{Modification, Reply};
 use super::{actions, protocol};
 use crate::ctl_api::VerdictCounts;
 use crate::limits::{MILTER_BODY_CHUNK_BYTES_MAX, MILTER_MACRO_BYTES_MAX, RCPT_COUNT_MAX};
-use crate::policy::{Deferred, MessageFacts, Outcome, Policy};
+use crate::policy::{Deferred, Events, MessageFacts, Outcome, Policy};
 use crate::verdict::{Action, Reason, SmtpText, VerdictKind};
 
 /// Step flags we ask for (masked by what the MTA offers).
@@ -44,6 +44,27 @@ pub const PROTOCOL_WANTED: u32 = protocol::NO_DATA
     | protocol::NR_HEADER
     | protocol::NR_EOH
     | protocol::NR_BODY;
+
+/// Step flags for a policy: [`PROTOCOL_WANTED`] plus `NO_*` for every event the
+/// policy does not look at. Fixed per connection at OPTNEG; a reload that needs
+/// more events applies to new connections (Postfix opens one per SMTP session).
+#[must_use]
+pub fn protocol_for(events: Events) -> u32 {
+    let mut flags = PROTOCOL_WANTED;
+    if !events.connect {
+        flags |= protocol::NO_CONNECT;
+    }
+    if !events.helo {
+        flags |= protocol::NO_HELO;
+    }
+    if !events.headers {
+        flags |= protocol::NO_HEADERS | protocol::NO_EOH;
+    }
+    if !events.body {
+        flags |= protocol::NO_BODY;
+    }
+    flags
+}
 
 /// Actions we ask for (masked by what the MTA offers).
 pub const ACTIONS_WANTED: u32 = actions::ADD_HEADERS
@@ -267,7 +288,7 @@ impl Conversation {
                 output.close = true;
             }
             (State::AwaitOptNeg, Command::OptNeg { version, actions, protocol }) => {
-                self.negotiate(*version, *actions, *protocol, out, output)?;
+                self.negotiate(*version, *actions, *protocol, policy, out, output)?;
             }
             (State::AwaitOptNeg, _) | (_, Command::OptNeg { .. }) => {
                 return Err(self.unexpected(&command));
@@ -326,6 +347,7 @@ impl Conversation {
         version: u32,
         offered_actions: u32,
         offered_protocol: u32,
+        policy: &Policy,
         out: &mut Vec<u8>,
         output: &mut Output,
     ) -> Result<(), ConversationError> {
@@ -334,7 +356,7 @@ impl Conversation {
         }
         self.version = version.min(super::VERSION);
         self.actions = ACTIONS_WANTED & offered_actions;
-        self.protocol = PROTOCOL_WANTED & offered_protocol;
+        self.protocol = protocol_for(policy.events()) & offered_protocol;
         Reply::OptNeg {
             version: self.version,
             actions: self.actions,

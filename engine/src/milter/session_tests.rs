@@ -153,7 +153,7 @@ fn postfix_conversation_at_every_chunk_size() {
                 Response::Reply(Reply::OptNeg {
                     version: 6,
                     actions: ACTIONS_WANTED,
-                    protocol: PROTOCOL_WANTED,
+                    protocol: protocol_for(policy.events()),
                     symlists: vec![]
                 }),
                 Response::Reply(Reply::Continue), // MAIL
@@ -421,4 +421,21 @@ fn recipients_the_mta_rejected_itself_are_not_judged() {
     assert_eq!(resp[2], Response::Reply(Reply::Continue));
     assert!(matches!(&resp[3], Response::Reply(Reply::ReplyCode { code: 550, .. })));
     assert_eq!(out.verdicts.reject, 1);
+}
+
+#[test]
+fn events_the_policy_ignores_are_negotiated_away() {
+    let policy = policy(vec![rule(&["@x.example"], RuleAction::Reject)], vec![]);
+    let wire = mta_frames(&[Command::OptNeg { version: 6, actions: POSTFIX_ACTIONS, protocol: POSTFIX_PROTOCOL }]);
+    let (resp, _) = run(&mut Conversation::new(settings()), &wire, 64, &policy).unwrap();
+    let Response::Reply(Reply::OptNeg { protocol: p, .. }) = resp[0] else { panic!("{resp:?}") };
+    for skipped in [protocol::NO_CONNECT, protocol::NO_HELO, protocol::NO_HEADERS, protocol::NO_EOH] {
+        assert_ne!(p & skipped, 0, "flag {skipped:#x} negotiated");
+    }
+    // The size limit needs the body, and MAIL/RCPT need answers.
+    assert_eq!(p & (protocol::NO_BODY | protocol::NR_MAIL | protocol::NR_RCPT), 0);
+    // Never more than the MTA offered.
+    let wire = mta_frames(&[Command::OptNeg { version: 6, actions: POSTFIX_ACTIONS, protocol: protocol::NR_BODY }]);
+    let (resp, _) = run(&mut Conversation::new(settings()), &wire, 64, &policy).unwrap();
+    assert!(matches!(resp[0], Response::Reply(Reply::OptNeg { protocol: protocol::NR_BODY, .. })));
 }
