@@ -19,8 +19,12 @@ use mb_engine::config::{self, Config, Severity};
 use mb_engine::policy::Policy;
 
 mod control;
+mod io;
 mod logger;
 mod shard;
+mod sweeper;
+#[allow(unsafe_code)]
+mod sys;
 #[allow(unsafe_code)]
 mod topology;
 

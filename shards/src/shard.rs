@@ -23,6 +23,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,14 +31,15 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::{AcceptedUnixStream, TcpListener, UnixListener};
-use glommio::timer::{sleep, timeout};
+use glommio::timer::sleep;
 use hdrhistogram::Histogram;
 use mb_engine::config::MilterConfig;
 use mb_engine::ctl_api::{ShardStatus, VerdictCounts};
 use mb_engine::milter::{Conversation, Settings};
 use mb_engine::policy::Policy;
+
+use crate::io::{Readiness, Socket};
+use crate::sys::HandoffFd;
 
 /// Commands from the control plane to a shard.
 #[derive(Debug)]
@@ -73,9 +75,9 @@ pub struct ShardContext {
     /// Commands from the control plane.
     pub commands: flume::Receiver<ShardCommand>,
     /// Connections handed to this shard by the acceptor.
-    pub handoff_rx: flume::Receiver<AcceptedUnixStream>,
+    pub handoff_rx: flume::Receiver<HandoffFd>,
     /// Hand-off senders to every shard (index = shard id).
-    pub handoff_tx: Vec<flume::Sender<AcceptedUnixStream>>,
+    pub handoff_tx: Vec<flume::Sender<HandoffFd>>,
     /// Shared gauges.
     pub shared: Arc<Shared>,
     /// Reports start-up success or the reason for failure.
@@ -177,6 +179,8 @@ struct Local {
     buffer_bytes: Cell<u64>,
     stats: RefCell<Stats>,
     drain: DrainSignal,
+    sweeper: Rc<crate::sweeper::Sweeper>,
+    readiness: Rc<Readiness>,
     shared: Arc<Shared>,
 }
 
@@ -184,7 +188,13 @@ impl Local {
     fn status(&self) -> ShardStatus {
         let stats = self.stats.borrow();
         let h = &stats.latency_us;
-        let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+        let q = |q: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            }
+        };
         ShardStatus {
             shard: self.id,
             cpu: Some(self.cpu),
@@ -211,6 +221,13 @@ impl Local {
 /// Runs a shard until drained; returns the number of connections still open
 /// when the grace period ended (0 after a clean drain).
 pub async fn run(ctx: ShardContext) -> u32 {
+    let readiness = match Readiness::new() {
+        Ok(r) => Rc::new(r),
+        Err(e) => {
+            let _ = ctx.ready.send(Err(format!("shard {}: cannot create epoll: {e}", ctx.id)));
+            return 0;
+        }
+    };
     let local = Rc::new(Local {
         id: ctx.id,
         cpu: ctx.cpu,
@@ -228,8 +245,12 @@ pub async fn run(ctx: ShardContext) -> u32 {
                 .unwrap_or_else(|_| unreachable!("valid histogram bounds")),
         }),
         drain: DrainSignal::default(),
+        sweeper: Rc::default(),
+        readiness,
         shared: ctx.shared,
     });
+    glommio::spawn_local(crate::io::poll(Rc::clone(&local.readiness))).detach();
+    glommio::spawn_local(crate::sweeper::run(Rc::clone(&local.sweeper))).detach();
 
     let listeners = match bind(&ctx.unix_socket, &local.milter.tcp) {
         Ok(l) => l,
@@ -274,19 +295,31 @@ pub async fn run(ctx: ShardContext) -> u32 {
 }
 
 struct Listeners {
-    unix: Option<UnixListener>,
-    tcp: Vec<TcpListener>,
+    unix: Option<OwnedFd>,
+    tcp: Vec<OwnedFd>,
 }
+
+/// Backlog of the unix listener (glommio's value before this module bound
+/// its own sockets).
+const UNIX_BACKLOG: i32 = 128;
+/// Backlog of each TCP listener.
+const TCP_BACKLOG: i32 = 1024;
 
 fn bind(
     unix: &Option<(PathBuf, u32, Option<u32>)>,
     tcp: &[SocketAddr],
 ) -> anyhow::Result<Listeners> {
+    use socket2::{Domain, SockAddr, Socket as RawSocket, Type};
     let unix = match unix {
         Some((path, mode, gid)) => {
-            let listener = UnixListener::bind(path).map_err(|e| {
-                anyhow::anyhow!("cannot bind milter socket {}: {e}", path.display())
-            })?;
+            let listener = (|| {
+                let s = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
+                s.bind(&SockAddr::unix(path)?)?;
+                s.listen(UNIX_BACKLOG)?;
+                s.set_nonblocking(true)?;
+                std::io::Result::Ok(OwnedFd::from(s))
+            })()
+            .map_err(|e| anyhow::anyhow!("cannot bind milter socket {}: {e}", path.display()))?;
             crate::topology::set_socket_access(path, *mode, *gid)?;
             Some(listener)
         }
@@ -295,59 +328,89 @@ fn bind(
     let tcp = tcp
         .iter()
         .map(|addr| {
-            TcpListener::bind(addr)
-                .map_err(|e| anyhow::anyhow!("cannot bind milter TCP listener {addr}: {e}"))
+            (|| {
+                let s = RawSocket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+                s.set_reuse_address(true)?;
+                // Every shard binds the same address; the kernel spreads
+                // connections.
+                s.set_reuse_port(true)?;
+                s.bind(&(*addr).into())?;
+                s.listen(TCP_BACKLOG)?;
+                s.set_nonblocking(true)?;
+                std::io::Result::Ok(OwnedFd::from(s))
+            })()
+            .map_err(|e| anyhow::anyhow!("cannot bind milter TCP listener {addr}: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Listeners { unix, tcp })
 }
 
-/// Shard 0's unix acceptor: hands each connection to the least-loaded shard.
-async fn accept_unix(
-    local: Rc<Local>,
-    listener: UnixListener,
-    handoff: Vec<flume::Sender<AcceptedUnixStream>>,
-) {
-    let mut next = 0;
+/// Accepts in a row before yielding to the connections already accepted.
+const ACCEPT_BURST: usize = 64;
+
+/// Accepts until drained: `accept4` until the backlog is empty, and only then
+/// waits for the listener to become readable. Each connection goes to
+/// `place`. Errors such as EMFILE back off instead of spinning.
+async fn accept_loop(local: &Local, listener: OwnedFd, what: &str, mut place: impl FnMut(OwnedFd)) {
+    let listener = match local.readiness.register(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("Milter {what} listener on shard {} cannot be polled: {e}", local.id);
+            return;
+        }
+    };
+    let mut burst = 0;
     loop {
-        let accepted = futures_lite::future::or(
-            async { Some(listener.shared_accept().await) },
-            async {
-                local.drain.wait().await;
-                None
-            },
-        )
+        if local.drain.fired.get() {
+            return;
+        }
+        // Without waiting while the backlog lasts; the drain signal is only
+        // polled (and registered) when the accept has to wait.
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            local.drain.wait().await;
+            None
+        })
         .await;
-        let stream = match accepted {
+        match accepted {
             None => return,
-            Some(Ok(s)) => s,
+            Some(Ok(fd)) => place(fd),
             Some(Err(e)) => {
-                // EMFILE and friends: back off instead of spinning.
-                log::warn!("Milter accept failed on shard {}: {e}", local.id);
+                log::warn!("Milter {what} accept failed on shard {}: {e}", local.id);
                 sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
+        }
+        burst += 1;
+        if burst >= ACCEPT_BURST {
+            burst = 0;
+            futures_lite::future::yield_now().await;
+        }
+    }
+}
+
+/// Shard 0's unix acceptor: hands each connection to the least-loaded shard.
+async fn accept_unix(local: Rc<Local>, listener: OwnedFd, handoff: Vec<flume::Sender<HandoffFd>>) {
+    let mut next = 0;
+    accept_loop(&local, listener, "unix", |fd| {
         let target = least_loaded(&local.shared, next);
         next = target + 1;
-        let stream = if target == usize::from(local.id) {
-            stream
+        let fd = if target == usize::from(local.id) {
+            fd
         } else {
             // Count it on the target now, so a burst spreads out before the
-            // target has bound the stream.
+            // target has registered the connection.
             local.shared.connections[target].fetch_add(1, Ordering::Relaxed);
-            match handoff[target].try_send(stream) {
-                Ok(()) => continue,
+            match handoff[target].try_send(HandoffFd::new(fd)) {
+                Ok(()) => return,
                 Err(e) => {
                     local.shared.connections[target].fetch_sub(1, Ordering::Relaxed);
-                    e.into_inner()
+                    e.into_inner().into_owned()
                 }
             }
         };
-        let stream = stream.bind_to_executor();
         local.gauge().fetch_add(1, Ordering::Relaxed);
-        glommio::spawn_local(serve(Rc::clone(&local), stream)).detach();
-    }
+        glommio::spawn_local(serve(Rc::clone(&local), fd)).detach();
+    })
+    .await;
 }
 
 /// The shard with the fewest open connections; ties go round-robin from
@@ -365,37 +428,20 @@ fn least_loaded(shared: &Shared, start: usize) -> usize {
     best.0
 }
 
-async fn receive_handoffs(local: Rc<Local>, handoff: flume::Receiver<AcceptedUnixStream>) {
+async fn receive_handoffs(local: Rc<Local>, handoff: flume::Receiver<HandoffFd>) {
     // Handed-off connections were already counted on this shard's gauge.
-    while let Ok(stream) = handoff.recv_async().await {
-        let stream = stream.bind_to_executor();
-        glommio::spawn_local(serve(Rc::clone(&local), stream)).detach();
+    while let Ok(fd) = handoff.recv_async().await {
+        glommio::spawn_local(serve(Rc::clone(&local), fd.into_owned())).detach();
     }
 }
 
-async fn accept_tcp(local: Rc<Local>, listener: TcpListener) {
-    loop {
-        let accepted = futures_lite::future::or(
-            async { Some(listener.accept().await) },
-            async {
-                local.drain.wait().await;
-                None
-            },
-        )
-        .await;
-        match accepted {
-            None => return,
-            Some(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                local.gauge().fetch_add(1, Ordering::Relaxed);
-                glommio::spawn_local(serve(Rc::clone(&local), stream)).detach();
-            }
-            Some(Err(e)) => {
-                log::warn!("Milter TCP accept failed on shard {}: {e}", local.id);
-                sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+async fn accept_tcp(local: Rc<Local>, listener: OwnedFd) {
+    accept_loop(&local, listener, "TCP", |fd| {
+        let _ = crate::sys::set_nodelay(std::os::fd::AsFd::as_fd(&fd));
+        local.gauge().fetch_add(1, Ordering::Relaxed);
+        glommio::spawn_local(serve(Rc::clone(&local), fd)).detach();
+    })
+    .await;
 }
 
 /// A growable read buffer that never re-initialises bytes it already owns.
@@ -467,14 +513,25 @@ fn adjust(cell: &Cell<u64>, delta: isize) {
 }
 
 /// Serves one milter connection until QUIT, EOF, an error, a timeout or drain.
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(local: Rc<Local>, mut stream: S) {
-    let refuse = local.drain.fired.get() || local.open.get() >= local.milter.connections_max_per_shard;
+async fn serve(local: Rc<Local>, fd: OwnedFd) {
+    let refuse =
+        local.drain.fired.get() || local.open.get() >= local.milter.connections_max_per_shard;
     local.open.set(local.open.get() + 1);
     {
         let mut stats = local.stats.borrow_mut();
         stats.connections_total += 1;
         stats.connections_refused += u64::from(refuse);
     }
+    let stream = match local.readiness.register(fd) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("Milter connection on shard {} cannot be polled: {e}", local.id);
+            local.stats.borrow_mut().protocol_errors += 1;
+            local.open.set(local.open.get() - 1);
+            local.gauge().fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
     let settings =
         Settings { shard: local.id, frame_bytes_max: local.milter.frame_bytes_max, refuse };
     let mut conv = Conversation::new(settings);
@@ -482,7 +539,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(local: Rc<Local>, mut stream: 
     adjust(&local.buffer_bytes, buf.data.len() as isize);
     let mut out = Vec::with_capacity(512);
 
-    let end = converse(&local, &mut stream, &mut conv, &mut buf, &mut out).await;
+    // The stream outlives the watch, which is dropped first.
+    let watch = local.sweeper.register(stream.fd().as_raw_fd());
+    let end = converse(&local, &watch, &stream, &mut conv, &mut buf, &mut out).await;
+    drop(watch);
+    drop(stream);
     if let Err(why) = end {
         local.stats.borrow_mut().protocol_errors += 1;
         log::debug!("Milter connection closed on shard {}: {why}", local.id);
@@ -492,9 +553,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(local: Rc<Local>, mut stream: 
     local.gauge().fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+async fn converse(
     local: &Local,
-    stream: &mut S,
+    watch: &crate::sweeper::Watch<'_>,
+    stream: &Socket<'_>,
     conv: &mut Conversation,
     buf: &mut ReadBuf,
     out: &mut Vec<u8>,
@@ -511,7 +573,8 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let want = conv.decoder().bytes_wanted(buf.filled()).max(READ_BUF_BYTES_INITIAL);
         adjust(&local.buffer_bytes, buf.reserve(want));
-        let read = timeout(idle, async { Ok(stream.read(buf.spare()).await?) });
+        watch.arm(idle);
+        let read = stream.read(buf.spare());
         // Between messages a drain closes the connection at once; inside a
         // message the read is never abandoned, so no byte of it is lost.
         let n = if draining || conv.in_message() {
@@ -526,6 +589,10 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 None => continue,
             }
         };
+        watch.disarm();
+        if watch.expired() {
+            return Err("idle timeout".into());
+        }
         let n = n.map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             return if conv.in_message() { Err("EOF inside a message".into()) } else { Ok(()) };
@@ -538,9 +605,13 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         };
         buf.consume(output.consumed);
         if !out.is_empty() {
-            timeout(write_timeout, async { Ok(stream.write_all(out).await?) })
-                .await
-                .map_err(|e| format!("write: {e}"))?;
+            watch.arm(write_timeout);
+            let written = stream.write_all(out).await;
+            watch.disarm();
+            if watch.expired() {
+                return Err("write timeout".into());
+            }
+            written.map_err(|e| format!("write: {e}"))?;
             out.clear();
         }
         record(local, &output, started);
@@ -575,10 +646,12 @@ fn record(local: &Local, output: &mb_engine::milter::Output, started: Instant) {
 mod tests {
     use super::*;
 
-    fn on_executor<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    fn on_executor<F: std::future::Future<Output = ()> + 'static>(
+        f: impl FnOnce() -> F + Send + 'static,
+    ) {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(256 * 1024)
-            .spawn(move || f())
+            .spawn(f)
             .expect("executor starts")
             .join()
             .expect("executor finishes");
