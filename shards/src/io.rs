@@ -405,6 +405,59 @@ mod tests {
         });
     }
 
+    /// A read abandoned while waiting (the drain race between messages)
+    /// leaves no waker behind: 100,000 abandoned waits would overflow
+    /// glommio's i16 task reference count if each leaked a clone.
+    #[test]
+    fn abandoned_reads_leave_no_waker() {
+        on_executor(|| async {
+            let r = Rc::new(Readiness::new().unwrap());
+            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let (a, _peer) = nonblocking_pair();
+            let sock = r.register(a).unwrap();
+            let mut buf = [0u8; 16];
+            for _ in 0..100_000 {
+                let mut polled = false;
+                let other = futures_lite::future::poll_fn(|cx| {
+                    if polled {
+                        Poll::Ready(None)
+                    } else {
+                        polled = true;
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                });
+                let won = futures_lite::future::or(async { Some(sock.read(&mut buf).await) }, other)
+                    .await;
+                assert!(won.is_none(), "nothing to read");
+            }
+            assert!(r.entries.borrow()[sock.token].read.waker.is_none());
+        });
+    }
+
+    /// A reply larger than the socket buffer waits for space (`EPOLLOUT`
+    /// added for the wait only) and arrives whole and in order.
+    #[test]
+    fn write_all_waits_for_buffer_space() {
+        on_executor(|| async {
+            let r = Rc::new(Readiness::new().unwrap());
+            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let (a, mut peer) = nonblocking_pair();
+            let sock = r.register(a).unwrap();
+            let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+            let want = data.clone();
+            let reader = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut got = vec![0u8; want.len()];
+                peer.read_exact(&mut got).unwrap();
+                got == want
+            });
+            sock.write_all(&data).await.unwrap();
+            assert!(!sock.writing.get(), "EPOLLOUT interest dropped after the write");
+            assert!(reader.join().unwrap(), "bytes arrive whole and in order");
+        });
+    }
+
     /// A listener registered in the slab accepts a burst without waiting
     /// between connections, and then waits for the next one.
     #[test]

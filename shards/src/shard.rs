@@ -3,16 +3,23 @@
 //! or shared with other shards except the per-shard connection gauges that the
 //! unix-socket acceptor reads to pick the least-loaded shard.
 //!
-//! Accepting:
+//! Accepting (`accept4` until the backlog is empty, then one wait for the
+//! listener; see `io.rs`):
 //! - **unix socket** (the Postfix default): a unix listener cannot be shared by
-//!   several executors, so shard 0 accepts (`shared_accept`) and hands each
-//!   connection to the least-loaded shard over a bounded channel; the target
-//!   binds it to its own executor. A connection never moves after that.
+//!   several executors, so shard 0 accepts and hands each connection, as a
+//!   raw fd, to the least-loaded shard over a bounded channel; the target
+//!   registers it with its own epoll. A connection never moves after that.
 //! - **TCP**: every shard binds the same address with SO_REUSEPORT and the
 //!   kernel spreads connections.
 //!
-//! Every await on a connection is under a timeout (`milter.idle_timeout` for
-//! the next command, `milter.write_timeout` for a reply). Beyond
+//! Connection I/O is plain non-blocking `recv`/`send` with readiness from one
+//! edge-triggered epoll per shard (`io.rs`), not glommio's streams, whose
+//! one-shot io_uring poll per read cost more CPU per round trip than a tokio
+//! echo server (docs/bench-runs/2026-11-25-io-path.md).
+//!
+//! Every wait on a connection is bounded (`milter.idle_timeout` for the next
+//! command, `milter.write_timeout` for a reply) by a deadline that the shard's
+//! sweeper enforces (`sweeper.rs`; up to 0.5 s late). Beyond
 //! `milter.connections_max_per_shard` a connection is still served, but every
 //! transaction on it gets `451 4.3.2` so Postfix defers the mail, whatever its
 //! `milter_default_action` says.
