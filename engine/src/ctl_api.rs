@@ -158,7 +158,10 @@ mod tests {
             assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
             assert_eq!(from_line::<Request>(&line).unwrap(), req);
         }
-        assert_eq!(to_line(&Request::Status).unwrap(), b"{\"cmd\":\"status\"}\n");
+        assert_eq!(
+            to_line(&Request::Status).unwrap(),
+            b"{\"cmd\":\"status\"}\n"
+        );
     }
 
     #[test]

@@ -121,7 +121,12 @@ impl Policy {
     /// switch their events on here.
     #[must_use]
     pub fn events(&self) -> Events {
-        Events { connect: false, helo: false, headers: false, body: true }
+        Events {
+            connect: false,
+            helo: false,
+            headers: false,
+            body: true,
+        }
     }
 
     /// The size limit in bytes.
@@ -151,7 +156,9 @@ impl Policy {
     pub fn end_of_message(&self, facts: &MessageFacts) -> Verdict {
         if facts.body_bytes > self.message_bytes_max {
             let Decision { outcome, reason } = self.too_large(facts.body_bytes);
-            let Outcome::Refuse(action) = outcome else { unreachable!("too_large refuses") };
+            let Outcome::Refuse(action) = outcome else {
+                unreachable!("too_large refuses")
+            };
             return Verdict {
                 action,
                 score: facts.score,
@@ -179,7 +186,10 @@ impl Policy {
                 }
                 Deferred::Quarantine => {}
                 Deferred::ReplaceBody(text) => {
-                    if !modifications.iter().any(|m| matches!(m, Modification::ReplaceBody(_))) {
+                    if !modifications
+                        .iter()
+                        .any(|m| matches!(m, Modification::ReplaceBody(_)))
+                    {
                         modifications.push(Modification::ReplaceBody(text.clone().into_bytes()));
                     }
                 }
@@ -188,7 +198,12 @@ impl Policy {
         if action == Action::Discard {
             modifications.clear();
         }
-        Verdict { action, score: facts.score, reasons, modifications }
+        Verdict {
+            action,
+            score: facts.score,
+            reasons,
+            modifications,
+        }
     }
 
     fn too_large(&self, size: u64) -> Decision {
@@ -244,22 +259,31 @@ impl RuleSet {
             set.rules.push(CompiledRule {
                 origin: rule.origin.clone(),
                 action: rule.action,
-                reply: rule.reply.as_ref().map(|r| SmtpText { code: r.code, text: r.text.clone() }),
+                reply: rule.reply.as_ref().map(|r| SmtpText {
+                    code: r.code,
+                    text: r.text.clone(),
+                }),
                 body: rule.body.clone(),
             });
             for pattern in &rule.patterns {
                 // `or_insert` keeps the first rule naming a pattern: first match wins.
                 match pattern {
                     AddressPattern::Exact(a) => {
-                        set.exact.entry(a.to_ascii_lowercase()).or_insert((index, a.clone()));
+                        set.exact
+                            .entry(a.to_ascii_lowercase())
+                            .or_insert((index, a.clone()));
                     }
                     AddressPattern::Domain(d) => {
                         let shown = format!("@{d}");
-                        set.domain.entry(d.to_ascii_lowercase()).or_insert((index, shown));
+                        set.domain
+                            .entry(d.to_ascii_lowercase())
+                            .or_insert((index, shown));
                     }
                     AddressPattern::Subdomain(d) => {
                         let shown = format!("@.{d}");
-                        set.subdomain.entry(d.to_ascii_lowercase()).or_insert((index, shown));
+                        set.subdomain
+                            .entry(d.to_ascii_lowercase())
+                            .or_insert((index, shown));
                     }
                     AddressPattern::NullSender => {
                         set.null_sender.get_or_insert(index);
@@ -303,32 +327,44 @@ impl RuleSet {
 
     fn decide(&self, address: &str) -> Decision {
         let Some((index, pattern)) = self.first_match(address) else {
-            return Decision { outcome: Outcome::Continue, reason: None };
+            return Decision {
+                outcome: Outcome::Continue,
+                reason: None,
+            };
         };
         let rule = &self.rules[index];
-        let reason = Reason { rule: rule.origin.clone(), detail: pattern };
+        let reason = Reason {
+            rule: rule.origin.clone(),
+            detail: pattern,
+        };
         let who = match self.stage {
             Stage::Sender => "Sender",
             Stage::Recipient => "Recipient",
         };
         let outcome = match rule.action {
             RuleAction::Allow => Outcome::Allow,
-            RuleAction::Reject => Outcome::Refuse(Action::Reject(rule.reply.clone().unwrap_or(
-                SmtpText { code: 550, text: format!("5.7.1 {who} address rejected by policy") },
-            ))),
-            RuleAction::TempFail => Outcome::Refuse(Action::TempFail(rule.reply.clone().unwrap_or(
-                SmtpText {
+            RuleAction::Reject => {
+                Outcome::Refuse(Action::Reject(rule.reply.clone().unwrap_or(SmtpText {
+                    code: 550,
+                    text: format!("5.7.1 {who} address rejected by policy"),
+                })))
+            }
+            RuleAction::TempFail => {
+                Outcome::Refuse(Action::TempFail(rule.reply.clone().unwrap_or(SmtpText {
                     code: 451,
                     text: format!("4.7.1 {who} address temporarily deferred by policy"),
-                },
-            ))),
+                })))
+            }
             RuleAction::Discard => Outcome::Defer(Deferred::Discard),
             RuleAction::Quarantine => Outcome::Defer(Deferred::Quarantine),
             RuleAction::ReplaceBody => {
                 Outcome::Defer(Deferred::ReplaceBody(rule.body.clone().unwrap_or_default()))
             }
         };
-        Decision { outcome, reason: Some(reason) }
+        Decision {
+            outcome,
+            reason: Some(reason),
+        }
     }
 }
 
@@ -365,9 +401,21 @@ mod tests {
     fn first_matching_rule_in_file_order_wins_across_pattern_kinds() {
         let p = policy(
             vec![
-                rule("policy.sender[0]", &[Exact("ok@spam.example".into())], RuleAction::Allow),
-                rule("policy.sender[1]", &[Subdomain("spam.example".into())], RuleAction::Reject),
-                rule("policy.sender[2]", &[Exact("x@a.spam.example".into())], RuleAction::Allow),
+                rule(
+                    "policy.sender[0]",
+                    &[Exact("ok@spam.example".into())],
+                    RuleAction::Allow,
+                ),
+                rule(
+                    "policy.sender[1]",
+                    &[Subdomain("spam.example".into())],
+                    RuleAction::Reject,
+                ),
+                rule(
+                    "policy.sender[2]",
+                    &[Exact("x@a.spam.example".into())],
+                    RuleAction::Allow,
+                ),
             ],
             vec![],
         );
@@ -377,14 +425,23 @@ mod tests {
         let reason = d.reason.unwrap();
         assert_eq!(reason.rule, "policy.sender[1]");
         assert_eq!(reason.detail, "@.spam.example");
-        assert_eq!(p.mail("y@spam.example", None).reason.unwrap().rule, "policy.sender[1]");
+        assert_eq!(
+            p.mail("y@spam.example", None).reason.unwrap().rule,
+            "policy.sender[1]"
+        );
         assert_eq!(p.mail("y@notspam.example", None).outcome, Outcome::Continue);
     }
 
     #[test]
     fn domain_pattern_does_not_match_subdomains() {
-        let p = policy(vec![rule("s", &[Domain("d.example".into())], RuleAction::Reject)], vec![]);
-        assert!(matches!(p.mail("a@d.example", None).outcome, Outcome::Refuse(_)));
+        let p = policy(
+            vec![rule("s", &[Domain("d.example".into())], RuleAction::Reject)],
+            vec![],
+        );
+        assert!(matches!(
+            p.mail("a@d.example", None).outcome,
+            Outcome::Refuse(_)
+        ));
         assert_eq!(p.mail("a@x.d.example", None).outcome, Outcome::Continue);
     }
 
@@ -399,11 +456,17 @@ mod tests {
     #[test]
     fn configured_reply_text_is_used() {
         let mut r = rule("s", &[Exact("a@b.example".into())], RuleAction::Reject);
-        r.reply = Some(SmtpReply { code: 554, text: "5.7.1 Go away".into() });
+        r.reply = Some(SmtpReply {
+            code: 554,
+            text: "5.7.1 Go away".into(),
+        });
         let p = policy(vec![r], vec![]);
         assert_eq!(
             p.mail("a@b.example", None).outcome,
-            Outcome::Refuse(Action::Reject(SmtpText { code: 554, text: "5.7.1 Go away".into() }))
+            Outcome::Refuse(Action::Reject(SmtpText {
+                code: 554,
+                text: "5.7.1 Go away".into()
+            }))
         );
     }
 
@@ -413,7 +476,10 @@ mod tests {
         assert!(matches!(p.mail("a@b.example", Some(1001)).outcome,
             Outcome::Refuse(Action::Reject(ref t)) if t.code == 552));
         assert_eq!(p.mail("a@b.example", Some(1000)).outcome, Outcome::Continue);
-        let v = p.end_of_message(&MessageFacts { body_bytes: 1001, ..Default::default() });
+        let v = p.end_of_message(&MessageFacts {
+            body_bytes: 1001,
+            ..Default::default()
+        });
         assert!(matches!(v.action, Action::Reject(ref t) if t.code == 552));
         assert!(v.modifications.is_empty());
     }
@@ -421,7 +487,11 @@ mod tests {
     #[test]
     fn accepted_message_gets_the_header_with_score_and_shard() {
         let p = policy(vec![], vec![]);
-        let v = p.end_of_message(&MessageFacts { body_bytes: 10, shard: 3, ..Default::default() });
+        let v = p.end_of_message(&MessageFacts {
+            body_bytes: 10,
+            shard: 3,
+            ..Default::default()
+        });
         assert_eq!(v.action, Action::Accept);
         assert_eq!(
             v.modifications,
@@ -435,7 +505,10 @@ mod tests {
     #[test]
     fn deferred_actions_combine_discard_over_quarantine() {
         let p = policy(vec![], vec![]);
-        let reason = |r: &str| Reason { rule: r.into(), detail: String::new() };
+        let reason = |r: &str| Reason {
+            rule: r.into(),
+            detail: String::new(),
+        };
         let v = p.end_of_message(&MessageFacts {
             deferred: vec![
                 (Deferred::ReplaceBody("b".into()), reason("r0")),
@@ -444,10 +517,15 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(v.action, Action::Quarantine("mailborder r1".into()));
-        assert!(v.modifications.contains(&Modification::ReplaceBody(b"b".to_vec())));
+        assert!(v
+            .modifications
+            .contains(&Modification::ReplaceBody(b"b".to_vec())));
         assert_eq!(v.reasons.len(), 2);
         let v = p.end_of_message(&MessageFacts {
-            deferred: vec![(Deferred::Quarantine, reason("r1")), (Deferred::Discard, reason("r2"))],
+            deferred: vec![
+                (Deferred::Quarantine, reason("r1")),
+                (Deferred::Discard, reason("r2")),
+            ],
             ..Default::default()
         });
         assert_eq!(v.action, Action::Discard);
@@ -456,10 +534,17 @@ mod tests {
 
     #[test]
     fn large_lists_are_hash_lookups() {
-        let patterns: Vec<_> =
-            (0..100_000).map(|i| Exact(format!("user{i}@big.example"))).collect();
+        let patterns: Vec<_> = (0..100_000)
+            .map(|i| Exact(format!("user{i}@big.example")))
+            .collect();
         let p = policy(vec![rule("s", &patterns, RuleAction::Reject)], vec![]);
-        assert!(matches!(p.mail("user99999@big.example", None).outcome, Outcome::Refuse(_)));
-        assert_eq!(p.mail("user100000@big.example", None).outcome, Outcome::Continue);
+        assert!(matches!(
+            p.mail("user99999@big.example", None).outcome,
+            Outcome::Refuse(_)
+        ));
+        assert_eq!(
+            p.mail("user100000@big.example", None).outcome,
+            Outcome::Continue
+        );
     }
 }

@@ -10,7 +10,17 @@ fn normal_dependencies(package: &str) -> Vec<String> {
     let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = Command::new(cargo)
         .current_dir(workspace)
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p"])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "-p",
+        ])
         .arg(package)
         .output()
         .expect("cargo tree runs");
@@ -25,13 +35,19 @@ fn normal_dependencies(package: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect();
-    assert!(crates.iter().any(|c| c == package), "{package} itself is listed: {crates:?}");
+    assert!(
+        crates.iter().any(|c| c == package),
+        "{package} itself is listed: {crates:?}"
+    );
     crates
 }
 
 fn assert_excludes(package: &str, banned: &[&str]) {
     let deps = normal_dependencies(package);
-    let found: Vec<&String> = deps.iter().filter(|d| banned.contains(&d.as_str())).collect();
+    let found: Vec<&String> = deps
+        .iter()
+        .filter(|d| banned.contains(&d.as_str()))
+        .collect();
     assert!(found.is_empty(), "{package} must not depend on {found:?}");
 }
 
@@ -40,8 +56,19 @@ fn engine_has_no_runtime_and_no_io() {
     assert_excludes(
         "mb-engine",
         &[
-            "glommio", "tokio", "async-std", "smol", "mio", "io-uring", "sqlx", "sqlx-core",
-            "redis", "libc", "socket2", "futures-lite", "flume",
+            "glommio",
+            "tokio",
+            "async-std",
+            "smol",
+            "mio",
+            "io-uring",
+            "sqlx",
+            "sqlx-core",
+            "redis",
+            "libc",
+            "socket2",
+            "futures-lite",
+            "flume",
         ],
     );
 }
@@ -56,5 +83,8 @@ fn the_check_can_fail() {
     // mbd is supposed to link glommio: if this ever passes the exclusion,
     // the tree parsing above is broken and the two tests prove nothing.
     let deps = normal_dependencies("mb-shards");
-    assert!(deps.iter().any(|d| d == "glommio"), "mb-shards links glommio: {deps:?}");
+    assert!(
+        deps.iter().any(|d| d == "glommio"),
+        "mb-shards links glommio: {deps:?}"
+    );
 }

@@ -21,7 +21,8 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
         .filter_map(|e| {
             let path = e.ok()?.path();
             let name = path.file_name()?.to_str()?.to_owned();
-            name.ends_with(".mta.bin").then(|| (name, std::fs::read(&path).expect("read")))
+            name.ends_with(".mta.bin")
+                .then(|| (name, std::fs::read(&path).expect("read")))
         })
         .collect();
     v.sort();
@@ -42,11 +43,17 @@ fn codes(wire: &[u8]) -> Vec<u8> {
 }
 
 fn replay(wire: &[u8], chunk: usize, policy: &Arc<Policy>) -> Vec<Response> {
-    let mut conv = Conversation::new(Settings { shard: 0, frame_bytes_max: 1 << 20, refuse: false });
+    let mut conv = Conversation::new(Settings {
+        shard: 0,
+        frame_bytes_max: 1 << 20,
+        refuse: false,
+    });
     let (mut buf, mut out) = (Vec::new(), Vec::new());
     for piece in wire.chunks(chunk) {
         buf.extend_from_slice(piece);
-        let o = conv.process(&buf, policy, &mut out).expect("a real Postfix conversation is valid");
+        let o = conv
+            .process(&buf, policy, &mut out)
+            .expect("a real Postfix conversation is valid");
         buf.drain(..o.consumed);
         if o.close {
             break;
@@ -70,17 +77,34 @@ fn every_capture_gets_exactly_the_decision_replies() {
         let count = |c: u8| codes.iter().filter(|&&x| x == c).count();
         for chunk in [1, 3, 64, wire.len()] {
             let resp = replay(&wire, chunk, &policy);
-            let continues = resp.iter().filter(|r| **r == Response::Reply(Reply::Continue)).count();
-            let accepts = resp.iter().filter(|r| **r == Response::Reply(Reply::Accept)).count();
+            let continues = resp
+                .iter()
+                .filter(|r| **r == Response::Reply(Reply::Continue))
+                .count();
+            let accepts = resp
+                .iter()
+                .filter(|r| **r == Response::Reply(Reply::Accept))
+                .count();
             let headers = resp
                 .iter()
                 .filter(|r| matches!(r, Response::Modification(Modification::AddHeader { name, .. }) if name == "X-Mailborder"))
                 .count();
-            assert!(matches!(resp[0], Response::Reply(Reply::OptNeg { .. })), "{name}");
-            assert_eq!(continues, count(cmd::MAIL) + count(cmd::RCPT), "{name} chunk {chunk}");
+            assert!(
+                matches!(resp[0], Response::Reply(Reply::OptNeg { .. })),
+                "{name}"
+            );
+            assert_eq!(
+                continues,
+                count(cmd::MAIL) + count(cmd::RCPT),
+                "{name} chunk {chunk}"
+            );
             assert_eq!(accepts, count(cmd::END_OF_MESSAGE), "{name} chunk {chunk}");
             assert_eq!(headers, count(cmd::END_OF_MESSAGE), "{name} chunk {chunk}");
-            assert_eq!(resp.len(), 1 + continues + accepts + headers, "{name}: no other replies");
+            assert_eq!(
+                resp.len(),
+                1 + continues + accepts + headers,
+                "{name}: no other replies"
+            );
         }
     }
 }
@@ -105,7 +129,10 @@ fn captured_senders_can_be_refused_at_mail() {
             .iter()
             .filter(|r| matches!(r, Response::Reply(Reply::ReplyCode { code: 550, .. })))
             .count();
-        assert!(rejects >= mails, "{name}: {mails} MAIL, {rejects} rejects: {resp:?}");
+        assert!(
+            rejects >= mails,
+            "{name}: {mails} MAIL, {rejects} rejects: {resp:?}"
+        );
         assert!(!resp.contains(&Response::Reply(Reply::Accept)), "{name}");
     }
 }

@@ -22,7 +22,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The part of a file before its first test module, with line numbers.
 fn shipped_lines(path: &Path) -> Vec<(usize, String)> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     if name.ends_with("_tests.rs") || name == "tests.rs" {
         return Vec::new();
     }
@@ -45,7 +48,11 @@ fn violations(dirs: &[&str], banned: &[&str]) -> Vec<String> {
         for (n, line) in shipped_lines(&file) {
             let code = line.split("//").next().unwrap_or_default();
             for b in banned {
-                let hit = if b.starts_with("FIXME") { line.contains(b) } else { code.contains(b) };
+                let hit = if b.starts_with("FIXME") {
+                    line.contains(b)
+                } else {
+                    code.contains(b)
+                };
                 if hit {
                     found.push(format!("{}:{n}: `{b}` in: {}", file.display(), line.trim()));
                 }
@@ -66,8 +73,15 @@ fn no_unwrap_dbg_todo_or_fixme_in_shipped_code() {
 
 #[test]
 fn engine_library_does_not_print() {
-    let found = violations(&["engine/src"], &["println!(", "eprintln!(", "print!(", "eprint!("]);
-    assert!(found.is_empty(), "the engine returns facts, it does not print:\n{}", found.join("\n"));
+    let found = violations(
+        &["engine/src"],
+        &["println!(", "eprintln!(", "print!(", "eprint!("],
+    );
+    assert!(
+        found.is_empty(),
+        "the engine returns facts, it does not print:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -75,8 +89,11 @@ fn tidy_detects_what_it_bans() {
     let dir = std::env::temp_dir().join(format!("mb-tidy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("x.rs");
-    std::fs::write(&file, "fn a() { b.unwrap(); }\n#[cfg(test)]\nmod t { fn c() { d.unwrap(); } }\n")
-        .expect("write");
+    std::fs::write(
+        &file,
+        "fn a() { b.unwrap(); }\n#[cfg(test)]\nmod t { fn c() { d.unwrap(); } }\n",
+    )
+    .expect("write");
     let lines = shipped_lines(&file);
     assert_eq!(lines.len(), 1, "test module excluded");
     assert!(lines[0].1.contains(".unwrap()"));

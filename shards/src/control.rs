@@ -94,7 +94,10 @@ pub fn run(ctx: ControlContext) -> Result<u32> {
         });
         topology::claim_socket_path(&control.ctx.control_socket)?;
         let listener = UnixListener::bind(&control.ctx.control_socket).with_context(|| {
-            format!("cannot bind control socket {}", control.ctx.control_socket.display())
+            format!(
+                "cannot bind control socket {}",
+                control.ctx.control_socket.display()
+            )
         })?;
         topology::set_socket_access(&control.ctx.control_socket, 0o660, None)?;
         tokio::spawn(serve_ctl(Arc::clone(&control), listener));
@@ -120,7 +123,11 @@ pub fn run(ctx: ControlContext) -> Result<u32> {
             }
         }
         log::info!("Draining: finishing conversations in progress.");
-        control.state.lock().unwrap_or_else(|e| e.into_inner()).draining = true;
+        control
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .draining = true;
         for shard in &control.ctx.shards {
             let _ = shard.commands.send_async(ShardCommand::Drain).await;
         }
@@ -142,9 +149,10 @@ impl Control {
             Request::Status => Response::Ok(Answer::Status(self.status().await)),
             Request::Shards => Response::Ok(Answer::Shards(self.shard_status().await)),
             Request::Reload => match self.reload().await {
-                Ok((generation, warnings)) => {
-                    Response::Ok(Answer::Reloaded { generation, warnings })
-                }
+                Ok((generation, warnings)) => Response::Ok(Answer::Reloaded {
+                    generation,
+                    warnings,
+                }),
                 Err(e) => Response::Error(e),
             },
         }
@@ -157,7 +165,8 @@ impl Control {
             if shard.commands.try_send(ShardCommand::Status(tx)).is_err() {
                 continue;
             }
-            if let Ok(Ok(status)) = tokio::time::timeout(SHARD_STATUS_TIMEOUT, rx.recv_async()).await
+            if let Ok(Ok(status)) =
+                tokio::time::timeout(SHARD_STATUS_TIMEOUT, rx.recv_async()).await
             {
                 out.push(status);
             }
@@ -172,7 +181,11 @@ impl Control {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
-            config_path: self.ctx.config_path.as_ref().map(|p| p.display().to_string()),
+            config_path: self
+                .ctx
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
             config_generation: state.generation,
             last_reload_error: state.last_reload_error.clone(),
             listeners: self.ctx.listeners.clone(),
@@ -201,7 +214,10 @@ impl Control {
 
     async fn reload_inner(&self) -> Result<(u64, Vec<String>), String> {
         let (new, mut warnings) = match &self.ctx.config_path {
-            None => (Config::default(), vec!["mbd runs on embedded defaults; nothing to re-read".into()]),
+            None => (
+                Config::default(),
+                vec!["mbd runs on embedded defaults; nothing to re-read".into()],
+            ),
             Some(path) => {
                 // A config file is small; reading it blocks this thread only.
                 let text = std::fs::read_to_string(path)
@@ -212,11 +228,19 @@ impl Control {
                     .iter()
                     .partition(|d| d.severity == Severity::Error);
                 let Some(config) = checked.config else {
-                    let all: Vec<String> =
-                        errors.iter().map(|d| format!("{}: {d}", path.display())).collect();
+                    let all: Vec<String> = errors
+                        .iter()
+                        .map(|d| format!("{}: {d}", path.display()))
+                        .collect();
                     return Err(all.join("\n"));
                 };
-                (config, warnings.iter().map(|d| format!("{}: {d}", path.display())).collect())
+                (
+                    config,
+                    warnings
+                        .iter()
+                        .map(|d| format!("{}: {d}", path.display()))
+                        .collect(),
+                )
             }
         };
         let generation = {
@@ -287,7 +311,9 @@ async fn ctl_connection(control: Arc<Control>, stream: UnixStream) {
                 Err(e) => Response::Error(format!("bad request: {e}")),
             }
         };
-        let Ok(bytes) = ctl_api::to_line(&response) else { return };
+        let Ok(bytes) = ctl_api::to_line(&response) else {
+            return;
+        };
         if write.write_all(&bytes).await.is_err() || line.len() > CTL_LINE_BYTES_MAX {
             return;
         }

@@ -111,7 +111,12 @@ impl Readiness {
             self.free.borrow_mut().push(token);
             return Err(e);
         }
-        Ok(Socket { fd, readiness: self, token, writing: Cell::new(false) })
+        Ok(Socket {
+            fd,
+            readiness: self,
+            token,
+            writing: Cell::new(false),
+        })
     }
 
     /// Collects ready events without blocking and wakes their waiters;
@@ -227,7 +232,9 @@ impl Socket<'_> {
             }
         }
         if self.writing.replace(false) {
-            self.readiness.epoll.modify(self.fd(), self.token as u64, INTEREST)?;
+            self.readiness
+                .epoll
+                .modify(self.fd(), self.token as u64, INTEREST)?;
         }
         Ok(())
     }
@@ -251,7 +258,9 @@ impl Socket<'_> {
     }
 
     fn clear(&self, dir: Dir) {
-        self.readiness.entries.borrow_mut()[self.token].side(dir).ready = false;
+        self.readiness.entries.borrow_mut()[self.token]
+            .side(dir)
+            .ready = false;
     }
 
     fn ready(&self, dir: Dir) -> Ready<'_> {
@@ -393,7 +402,10 @@ mod tests {
             assert_eq!(writer.join().unwrap(), want);
             {
                 let entries = r.entries.borrow();
-                assert!(entries[sock.token].read.waker.is_none(), "no waker left parked");
+                assert!(
+                    entries[sock.token].read.waker.is_none(),
+                    "no waker left parked"
+                );
             }
             assert_eq!(r.in_use(), 1);
             let token = sock.token;
@@ -427,8 +439,9 @@ mod tests {
                         Poll::Pending
                     }
                 });
-                let won = futures_lite::future::or(async { Some(sock.read(&mut buf).await) }, other)
-                    .await;
+                let won =
+                    futures_lite::future::or(async { Some(sock.read(&mut buf).await) }, other)
+                        .await;
                 assert!(won.is_none(), "nothing to read");
             }
             assert!(r.entries.borrow()[sock.token].read.waker.is_none());
@@ -453,7 +466,10 @@ mod tests {
                 got == want
             });
             sock.write_all(&data).await.unwrap();
-            assert!(!sock.writing.get(), "EPOLLOUT interest dropped after the write");
+            assert!(
+                !sock.writing.get(),
+                "EPOLLOUT interest dropped after the write"
+            );
             assert!(reader.join().unwrap(), "bytes arrive whole and in order");
         });
     }
@@ -470,8 +486,9 @@ mod tests {
             let r = Rc::new(Readiness::new().unwrap());
             glommio::spawn_local(poll(Rc::clone(&r))).detach();
             let listener = r.register(OwnedFd::from(l)).unwrap();
-            let clients: Vec<_> =
-                (0..5).map(|_| std::os::unix::net::UnixStream::connect(&dir).unwrap()).collect();
+            let clients: Vec<_> = (0..5)
+                .map(|_| std::os::unix::net::UnixStream::connect(&dir).unwrap())
+                .collect();
             let mut accepted = Vec::new();
             while let Some(fd) = listener.try_accept().unwrap() {
                 accepted.push(fd);

@@ -66,7 +66,9 @@ fn main() -> ExitCode {
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
-    let Some(path) = path else { return Ok(Config::default()) };
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
     let checked = config::parse(&text);
@@ -78,7 +80,10 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     }
     match checked.config {
         Some(c) => Ok(c),
-        None => bail!("{} has errors (listed above); nothing started", path.display()),
+        None => bail!(
+            "{} has errors (listed above); nothing started",
+            path.display()
+        ),
     }
 }
 
@@ -87,7 +92,12 @@ fn run(args: &Args) -> Result<()> {
     let limits = topology::raise_limits()?;
     let paths = topology::resolve_paths(&config, args.state_dir.as_deref())?;
     let cpus = topology::cpu_plan(&config)?;
-    let gid = config.milter.socket_group.as_deref().map(topology::group_id).transpose()?;
+    let gid = config
+        .milter
+        .socket_group
+        .as_deref()
+        .map(topology::group_id)
+        .transpose()?;
     if let Some(path) = &paths.milter_socket {
         topology::claim_socket_path(path)?;
     }
@@ -97,8 +107,9 @@ fn run(args: &Args) -> Result<()> {
         connections: (0..shard_count).map(|_| AtomicU32::new(0)).collect(),
     });
     let policy = Arc::new(Policy::new(&config.policy, 1));
-    let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) =
-        (0..shard_count).map(|_| flume::bounded(HANDOFF_CHANNEL_CAPACITY)).unzip();
+    let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|_| flume::bounded(HANDOFF_CHANNEL_CAPACITY))
+        .unzip();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (finished_tx, finished_rx) = flume::unbounded();
     let mut handles = Vec::with_capacity(shard_count);
@@ -113,7 +124,12 @@ fn run(args: &Args) -> Result<()> {
             milter: config.milter.clone(),
             policy: Arc::clone(&policy),
             unix_socket: (i == 0)
-                .then(|| paths.milter_socket.clone().map(|p| (p, config.milter.socket_mode, gid)))
+                .then(|| {
+                    paths
+                        .milter_socket
+                        .clone()
+                        .map(|p| (p, config.milter.socket_mode, gid))
+                })
                 .flatten(),
             commands: cmd_rx,
             handoff_rx,
@@ -132,7 +148,10 @@ fn run(args: &Args) -> Result<()> {
             })
             .map_err(|e| anyhow::anyhow!("cannot start shard {i} on CPU {cpu}: {e}"))?;
         executors.push(executor);
-        handles.push(control::ShardHandle { id, commands: cmd_tx });
+        handles.push(control::ShardHandle {
+            id,
+            commands: cmd_tx,
+        });
     }
     drop(ready_tx);
 
@@ -202,7 +221,9 @@ fn stop_shards(handles: &[control::ShardHandle]) {
 
 /// The lines an admin adds to Postfix's main.cf.
 fn print_postfix_lines(listeners: &[String]) {
-    let Some(first) = listeners.first() else { return };
+    let Some(first) = listeners.first() else {
+        return;
+    };
     println!(
         "# Add to /etc/postfix/main.cf, then `postfix reload`:\n\
          smtpd_milters = {first}\n\

@@ -125,7 +125,10 @@ impl DrainSignal {
     }
 
     fn wait(&self) -> DrainWait<'_> {
-        DrainWait { signal: self, slot: None }
+        DrainWait {
+            signal: self,
+            slot: None,
+        }
     }
 }
 
@@ -231,7 +234,9 @@ pub async fn run(ctx: ShardContext) -> u32 {
     let readiness = match Readiness::new() {
         Ok(r) => Rc::new(r),
         Err(e) => {
-            let _ = ctx.ready.send(Err(format!("shard {}: cannot create epoll: {e}", ctx.id)));
+            let _ = ctx
+                .ready
+                .send(Err(format!("shard {}: cannot create epoll: {e}", ctx.id)));
             return 0;
         }
     };
@@ -362,7 +367,10 @@ async fn accept_loop(local: &Local, listener: OwnedFd, what: &str, mut place: im
     let listener = match local.readiness.register(listener) {
         Ok(l) => l,
         Err(e) => {
-            log::error!("Milter {what} listener on shard {} cannot be polled: {e}", local.id);
+            log::error!(
+                "Milter {what} listener on shard {} cannot be polled: {e}",
+                local.id
+            );
             return;
         }
     };
@@ -470,7 +478,11 @@ const READ_BUF_BYTES_KEEP: usize = 128 * 1024;
 
 impl ReadBuf {
     fn new() -> Self {
-        Self { data: vec![0; READ_BUF_BYTES_INITIAL], start: 0, end: 0 }
+        Self {
+            data: vec![0; READ_BUF_BYTES_INITIAL],
+            start: 0,
+            end: 0,
+        }
     }
 
     fn filled(&self) -> &[u8] {
@@ -532,15 +544,21 @@ async fn serve(local: Rc<Local>, fd: OwnedFd) {
     let stream = match local.readiness.register(fd) {
         Ok(s) => s,
         Err(e) => {
-            log::warn!("Milter connection on shard {} cannot be polled: {e}", local.id);
+            log::warn!(
+                "Milter connection on shard {} cannot be polled: {e}",
+                local.id
+            );
             local.stats.borrow_mut().protocol_errors += 1;
             local.open.set(local.open.get() - 1);
             local.gauge().fetch_sub(1, Ordering::Relaxed);
             return;
         }
     };
-    let settings =
-        Settings { shard: local.id, frame_bytes_max: local.milter.frame_bytes_max, refuse };
+    let settings = Settings {
+        shard: local.id,
+        frame_bytes_max: local.milter.frame_bytes_max,
+        refuse,
+    };
     let mut conv = Conversation::new(settings);
     let mut buf = ReadBuf::new();
     adjust(&local.buffer_bytes, buf.data.len() as isize);
@@ -578,7 +596,10 @@ async fn converse(
                 return Ok(());
             }
         }
-        let want = conv.decoder().bytes_wanted(buf.filled()).max(READ_BUF_BYTES_INITIAL);
+        let want = conv
+            .decoder()
+            .bytes_wanted(buf.filled())
+            .max(READ_BUF_BYTES_INITIAL);
         adjust(&local.buffer_bytes, buf.reserve(want));
         watch.arm(idle);
         let read = stream.read(buf.spare());
@@ -602,13 +623,18 @@ async fn converse(
         }
         let n = n.map_err(|e| format!("read: {e}"))?;
         if n == 0 {
-            return if conv.in_message() { Err("EOF inside a message".into()) } else { Ok(()) };
+            return if conv.in_message() {
+                Err("EOF inside a message".into())
+            } else {
+                Ok(())
+            };
         }
         let started = Instant::now();
         buf.end += n;
         let output = {
             let policy = local.policy.borrow();
-            conv.process(buf.filled(), &policy, out).map_err(|e| e.to_string())?
+            conv.process(buf.filled(), &policy, out)
+                .map_err(|e| e.to_string())?
         };
         buf.consume(output.consumed);
         if !out.is_empty() {
@@ -637,7 +663,9 @@ fn record(local: &Local, output: &mb_engine::milter::Output, started: Instant) {
     }
     let mut stats = local.stats.borrow_mut();
     if output.replies > 0 {
-        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let _ = stats.latency_us.record(us.min(60_000_000));
     }
     stats.messages += u64::from(output.messages);

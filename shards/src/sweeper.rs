@@ -52,7 +52,11 @@ impl Sweeper {
                 slots.len() - 1
             }
         };
-        Watch { sweeper: self, index, armed: Cell::new(false) }
+        Watch {
+            sweeper: self,
+            index,
+            armed: Cell::new(false),
+        }
     }
 
     /// Shuts down every connection whose deadline is before `now`; returns

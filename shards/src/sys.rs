@@ -71,7 +71,12 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is a live, exclusively borrowed slice of `buf.len()`
         // writable bytes, and `fd` is open.
         let n = unsafe {
-            libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
         match check_size(n) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -150,7 +155,10 @@ impl Epoll {
     }
 
     fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, token: u64, events: u32) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: events | libc::EPOLLET as u32, u64: token };
+        let mut ev = libc::epoll_event {
+            events: events | libc::EPOLLET as u32,
+            u64: token,
+        };
         // SAFETY: `ev` is a valid epoll_event that outlives the call; both
         // fds are open (one owned, one borrowed).
         check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })

@@ -32,7 +32,8 @@ pub struct Paths {
 pub fn resolve_paths(config: &Config, state_dir_override: Option<&Path>) -> Result<Paths> {
     let state_dir = match state_dir_override.or(config.daemon.state_dir.as_deref()) {
         Some(dir) => {
-            create_dir(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+            create_dir(dir)
+                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
             dir.to_path_buf()
         }
         None => default_state_dir()?,
@@ -40,11 +41,24 @@ pub fn resolve_paths(config: &Config, state_dir_override: Option<&Path>) -> Resu
     let milter_socket = if config.milter.unix_socket_disabled {
         None
     } else {
-        Some(config.milter.unix_socket.clone().unwrap_or_else(|| state_dir.join("mb-milter.sock")))
+        Some(
+            config
+                .milter
+                .unix_socket
+                .clone()
+                .unwrap_or_else(|| state_dir.join("mb-milter.sock")),
+        )
     };
-    let control_socket =
-        config.daemon.control_socket.clone().unwrap_or_else(|| state_dir.join("mbd.ctl"));
-    Ok(Paths { state_dir, milter_socket, control_socket })
+    let control_socket = config
+        .daemon
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| state_dir.join("mbd.ctl"));
+    Ok(Paths {
+        state_dir,
+        milter_socket,
+        control_socket,
+    })
 }
 
 fn default_state_dir() -> Result<PathBuf> {
@@ -60,7 +74,10 @@ fn default_state_dir() -> Result<PathBuf> {
             Err(e) => errors.push(format!("{}: {e}", dir.display())),
         }
     }
-    bail!("no writable state directory ({}); set daemon.state_dir or --state-dir", errors.join("; "))
+    bail!(
+        "no writable state directory ({}); set daemon.state_dir or --state-dir",
+        errors.join("; ")
+    )
 }
 
 fn create_dir(dir: &Path) -> io::Result<()> {
@@ -124,8 +141,9 @@ fn allowed_cpus() -> Result<Vec<usize>> {
         return Err(io::Error::last_os_error()).context("sched_getaffinity");
     }
     // SAFETY: CPU_ISSET only reads the bit set filled above; i < CPU_SETSIZE.
-    let cpus: Vec<usize> =
-        (0..libc::CPU_SETSIZE as usize).filter(|&i| unsafe { libc::CPU_ISSET(i, &set) }).collect();
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect();
     if cpus.is_empty() {
         bail!("the process affinity mask is empty");
     }
@@ -156,13 +174,19 @@ pub struct Limits {
 }
 
 fn raise(resource: libc::__rlimit_resource_t) -> Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes one `rlimit` into the valid pointer given.
     if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
         return Err(io::Error::last_os_error()).context("getrlimit");
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
         // SAFETY: setrlimit reads one `rlimit` from the valid pointer given.
         if unsafe { libc::setrlimit(resource, &raised) } == 0 {
             lim = raised;
@@ -173,7 +197,9 @@ fn raise(resource: libc::__rlimit_resource_t) -> Result<u64> {
 
 /// Resident set size of this process in bytes (0 if /proc is unreadable).
 pub fn rss_bytes() -> u64 {
-    let Ok(status) = fs::read_to_string("/proc/self/status") else { return 0 };
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -210,12 +236,20 @@ pub fn group_id(name: &str) -> Result<u32> {
 /// is removed; a live one, or a file that is not a socket, is an error.
 pub fn claim_socket_path(path: &Path) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = fs::symlink_metadata(path) else { return Ok(()) };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
     if !meta.file_type().is_socket() {
-        bail!("{} exists and is not a socket; remove it or choose another path", path.display());
+        bail!(
+            "{} exists and is not a socket; remove it or choose another path",
+            path.display()
+        );
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        bail!("{} is in use by a running process (another mbd?)", path.display());
+        bail!(
+            "{} is in use by a running process (another mbd?)",
+            path.display()
+        );
     }
     fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))
 }

@@ -78,14 +78,23 @@ impl FrameDecoder {
             return Err(FrameError::Empty);
         }
         if len > self.frame_bytes_max {
-            return Err(FrameError::TooLarge { len, max: self.frame_bytes_max });
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.frame_bytes_max,
+            });
         }
         let total = LENGTH_BYTES + len as usize;
         let Some(body) = buf.get(LENGTH_BYTES..total) else {
             return Ok(None);
         };
         debug_assert_eq!(body.len(), len as usize);
-        Ok(Some((RawFrame { code: body[0], payload: &body[1..] }, total)))
+        Ok(Some((
+            RawFrame {
+                code: body[0],
+                payload: &body[1..],
+            },
+            total,
+        )))
     }
 
     /// Bytes still missing before the frame at the front of `buf` is complete
@@ -165,7 +174,10 @@ mod tests {
     fn rejects_oversized_length_before_payload_arrives() {
         let dec = FrameDecoder::new(100);
         let buf = 101u32.to_be_bytes();
-        assert_eq!(dec.decode(&buf), Err(FrameError::TooLarge { len: 101, max: 100 }));
+        assert_eq!(
+            dec.decode(&buf),
+            Err(FrameError::TooLarge { len: 101, max: 100 })
+        );
         let buf = 100u32.to_be_bytes();
         assert_eq!(dec.decode(&buf), Ok(None));
     }

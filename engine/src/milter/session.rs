@@ -239,7 +239,9 @@ impl Conversation {
     #[must_use]
     pub fn macro_value(&self, name: &str) -> Option<&[u8]> {
         self.macros.iter().rev().find_map(|(_, pairs)| {
-            command::macro_pairs(pairs).find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)
+            command::macro_pairs(pairs)
+                .find(|(n, _)| *n == name.as_bytes())
+                .map(|(_, v)| v)
         })
     }
 
@@ -269,7 +271,10 @@ impl Conversation {
     }
 
     fn unexpected(&self, command: &Command<'_>) -> ConversationError {
-        ConversationError::UnexpectedCommand { command: command.name(), state: self.state.name() }
+        ConversationError::UnexpectedCommand {
+            command: command.name(),
+            state: self.state.name(),
+        }
     }
 
     fn handle(
@@ -287,7 +292,14 @@ impl Conversation {
                 self.state = State::Closed;
                 output.close = true;
             }
-            (State::AwaitOptNeg, Command::OptNeg { version, actions, protocol }) => {
+            (
+                State::AwaitOptNeg,
+                Command::OptNeg {
+                    version,
+                    actions,
+                    protocol,
+                },
+            ) => {
                 self.negotiate(*version, *actions, *protocol, policy, out, output)?;
             }
             (State::AwaitOptNeg, _) | (_, Command::OptNeg { .. }) => {
@@ -336,8 +348,9 @@ impl Conversation {
                 self.message.body_bytes += chunk.len() as u64;
                 self.end_of_message(out, output);
             }
-            (_, Command::Connect { .. } | Command::Helo { .. })
-            | (State::Session, _) => return Err(self.unexpected(&command)),
+            (_, Command::Connect { .. } | Command::Helo { .. }) | (State::Session, _) => {
+                return Err(self.unexpected(&command))
+            }
         }
         Ok(())
     }
@@ -395,7 +408,10 @@ impl Conversation {
     fn refusal_reply(action: &Action) -> Reply {
         match action {
             Action::Reject(SmtpText { code, text }) | Action::TempFail(SmtpText { code, text }) => {
-                Reply::ReplyCode { code: *code, text: text.clone() }
+                Reply::ReplyCode {
+                    code: *code,
+                    text: text.clone(),
+                }
             }
             Action::Accept | Action::Discard | Action::Quarantine(_) => Reply::Continue,
         }
@@ -422,7 +438,10 @@ impl Conversation {
                 .flatten()
         });
         self.state = State::Message;
-        self.message = Message { policy: Some(Arc::clone(policy)), ..Message::default() };
+        self.message = Message {
+            policy: Some(Arc::clone(policy)),
+            ..Message::default()
+        };
         self.message.sender = sender;
         if self.settings.refuse {
             self.message.refused_sender = true;
@@ -579,7 +598,10 @@ fn busy() -> Action {
 
 /// `<a@b>` → `a@b`; `a@b` (sendmail/pickup sends no brackets) stays.
 fn bare_address(raw: &[u8]) -> String {
-    let raw = raw.strip_prefix(b"<").and_then(|r| r.strip_suffix(b">")).unwrap_or(raw);
+    let raw = raw
+        .strip_prefix(b"<")
+        .and_then(|r| r.strip_suffix(b">"))
+        .unwrap_or(raw);
     String::from_utf8_lossy(raw).into_owned()
 }
 

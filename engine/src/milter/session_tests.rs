@@ -14,7 +14,11 @@ const POSTFIX_ACTIONS: u32 = actions::ALL;
 const POSTFIX_PROTOCOL: u32 = protocol::ALL;
 
 fn settings() -> Settings {
-    Settings { shard: 1, frame_bytes_max: 256 * 1024, refuse: false }
+    Settings {
+        shard: 1,
+        frame_bytes_max: 256 * 1024,
+        refuse: false,
+    }
 }
 
 fn rule(patterns: &[&str], action: RuleAction) -> AddressRule {
@@ -56,20 +60,35 @@ fn mta_frames(commands: &[Command<'_>]) -> Vec<u8> {
 /// One message as Postfix 3.7 sends it (see captures/A-default.log).
 fn postfix_message<'a>(sender: &'a [u8], rcpts: &[&'a [u8]], body: &'a [u8]) -> Vec<Command<'a>> {
     let mut c = vec![
-        Command::Macro { stage: cmd::MAIL, pairs: b"{mail_addr}\0x\0" },
+        Command::Macro {
+            stage: cmd::MAIL,
+            pairs: b"{mail_addr}\0x\0",
+        },
         Command::Mail { args: sender },
     ];
     for r in rcpts {
-        c.push(Command::Macro { stage: cmd::RCPT, pairs: b"i\0QID1\0" });
+        c.push(Command::Macro {
+            stage: cmd::RCPT,
+            pairs: b"i\0QID1\0",
+        });
         c.push(Command::Rcpt { args: r });
     }
     c.extend([
         Command::Data,
-        Command::Header { name: b"From", value: b"<a@source.example>" },
-        Command::Header { name: b"Subject", value: b"test" },
+        Command::Header {
+            name: b"From",
+            value: b"<a@source.example>",
+        },
+        Command::Header {
+            name: b"Subject",
+            value: b"test",
+        },
         Command::EndOfHeaders,
         Command::Body(body),
-        Command::Macro { stage: cmd::END_OF_MESSAGE, pairs: b"i\0QID1\0" },
+        Command::Macro {
+            stage: cmd::END_OF_MESSAGE,
+            pairs: b"i\0QID1\0",
+        },
         Command::EndOfMessage(b""),
     ]);
     c
@@ -77,15 +96,24 @@ fn postfix_message<'a>(sender: &'a [u8], rcpts: &[&'a [u8]], body: &'a [u8]) -> 
 
 fn session_start(protocol: u32) -> Vec<Command<'static>> {
     vec![
-        Command::OptNeg { version: 6, actions: POSTFIX_ACTIONS, protocol },
-        Command::Macro { stage: cmd::CONNECT, pairs: b"j\0mx.example\0{daemon_name}\0mx\0" },
+        Command::OptNeg {
+            version: 6,
+            actions: POSTFIX_ACTIONS,
+            protocol,
+        },
+        Command::Macro {
+            stage: cmd::CONNECT,
+            pairs: b"j\0mx.example\0{daemon_name}\0mx\0",
+        },
         Command::Connect {
             hostname: b"localhost",
             family: Family::Inet,
             port: 4242,
             address: b"127.0.0.1",
         },
-        Command::Helo { name: b"client.example" },
+        Command::Helo {
+            name: b"client.example",
+        },
     ]
 }
 
@@ -141,7 +169,11 @@ fn header(value: &str) -> Response {
 fn postfix_conversation_at_every_chunk_size() {
     let policy = policy(vec![], vec![]);
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.extend(postfix_message(b"<a@source.example>\0", &[b"<r1@dest.example>\0", b"<r2@dest.example>\0"], b"hello\r\n"));
+    cmds.extend(postfix_message(
+        b"<a@source.example>\0",
+        &[b"<r1@dest.example>\0", b"<r2@dest.example>\0"],
+        b"hello\r\n",
+    ));
     cmds.extend([Command::Abort, Command::Abort, Command::Quit]);
     let wire = mta_frames(&cmds);
     for chunk in (1..=64).chain([wire.len()]) {
@@ -176,11 +208,26 @@ fn postfix_conversation_at_every_chunk_size() {
 fn mta_without_no_reply_flags_gets_continue_for_every_event() {
     let policy = policy(vec![], vec![]);
     let mut cmds = session_start(0);
-    cmds.extend(postfix_message(b"<a@source.example>\0", &[b"<r@dest.example>\0"], b"x\r\n"));
-    let (resp, _) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 7, &policy).unwrap();
+    cmds.extend(postfix_message(
+        b"<a@source.example>\0",
+        &[b"<r@dest.example>\0"],
+        b"x\r\n",
+    ));
+    let (resp, _) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        7,
+        &policy,
+    )
+    .unwrap();
     // optneg, connect, helo, mail, rcpt, data, 2 headers, eoh, body, header mod, accept
     assert_eq!(resp.len(), 12);
-    assert_eq!(resp.iter().filter(|r| **r == Response::Reply(Reply::Continue)).count(), 9);
+    assert_eq!(
+        resp.iter()
+            .filter(|r| **r == Response::Reply(Reply::Continue))
+            .count(),
+        9
+    );
     assert_eq!(resp.last(), Some(&Response::Reply(Reply::Accept)));
 }
 
@@ -189,11 +236,19 @@ fn blocked_sender_is_refused_at_mail_with_our_text() {
     let policy = policy(vec![rule(&["@spam.example"], RuleAction::Reject)], vec![]);
     let mut cmds = session_start(POSTFIX_PROTOCOL);
     cmds.extend([
-        Command::Mail { args: b"<x@SPAM.example>\0BODY=8BITMIME\0" },
+        Command::Mail {
+            args: b"<x@SPAM.example>\0BODY=8BITMIME\0",
+        },
         Command::Abort,
         Command::Quit,
     ]);
-    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 3, &policy).unwrap();
+    let (resp, out) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        3,
+        &policy,
+    )
+    .unwrap();
     assert_eq!(
         resp[1],
         Response::Reply(Reply::ReplyCode {
@@ -207,15 +262,27 @@ fn blocked_sender_is_refused_at_mail_with_our_text() {
 
 #[test]
 fn tempfail_recipient_only_refuses_that_recipient() {
-    let policy = policy(vec![], vec![rule(&["later@dest.example"], RuleAction::TempFail)]);
+    let policy = policy(
+        vec![],
+        vec![rule(&["later@dest.example"], RuleAction::TempFail)],
+    );
     let mut cmds = session_start(POSTFIX_PROTOCOL);
     cmds.extend(postfix_message(
         b"<a@source.example>\0",
         &[b"<later@dest.example>\0", b"<now@dest.example>\0"],
         b"x\r\n",
     ));
-    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 64, &policy).unwrap();
-    assert!(matches!(&resp[2], Response::Reply(Reply::ReplyCode { code: 451, .. })));
+    let (resp, out) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        64,
+        &policy,
+    )
+    .unwrap();
+    assert!(matches!(
+        &resp[2],
+        Response::Reply(Reply::ReplyCode { code: 451, .. })
+    ));
     assert_eq!(resp[3], Response::Reply(Reply::Continue));
     assert_eq!(resp.last(), Some(&Response::Reply(Reply::Accept)));
     assert_eq!((out.verdicts.tempfail, out.verdicts.accept), (1, 1));
@@ -247,8 +314,18 @@ fn quarantine_replace_body_and_discard_at_end_of_message() {
     for (action, expected_tail) in cases {
         let policy = policy(vec![], vec![rule(&["@held.example"], action)]);
         let mut cmds = session_start(POSTFIX_PROTOCOL);
-        cmds.extend(postfix_message(b"<a@source.example>\0", &[b"<r@held.example>\0"], b"x\r\n"));
-        let (resp, _) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 5, &policy).unwrap();
+        cmds.extend(postfix_message(
+            b"<a@source.example>\0",
+            &[b"<r@held.example>\0"],
+            b"x\r\n",
+        ));
+        let (resp, _) = run(
+            &mut Conversation::new(settings()),
+            &mta_frames(&cmds),
+            5,
+            &policy,
+        )
+        .unwrap();
         assert_eq!(&resp[3..], &expected_tail[..], "{action:?}");
     }
 }
@@ -257,10 +334,27 @@ fn quarantine_replace_body_and_discard_at_end_of_message() {
 fn quarantine_without_the_action_negotiated_tempfails() {
     let policy = policy(vec![rule(&["@a.example"], RuleAction::Quarantine)], vec![]);
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds[0] = Command::OptNeg { version: 6, actions: actions::ADD_HEADERS, protocol: POSTFIX_PROTOCOL };
-    cmds.extend(postfix_message(b"<q@a.example>\0", &[b"<r@dest.example>\0"], b"x\r\n"));
-    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 64, &policy).unwrap();
-    assert!(matches!(resp.last(), Some(Response::Reply(Reply::ReplyCode { code: 451, .. }))));
+    cmds[0] = Command::OptNeg {
+        version: 6,
+        actions: actions::ADD_HEADERS,
+        protocol: POSTFIX_PROTOCOL,
+    };
+    cmds.extend(postfix_message(
+        b"<q@a.example>\0",
+        &[b"<r@dest.example>\0"],
+        b"x\r\n",
+    ));
+    let (resp, out) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        64,
+        &policy,
+    )
+    .unwrap();
+    assert!(matches!(
+        resp.last(),
+        Some(Response::Reply(Reply::ReplyCode { code: 451, .. }))
+    ));
     assert_eq!(out.verdicts.tempfail, 1);
 }
 
@@ -268,11 +362,23 @@ fn quarantine_without_the_action_negotiated_tempfails() {
 fn oversized_messages_are_refused_at_mail_and_at_end() {
     let policy = policy(vec![], vec![]);
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.push(Command::Mail { args: b"<a@b.example>\0SIZE=10001\0" });
+    cmds.push(Command::Mail {
+        args: b"<a@b.example>\0SIZE=10001\0",
+    });
     cmds.push(Command::Abort);
     let big = vec![b'x'; 10_001];
-    cmds.extend(postfix_message(b"<a@b.example>\0SIZE=100\0", &[b"<r@d.example>\0"], &big));
-    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 4096, &policy).unwrap();
+    cmds.extend(postfix_message(
+        b"<a@b.example>\0SIZE=100\0",
+        &[b"<r@d.example>\0"],
+        &big,
+    ));
+    let (resp, out) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        4096,
+        &policy,
+    )
+    .unwrap();
     let too_big = Response::Reply(Reply::ReplyCode {
         code: 552,
         text: "5.3.4 Message size exceeds fixed maximum message size".to_owned(),
@@ -286,12 +392,26 @@ fn oversized_messages_are_refused_at_mail_and_at_end() {
 #[test]
 fn refusing_connection_tempfails_every_transaction() {
     let policy = policy(vec![], vec![]);
-    let mut conv = Conversation::new(Settings { refuse: true, ..settings() });
+    let mut conv = Conversation::new(Settings {
+        refuse: true,
+        ..settings()
+    });
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.extend([Command::Mail { args: b"<a@b.example>\0" }, Command::Rcpt { args: b"<r@d>\0" }]);
+    cmds.extend([
+        Command::Mail {
+            args: b"<a@b.example>\0",
+        },
+        Command::Rcpt { args: b"<r@d>\0" },
+    ]);
     let (resp, out) = run(&mut conv, &mta_frames(&cmds), 64, &policy).unwrap();
-    assert!(matches!(&resp[1], Response::Reply(Reply::ReplyCode { code: 451, .. })));
-    assert!(matches!(&resp[2], Response::Reply(Reply::ReplyCode { code: 451, .. })));
+    assert!(matches!(
+        &resp[1],
+        Response::Reply(Reply::ReplyCode { code: 451, .. })
+    ));
+    assert!(matches!(
+        &resp[2],
+        Response::Reply(Reply::ReplyCode { code: 451, .. })
+    ));
     assert_eq!(out.verdicts.tempfail, 2);
 }
 
@@ -301,28 +421,68 @@ fn policy_is_pinned_at_mail_until_the_message_ends() {
     let new = policy(vec![], vec![rule(&["@d.example"], RuleAction::Reject)]);
     let mut conv = Conversation::new(settings());
     let mut start = session_start(POSTFIX_PROTOCOL);
-    start.push(Command::Mail { args: b"<a@b.example>\0" });
+    start.push(Command::Mail {
+        args: b"<a@b.example>\0",
+    });
     run(&mut conv, &mta_frames(&start), 64, &old).unwrap();
     // A reload happened: the shard now passes the new policy.
-    let rest = mta_frames(&[Command::Rcpt { args: b"<r@d.example>\0" }, Command::Abort]);
+    let rest = mta_frames(&[
+        Command::Rcpt {
+            args: b"<r@d.example>\0",
+        },
+        Command::Abort,
+    ]);
     let (resp, _) = run(&mut conv, &rest, 64, &new).unwrap();
     assert_eq!(resp, vec![Response::Reply(Reply::Continue)]);
     // The next message uses the new policy.
-    let next = mta_frames(&[Command::Mail { args: b"<a@b.example>\0" }, Command::Rcpt { args: b"<r@d.example>\0" }]);
+    let next = mta_frames(&[
+        Command::Mail {
+            args: b"<a@b.example>\0",
+        },
+        Command::Rcpt {
+            args: b"<r@d.example>\0",
+        },
+    ]);
     let (resp, _) = run(&mut conv, &next, 64, &new).unwrap();
-    assert!(matches!(&resp[1], Response::Reply(Reply::ReplyCode { code: 550, .. })));
+    assert!(matches!(
+        &resp[1],
+        Response::Reply(Reply::ReplyCode { code: 550, .. })
+    ));
 }
 
 #[test]
 fn non_smtp_mail_without_brackets_and_quit_new_connection() {
-    let policy = policy(vec![rule(&["local@source.example"], RuleAction::Reject)], vec![]);
+    let policy = policy(
+        vec![rule(&["local@source.example"], RuleAction::Reject)],
+        vec![],
+    );
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.push(Command::Mail { args: b"local@source.example\0" });
+    cmds.push(Command::Mail {
+        args: b"local@source.example\0",
+    });
     cmds.push(Command::QuitNewConnection);
-    cmds.push(Command::Connect { hostname: b"h", family: Family::Unknown, port: 0, address: b"" });
-    cmds.extend(postfix_message(b"<ok@source.example>\0", &[b"r@dest.example\0"], b""));
-    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 9, &policy).unwrap();
-    assert!(matches!(&resp[1], Response::Reply(Reply::ReplyCode { code: 550, .. })));
+    cmds.push(Command::Connect {
+        hostname: b"h",
+        family: Family::Unknown,
+        port: 0,
+        address: b"",
+    });
+    cmds.extend(postfix_message(
+        b"<ok@source.example>\0",
+        &[b"r@dest.example\0"],
+        b"",
+    ));
+    let (resp, out) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        9,
+        &policy,
+    )
+    .unwrap();
+    assert!(matches!(
+        &resp[1],
+        Response::Reply(Reply::ReplyCode { code: 550, .. })
+    ));
     assert_eq!(resp.last(), Some(&Response::Reply(Reply::Accept)));
     assert_eq!(out.messages, 2);
 }
@@ -332,9 +492,17 @@ fn macros_are_kept_per_stage() {
     let policy = policy(vec![], vec![]);
     let mut conv = Conversation::new(settings());
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.push(Command::Macro { stage: cmd::MAIL, pairs: b"{auth_authen}\0alice\0i\0Q1\0" });
-    cmds.push(Command::Mail { args: b"<a@b.example>\0" });
-    cmds.push(Command::Macro { stage: cmd::RCPT, pairs: b"i\0Q2\0" });
+    cmds.push(Command::Macro {
+        stage: cmd::MAIL,
+        pairs: b"{auth_authen}\0alice\0i\0Q1\0",
+    });
+    cmds.push(Command::Mail {
+        args: b"<a@b.example>\0",
+    });
+    cmds.push(Command::Macro {
+        stage: cmd::RCPT,
+        pairs: b"i\0Q2\0",
+    });
     run(&mut conv, &mta_frames(&cmds), 64, &policy).unwrap();
     assert_eq!(conv.macro_value("{auth_authen}"), Some(&b"alice"[..]));
     assert_eq!(conv.macro_value("i"), Some(&b"Q2"[..]));
@@ -345,15 +513,44 @@ fn macros_are_kept_per_stage() {
 #[test]
 fn out_of_order_and_malformed_input_are_errors_not_panics() {
     let policy = policy(vec![], vec![]);
-    let optneg = Command::OptNeg { version: 6, actions: POSTFIX_ACTIONS, protocol: POSTFIX_PROTOCOL };
+    let optneg = Command::OptNeg {
+        version: 6,
+        actions: POSTFIX_ACTIONS,
+        protocol: POSTFIX_PROTOCOL,
+    };
     let cases: Vec<(Vec<Command<'_>>, &str)> = vec![
         (vec![Command::Body(b"x")], "BODY before OPTNEG"),
         (vec![optneg.clone(), optneg.clone()], "second OPTNEG"),
-        (vec![optneg.clone(), Command::Rcpt { args: b"<r@d>\0" }], "RCPT before MAIL"),
-        (vec![optneg.clone(), Command::Header { name: b"a", value: b"b" }], "HEADER outside message"),
-        (vec![optneg.clone(), Command::EndOfMessage(b"")], "EOM outside message"),
-        (vec![optneg.clone(), Command::Quit, Command::Helo { name: b"x" }], "after QUIT"),
-        (vec![Command::OptNeg { version: 1, actions: 0, protocol: 0 }], "version 1"),
+        (
+            vec![optneg.clone(), Command::Rcpt { args: b"<r@d>\0" }],
+            "RCPT before MAIL",
+        ),
+        (
+            vec![
+                optneg.clone(),
+                Command::Header {
+                    name: b"a",
+                    value: b"b",
+                },
+            ],
+            "HEADER outside message",
+        ),
+        (
+            vec![optneg.clone(), Command::EndOfMessage(b"")],
+            "EOM outside message",
+        ),
+        (
+            vec![optneg.clone(), Command::Quit, Command::Helo { name: b"x" }],
+            "after QUIT",
+        ),
+        (
+            vec![Command::OptNeg {
+                version: 1,
+                actions: 0,
+                protocol: 0,
+            }],
+            "version 1",
+        ),
     ];
     for (cmds, what) in cases {
         let wire = mta_frames(&cmds);
@@ -393,8 +590,18 @@ fn large_replacement_body_is_sent_in_chunks() {
     r.body = Some("y".repeat(150_000));
     let policy = policy(vec![], vec![r]);
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.extend(postfix_message(b"<a@s.example>\0", &[b"<r@big.example>\0"], b"x"));
-    let (resp, _) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 4096, &policy).unwrap();
+    cmds.extend(postfix_message(
+        b"<a@s.example>\0",
+        &[b"<r@big.example>\0"],
+        b"x",
+    ));
+    let (resp, _) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        4096,
+        &policy,
+    )
+    .unwrap();
     let chunks: Vec<usize> = resp
         .iter()
         .filter_map(|r| match r {
@@ -409,33 +616,75 @@ fn large_replacement_body_is_sent_in_chunks() {
 fn recipients_the_mta_rejected_itself_are_not_judged() {
     let policy = policy(vec![], vec![rule(&["@dest.example"], RuleAction::Reject)]);
     let mut cmds = session_start(POSTFIX_PROTOCOL);
-    cmds.push(Command::Mail { args: b"<a@b.example>\0" });
+    cmds.push(Command::Mail {
+        args: b"<a@b.example>\0",
+    });
     cmds.push(Command::Macro {
         stage: cmd::RCPT,
         pairs: b"{rcpt_mailer}\0error\0{rcpt_host}\05.7.1\0",
     });
-    cmds.push(Command::Rcpt { args: b"<x@dest.example>\0" });
-    cmds.push(Command::Macro { stage: cmd::RCPT, pairs: b"{rcpt_mailer}\0smtp\0" });
-    cmds.push(Command::Rcpt { args: b"<y@dest.example>\0" });
-    let (resp, out) = run(&mut Conversation::new(settings()), &mta_frames(&cmds), 64, &policy).unwrap();
+    cmds.push(Command::Rcpt {
+        args: b"<x@dest.example>\0",
+    });
+    cmds.push(Command::Macro {
+        stage: cmd::RCPT,
+        pairs: b"{rcpt_mailer}\0smtp\0",
+    });
+    cmds.push(Command::Rcpt {
+        args: b"<y@dest.example>\0",
+    });
+    let (resp, out) = run(
+        &mut Conversation::new(settings()),
+        &mta_frames(&cmds),
+        64,
+        &policy,
+    )
+    .unwrap();
     assert_eq!(resp[2], Response::Reply(Reply::Continue));
-    assert!(matches!(&resp[3], Response::Reply(Reply::ReplyCode { code: 550, .. })));
+    assert!(matches!(
+        &resp[3],
+        Response::Reply(Reply::ReplyCode { code: 550, .. })
+    ));
     assert_eq!(out.verdicts.reject, 1);
 }
 
 #[test]
 fn events_the_policy_ignores_are_negotiated_away() {
     let policy = policy(vec![rule(&["@x.example"], RuleAction::Reject)], vec![]);
-    let wire = mta_frames(&[Command::OptNeg { version: 6, actions: POSTFIX_ACTIONS, protocol: POSTFIX_PROTOCOL }]);
+    let wire = mta_frames(&[Command::OptNeg {
+        version: 6,
+        actions: POSTFIX_ACTIONS,
+        protocol: POSTFIX_PROTOCOL,
+    }]);
     let (resp, _) = run(&mut Conversation::new(settings()), &wire, 64, &policy).unwrap();
-    let Response::Reply(Reply::OptNeg { protocol: p, .. }) = resp[0] else { panic!("{resp:?}") };
-    for skipped in [protocol::NO_CONNECT, protocol::NO_HELO, protocol::NO_HEADERS, protocol::NO_EOH] {
+    let Response::Reply(Reply::OptNeg { protocol: p, .. }) = resp[0] else {
+        panic!("{resp:?}")
+    };
+    for skipped in [
+        protocol::NO_CONNECT,
+        protocol::NO_HELO,
+        protocol::NO_HEADERS,
+        protocol::NO_EOH,
+    ] {
         assert_ne!(p & skipped, 0, "flag {skipped:#x} negotiated");
     }
     // The size limit needs the body, and MAIL/RCPT need answers.
-    assert_eq!(p & (protocol::NO_BODY | protocol::NR_MAIL | protocol::NR_RCPT), 0);
+    assert_eq!(
+        p & (protocol::NO_BODY | protocol::NR_MAIL | protocol::NR_RCPT),
+        0
+    );
     // Never more than the MTA offered.
-    let wire = mta_frames(&[Command::OptNeg { version: 6, actions: POSTFIX_ACTIONS, protocol: protocol::NR_BODY }]);
+    let wire = mta_frames(&[Command::OptNeg {
+        version: 6,
+        actions: POSTFIX_ACTIONS,
+        protocol: protocol::NR_BODY,
+    }]);
     let (resp, _) = run(&mut Conversation::new(settings()), &wire, 64, &policy).unwrap();
-    assert!(matches!(resp[0], Response::Reply(Reply::OptNeg { protocol: protocol::NR_BODY, .. })));
+    assert!(matches!(
+        resp[0],
+        Response::Reply(Reply::OptNeg {
+            protocol: protocol::NR_BODY,
+            ..
+        })
+    ));
 }
