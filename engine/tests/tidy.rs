@@ -99,3 +99,19 @@ fn tidy_detects_what_it_bans() {
     assert!(lines[0].1.contains(".unwrap()"));
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn tree_is_rustfmt_clean() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .current_dir(ROOT)
+        .args(["fmt", "--all", "--", "--check"])
+        .output()
+        .expect("cargo fmt runs");
+    assert!(
+        out.status.success(),
+        "run `cargo fmt --all`:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

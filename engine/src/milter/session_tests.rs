@@ -621,7 +621,7 @@ fn recipients_the_mta_rejected_itself_are_not_judged() {
     });
     cmds.push(Command::Macro {
         stage: cmd::RCPT,
-        pairs: b"{rcpt_mailer}\0error\0{rcpt_host}\05.7.1\0",
+        pairs: b"{rcpt_mailer}\0error\0{rcpt_host}\x005.7.1\0",
     });
     cmds.push(Command::Rcpt {
         args: b"<x@dest.example>\0",
