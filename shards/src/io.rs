@@ -116,6 +116,7 @@ impl Readiness {
             readiness: self,
             token,
             writing: Cell::new(false),
+            quickack: Cell::new(false),
         })
     }
 
@@ -190,6 +191,9 @@ pub struct Socket<'a> {
     token: usize,
     /// Registered for `EPOLLOUT` too (a write is waiting for space).
     writing: Cell<bool>,
+    /// A TCP socket that acknowledges every read at once (see
+    /// [`sys::set_quickack`]).
+    quickack: Cell<bool>,
 }
 
 impl Socket<'_> {
@@ -204,9 +208,19 @@ impl Socket<'_> {
             self.clear(Dir::Read);
             match sys::recv(self.fd(), buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready(Dir::Read).await,
+                Ok(n) if n > 0 && self.quickack.get() => {
+                    // Best effort: a failure only costs latency.
+                    let _ = sys::set_quickack(self.fd());
+                    return Ok(n);
+                }
                 r => return r,
             }
         }
+    }
+
+    /// Acknowledges every read at once (TCP peers that use Nagle).
+    pub fn ack_reads_at_once(&self) {
+        self.quickack.set(true);
     }
 
     /// Writes all of `buf`, waiting for buffer space as needed.

@@ -423,7 +423,7 @@ async fn accept_unix(local: Rc<Local>, listener: OwnedFd, handoff: Vec<flume::Se
             }
         };
         local.gauge().fetch_add(1, Ordering::Relaxed);
-        glommio::spawn_local(serve(Rc::clone(&local), fd)).detach();
+        glommio::spawn_local(serve(Rc::clone(&local), fd, false)).detach();
     })
     .await;
 }
@@ -446,7 +446,7 @@ fn least_loaded(shared: &Shared, start: usize) -> usize {
 async fn receive_handoffs(local: Rc<Local>, handoff: flume::Receiver<HandoffFd>) {
     // Handed-off connections were already counted on this shard's gauge.
     while let Ok(fd) = handoff.recv_async().await {
-        glommio::spawn_local(serve(Rc::clone(&local), fd.into_owned())).detach();
+        glommio::spawn_local(serve(Rc::clone(&local), fd.into_owned(), false)).detach();
     }
 }
 
@@ -454,7 +454,7 @@ async fn accept_tcp(local: Rc<Local>, listener: OwnedFd) {
     accept_loop(&local, listener, "TCP", |fd| {
         let _ = crate::sys::set_nodelay(std::os::fd::AsFd::as_fd(&fd));
         local.gauge().fetch_add(1, Ordering::Relaxed);
-        glommio::spawn_local(serve(Rc::clone(&local), fd)).detach();
+        glommio::spawn_local(serve(Rc::clone(&local), fd, true)).detach();
     })
     .await;
 }
@@ -532,7 +532,7 @@ fn adjust(cell: &Cell<u64>, delta: isize) {
 }
 
 /// Serves one milter connection until QUIT, EOF, an error, a timeout or drain.
-async fn serve(local: Rc<Local>, fd: OwnedFd) {
+async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool) {
     let refuse =
         local.drain.fired.get() || local.open.get() >= local.milter.connections_max_per_shard;
     local.open.set(local.open.get() + 1);
@@ -554,6 +554,9 @@ async fn serve(local: Rc<Local>, fd: OwnedFd) {
             return;
         }
     };
+    if tcp {
+        stream.ack_reads_at_once();
+    }
     let settings = Settings {
         shard: local.id,
         frame_bytes_max: local.milter.frame_bytes_max,
