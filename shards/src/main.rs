@@ -186,7 +186,7 @@ fn run(args: &Args) -> Result<()> {
         limits.memlock / 1024,
         limits.nofile,
     );
-    print_postfix_lines(&listeners);
+    print_postfix_lines(&listeners, config.milter.socket_group.is_none());
 
     let milter_socket = paths.milter_socket.clone();
     let left = control::run(control::ControlContext {
@@ -220,7 +220,7 @@ fn stop_shards(handles: &[control::ShardHandle]) {
 }
 
 /// The lines an admin adds to Postfix's main.cf.
-fn print_postfix_lines(listeners: &[String]) {
+fn print_postfix_lines(listeners: &[String], no_group: bool) {
     let Some(first) = listeners.first() else {
         return;
     };
@@ -233,4 +233,10 @@ fn print_postfix_lines(listeners: &[String]) {
          # With Debian's chrooted smtpd/cleanup, a unix socket path is resolved inside\n\
          # /var/spool/postfix: put the socket there or use milter.tcp (see docs/CONFIG.md)."
     );
+    if no_group && first.starts_with("unix:") {
+        println!(
+            "# Postfix connects as user `postfix`: set milter.socket_group = \"postfix\" \
+             (the socket is mode 0770 with no group set)."
+        );
+    }
 }
