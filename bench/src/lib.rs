@@ -16,5 +16,6 @@ pub mod corpus;
 pub mod loadgen;
 pub mod mta;
 pub mod sys;
-pub mod target;
+/// Milter endpoints, shared with `mbctl test-socket`.
+pub use mbctl::endpoint as target;
 pub mod units;

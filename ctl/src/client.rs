@@ -20,10 +20,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use mb_engine::ctl_api::{self, Answer, Request, Response};
@@ -83,36 +80,6 @@ pub fn is_timeout(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// Connects to a unix socket, giving up after `timeout`.
-///
-/// std has no unix `connect_timeout`; a blocking connect only blocks when the
-/// listener's backlog is full, so the connect runs on a helper thread and we
-/// stop waiting for it after `timeout`. A helper that is still blocked is left
-/// behind; it ends when the connect does or when the process exits.
-///
-/// # Errors
-/// The connect error, or `TimedOut`.
-pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    let (tx, rx) = mpsc::channel();
-    let owned = path.to_path_buf();
-    thread::Builder::new()
-        .name("mbctl-connect".into())
-        .spawn(move || {
-            // The receiver may be gone after a timeout; nothing to do then.
-            let _ = tx.send(UnixStream::connect(&owned));
-        })?;
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "connect did not complete within {}",
-                crate::table::format_duration(timeout)
-            ),
-        )),
-    }
 }
 
 /// Why a control request failed.
@@ -227,11 +194,12 @@ impl Client {
     /// errors (`{"error": ...}`).
     pub fn request(&self, req: &Request) -> Result<Answer, ClientError> {
         let path = self.path.clone();
-        let stream =
-            connect_unix(&self.path, self.timeout).map_err(|source| ClientError::Connect {
+        let stream = mbctl::endpoint::connect_unix(&self.path, self.timeout).map_err(|source| {
+            ClientError::Connect {
                 path: path.clone(),
                 source,
-            })?;
+            }
+        })?;
         let io_err = |source: io::Error, during: &'static str| {
             if is_timeout(&source) {
                 ClientError::Timeout {
@@ -312,6 +280,7 @@ mod tests {
     use super::*;
     use mb_engine::ctl_api::DaemonStatus;
     use std::os::unix::net::UnixListener;
+    use std::thread;
 
     fn temp_socket(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("mbctl-test-{}-{name}", std::process::id()));

@@ -185,7 +185,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             cmd: ConfigCmd::Verify { file },
         } => verify_config(file, cli.json),
         Cmd::TestSocket { spec } => {
-            let target = test_socket::parse_target(spec).map_err(anyhow::Error::msg)?;
+            let target = mbctl::endpoint::parse(spec).map_err(anyhow::Error::msg)?;
             match test_socket::run(&target, cli.timeout) {
                 Ok(report) => {
                     if cli.json {

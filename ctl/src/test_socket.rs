@@ -21,9 +21,6 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mb_engine::milter::frame::{FrameDecoder, FrameError};
@@ -31,7 +28,8 @@ use mb_engine::milter::reply::{stage, Response};
 use mb_engine::milter::{self, actions, protocol, Command, Family, Reply};
 use serde::Serialize;
 
-use crate::client::{connect_unix, io_text, is_timeout};
+use crate::client::{io_text, is_timeout};
+use mbctl::endpoint::{Stream, Target};
 
 /// Largest reply frame we accept (OPTNEG with symbol lists is small; this is
 /// generous and still bounded).
@@ -39,149 +37,6 @@ const REPLY_FRAME_BYTES_MAX: u32 = 64 * 1024;
 
 /// The host name sent in CONNECT, so the filter's logs show who probed it.
 pub const PROBE_HOSTNAME: &str = "mbctl-test-socket";
-
-/// Where to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A unix socket path.
-    Unix(PathBuf),
-    /// `host:port` (host may be a name, an IPv4 address or `[v6]`).
-    Inet(String),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unix(p) => write!(f, "unix:{}", p.display()),
-            Self::Inet(hp) => write!(f, "inet:{hp}"),
-        }
-    }
-}
-
-/// Parses `unix:/path`, `local:/path`, `/path`, `inet:host:port`,
-/// `inet:port@host` (libmilter's spelling), `inet6:[::1]:port` or `host:port`.
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_target(spec: &str) -> Result<Target, String> {
-    let bad = || {
-        format!(
-            "cannot parse socket spec {spec:?}: use unix:/path, /path, inet:host:port or host:port"
-        )
-    };
-    let spec = spec.trim();
-    if let Some(path) = spec
-        .strip_prefix("unix:")
-        .or_else(|| spec.strip_prefix("local:"))
-    {
-        if path.is_empty() {
-            return Err(bad());
-        }
-        return Ok(Target::Unix(PathBuf::from(path)));
-    }
-    if spec.starts_with('/') || spec.starts_with("./") || spec.starts_with("../") {
-        return Ok(Target::Unix(PathBuf::from(spec)));
-    }
-    let rest = spec
-        .strip_prefix("inet:")
-        .or_else(|| spec.strip_prefix("inet6:"))
-        .or_else(|| spec.strip_prefix("tcp:"))
-        .unwrap_or(spec);
-    // libmilter: inet:PORT@HOST.
-    if let Some((port, host)) = rest.split_once('@') {
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(bad());
-        }
-        return Ok(Target::Inet(join_host_port(host, port)));
-    }
-    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(bad());
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        // A bare IPv6 address needs brackets to tell the port apart.
-        return Err(bad());
-    }
-    Ok(Target::Inet(format!("{host}:{port}")))
-}
-
-fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// A connected milter socket.
-enum Conn {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl Conn {
-    fn open(target: &Target, timeout: Duration) -> io::Result<Self> {
-        let conn = match target {
-            Target::Unix(p) => Self::Unix(connect_unix(p, timeout)?),
-            Target::Inet(hp) => {
-                let mut last = None;
-                let mut found = None;
-                for addr in hp.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, timeout) {
-                        Ok(s) => {
-                            found = Some(s);
-                            break;
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                match found {
-                    Some(s) => {
-                        s.set_nodelay(true)?;
-                        Self::Tcp(s)
-                    }
-                    None => {
-                        return Err(last.unwrap_or_else(|| {
-                            io::Error::new(io::ErrorKind::NotFound, "host name has no address")
-                        }))
-                    }
-                }
-            }
-        };
-        match &conn {
-            Self::Unix(s) => {
-                s.set_read_timeout(Some(timeout))?;
-                s.set_write_timeout(Some(timeout))?;
-            }
-            Self::Tcp(s) => {
-                s.set_read_timeout(Some(timeout))?;
-                s.set_write_timeout(Some(timeout))?;
-            }
-        }
-        Ok(conn)
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Unix(s) => s.read(buf),
-            Self::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Unix(s) => s.write(buf),
-            Self::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Why the probe failed.
 #[derive(Debug)]
@@ -402,7 +257,7 @@ fn reply_name(r: &Reply) -> String {
 }
 
 struct Probe {
-    conn: Conn,
+    conn: Stream,
     buf: Vec<u8>,
     decoder: FrameDecoder,
     target: String,
@@ -492,7 +347,7 @@ impl Probe {
 pub fn run(target: &Target, timeout: Duration) -> Result<Report, ProbeError> {
     let name = target.to_string();
     let t0 = Instant::now();
-    let conn = Conn::open(target, timeout).map_err(|source| ProbeError::Connect {
+    let conn = Stream::connect_bounded(target, timeout).map_err(|source| ProbeError::Connect {
         target: name.clone(),
         source,
     })?;
@@ -701,36 +556,9 @@ pub fn render(r: &Report) -> String {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
     use std::thread;
-
-    #[test]
-    fn parses_specs() {
-        let u = |p: &str| Ok(Target::Unix(PathBuf::from(p)));
-        let i = |hp: &str| Ok(Target::Inet(hp.to_string()));
-        assert_eq!(parse_target("unix:/run/x.sock"), u("/run/x.sock"));
-        assert_eq!(parse_target("local:/run/x.sock"), u("/run/x.sock"));
-        assert_eq!(parse_target("/run/x.sock"), u("/run/x.sock"));
-        assert_eq!(parse_target("./state/m.sock"), u("./state/m.sock"));
-        assert_eq!(parse_target("inet:127.0.0.1:8891"), i("127.0.0.1:8891"));
-        assert_eq!(parse_target("inet:localhost:8891"), i("localhost:8891"));
-        assert_eq!(parse_target("127.0.0.1:8891"), i("127.0.0.1:8891"));
-        assert_eq!(parse_target("inet:8891@127.0.0.1"), i("127.0.0.1:8891"));
-        assert_eq!(parse_target("inet6:[::1]:8891"), i("[::1]:8891"));
-        assert_eq!(parse_target("inet6:8891@::1"), i("[::1]:8891"));
-        for bad in [
-            "",
-            "unix:",
-            "inet:",
-            "inet:host",
-            "host:port",
-            "inet:h:99999",
-            "::1:25",
-            "x",
-        ] {
-            let err = parse_target(bad).unwrap_err();
-            assert!(err.contains("unix:/path"), "{bad:?}: {err}");
-        }
-    }
 
     #[test]
     fn names_flags() {

@@ -1,0 +1,5 @@
+//! The part of `mbctl` other tools reuse: milter endpoints (socket specs and
+//! connections with timeouts), shared with the load generator in `mb-bench`.
+#![forbid(unsafe_code)]
+
+pub mod endpoint;
