@@ -18,4 +18,5 @@ pub mod mta;
 pub mod sys;
 /// Milter endpoints, shared with `mbctl test-socket`.
 pub use mbctl::endpoint as target;
-pub mod units;
+/// CLI duration parsing and formatting, shared with `mbctl`.
+pub use mbctl::units;

@@ -44,7 +44,7 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Bound on every connect, read and write (e.g. 500ms, 5s, 1m).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = mbctl::units::parse_duration)]
     timeout: Duration,
     #[command(subcommand)]
     cmd: Cmd,
@@ -88,37 +88,6 @@ enum ConfigCmd {
         #[arg(default_value = DEFAULT_CONFIG)]
         file: PathBuf,
     },
-}
-
-/// Parses `500ms`, `5s`, `2m`, `1h`, `250us` or a bare number of seconds
-/// (fractions allowed: `1.5s`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 5s, 1m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" | "µs" => value / 1e6,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
-            ))
-        }
-    };
-    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-        return Err(format!(
-            "duration {s:?} out of range: use more than 0 and at most 24h"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn main() -> ExitCode {
@@ -285,14 +254,32 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
-        for bad in ["", "0", "-1s", "5x", "s", "25h", "1..2s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        assert_eq!(
+            mbctl::units::parse_duration("5s").unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            mbctl::units::parse_duration("5").unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            mbctl::units::parse_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            mbctl::units::parse_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            mbctl::units::parse_duration("2m").unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            mbctl::units::parse_duration("250us").unwrap(),
+            Duration::from_micros(250)
+        );
+        for bad in ["", "0", "-1s", "5x", "s", "169h", "1..2s"] {
+            assert!(mbctl::units::parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 
