@@ -26,7 +26,7 @@
 //! for byte (`tests/captures.rs`, fixtures in `fixtures/milter`).
 
 use super::cmd;
-use super::frame::{self, RawFrame};
+use super::frame::{self, be_u32, nul_string, RawFrame};
 
 /// Address family of the SMTP client in CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,26 +336,9 @@ fn malformed(command: &'static str, why: &'static str) -> CommandError {
     CommandError::Malformed { command, why }
 }
 
-/// Splits a big-endian u32 off the front.
-fn be_u32(p: &[u8]) -> Option<(u32, &[u8])> {
-    let (head, rest) = p.split_first_chunk::<4>()?;
-    Some((u32::from_be_bytes(*head), rest))
-}
-
-/// Splits a NUL-terminated string off the front; `None` if there is no NUL.
-fn nul_string(p: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = memchr::memchr(0, p)?;
-    Some((&p[..end], &p[end + 1..]))
-}
-
-/// The last string of a payload: its NUL may be missing, but nothing may follow
-/// the NUL.
+/// [`super::frame::last_string`] with this module's error.
 fn last_string<'a>(p: &'a [u8], command: &'static str) -> Result<&'a [u8], CommandError> {
-    match nul_string(p) {
-        None => Ok(p),
-        Some((s, [])) => Ok(s),
-        Some(_) => Err(malformed(command, "bytes after the final NUL")),
-    }
+    super::frame::last_string(p).ok_or_else(|| malformed(command, "bytes after the final NUL"))
 }
 
 /// `hostname\0 family [port address\0]`, see the module table.

@@ -134,6 +134,28 @@ pub fn encode_with(out: &mut Vec<u8>, code: u8, fill: impl FnOnce(&mut Vec<u8>))
     out[start..start + LENGTH_BYTES].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Splits a big-endian u32 off the front of a payload.
+pub(crate) fn be_u32(p: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = p.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*head), rest))
+}
+
+/// Splits a NUL-terminated string off the front; `None` if there is no NUL.
+pub(crate) fn nul_string(p: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = memchr::memchr(0, p)?;
+    Some((&p[..end], &p[end + 1..]))
+}
+
+/// The last string of a payload: its NUL may be missing (libmilter peers
+/// differ), but nothing may follow the NUL; `None` when something does.
+pub(crate) fn last_string(p: &[u8]) -> Option<&[u8]> {
+    match nul_string(p) {
+        None => Some(p),
+        Some((s, [])) => Some(s),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

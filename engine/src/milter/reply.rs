@@ -24,7 +24,7 @@
 //! one-line replies only). [`Response::decode`] never panics, allocates at most
 //! the size of the frame, and refuses the reserved SHUTDOWN and CONN_FAIL bytes.
 
-use super::frame::{self, RawFrame};
+use super::frame::{self, be_u32, nul_string, RawFrame};
 use super::{actions, rsp};
 
 /// A final or intermediate reply to one command.
@@ -438,24 +438,9 @@ fn push_code(out: &mut Vec<u8>, code: u16) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn be_u32(p: &[u8]) -> Option<(u32, &[u8])> {
-    let (head, rest) = p.split_first_chunk::<4>()?;
-    Some((u32::from_be_bytes(*head), rest))
-}
-
-/// Splits a NUL-terminated string off the front; `None` if there is no NUL.
-fn nul_string(p: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = memchr::memchr(0, p)?;
-    Some((&p[..end], &p[end + 1..]))
-}
-
-/// The last string of a payload: its NUL may be missing, nothing may follow it.
+/// [`super::frame::last_string`] with this module's error.
 fn last_string<'a>(p: &'a [u8], reply: &'static str) -> Result<&'a [u8], ReplyError> {
-    match nul_string(p) {
-        None => Ok(p),
-        Some((s, [])) => Ok(s),
-        Some(_) => Err(malformed(reply, "bytes after the final NUL")),
-    }
+    super::frame::last_string(p).ok_or_else(|| malformed(reply, "bytes after the final NUL"))
 }
 
 fn utf8(s: &[u8], reply: &'static str) -> Result<String, ReplyError> {
