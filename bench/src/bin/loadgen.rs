@@ -19,7 +19,11 @@ use mb_bench::{corpus, loadgen};
 
 /// Default corpus: the SpamAssassin ham set (2,750 real messages). The
 /// `spamassassin-sample` folder beside it holds a single message.
-const DEFAULT_CORPUS: &str = "/work/shared/corpus/ham/spamassassin";
+/// `shared/` sits beside the repository checkout.
+const DEFAULT_CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpus/ham/spamassassin"
+);
 
 #[derive(Debug, Parser)]
 #[command(
