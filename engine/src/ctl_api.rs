@@ -95,6 +95,30 @@ pub struct VerdictCounts {
     pub quarantine: u64,
 }
 
+impl VerdictCounts {
+    /// Counts one verdict of `kind`.
+    pub fn record(&mut self, kind: crate::verdict::VerdictKind) {
+        use crate::verdict::VerdictKind;
+        match kind {
+            VerdictKind::Accept => self.accept += 1,
+            VerdictKind::Reject => self.reject += 1,
+            VerdictKind::TempFail => self.tempfail += 1,
+            VerdictKind::Discard => self.discard += 1,
+            VerdictKind::Quarantine => self.quarantine += 1,
+        }
+    }
+}
+
+impl std::ops::AddAssign for VerdictCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.accept += other.accept;
+        self.reject += other.reject;
+        self.tempfail += other.tempfail;
+        self.discard += other.discard;
+        self.quarantine += other.quarantine;
+    }
+}
+
 /// One shard's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardStatus {

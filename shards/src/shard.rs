@@ -672,12 +672,7 @@ fn record(local: &Local, output: &mb_engine::milter::Output, started: Instant) {
         let _ = stats.latency_us.record(us.min(60_000_000));
     }
     stats.messages += u64::from(output.messages);
-    let (t, v) = (&mut stats.verdicts, output.verdicts);
-    t.accept += v.accept;
-    t.reject += v.reject;
-    t.tempfail += v.tempfail;
-    t.discard += v.discard;
-    t.quarantine += v.quarantine;
+    stats.verdicts += output.verdicts;
 }
 
 #[cfg(test)]

@@ -417,17 +417,6 @@ impl Conversation {
         }
     }
 
-    fn count(output: &mut Output, kind: VerdictKind) {
-        let v = &mut output.verdicts;
-        match kind {
-            VerdictKind::Accept => v.accept += 1,
-            VerdictKind::Reject => v.reject += 1,
-            VerdictKind::TempFail => v.tempfail += 1,
-            VerdictKind::Discard => v.discard += 1,
-            VerdictKind::Quarantine => v.quarantine += 1,
-        }
-    }
-
     fn mail(&mut self, args: &[u8], policy: &Arc<Policy>, out: &mut Vec<u8>, output: &mut Output) {
         let mut args = command::args(args);
         let sender = bare_address(args.next().unwrap_or_default());
@@ -469,7 +458,7 @@ impl Conversation {
     fn reply_refusal(&self, action: &Action, out: &mut Vec<u8>, output: &mut Output) {
         Self::refusal_reply(action).encode(out);
         output.replies += 1;
-        Self::count(output, action.kind());
+        output.verdicts.record(action.kind());
     }
 
     fn rcpt(&mut self, args: &[u8], out: &mut Vec<u8>, output: &mut Output) {
@@ -580,7 +569,7 @@ impl Conversation {
             return;
         }
         if let Some(kind) = verdict {
-            Self::count(output, kind);
+            output.verdicts.record(kind);
         }
         output.messages += 1;
         self.message = Message::default();

@@ -135,12 +135,7 @@ fn run(
         total.replies += o.replies;
         total.messages += o.messages;
         total.close |= o.close;
-        let (t, v) = (&mut total.verdicts, o.verdicts);
-        t.accept += v.accept;
-        t.reject += v.reject;
-        t.tempfail += v.tempfail;
-        t.discard += v.discard;
-        t.quarantine += v.quarantine;
+        total.verdicts += o.verdicts;
     }
     assert!(buf.is_empty(), "all input consumed");
     Ok((responses(&out), total))
