@@ -42,6 +42,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use crate::slab::Slab;
 use crate::sys;
 
 /// Events collected per `epoll_wait`.
@@ -84,8 +85,8 @@ impl Entry {
 /// The shard's readiness reactor.
 pub struct Readiness {
     epoll: sys::Epoll,
-    entries: RefCell<Vec<Entry>>,
-    free: RefCell<Vec<usize>>,
+    /// Waiters per registered socket, indexed by the socket's epoll token.
+    entries: RefCell<Slab<Entry>>,
 }
 
 impl Readiness {
@@ -93,22 +94,14 @@ impl Readiness {
         Ok(Self {
             epoll: sys::Epoll::new()?,
             entries: RefCell::default(),
-            free: RefCell::default(),
         })
     }
 
     /// Registers a non-blocking socket; the returned handle owns it.
     pub fn register(&self, fd: OwnedFd) -> io::Result<Socket<'_>> {
-        let token = match self.free.borrow_mut().pop() {
-            Some(t) => t,
-            None => {
-                let mut entries = self.entries.borrow_mut();
-                entries.push(Entry::default());
-                entries.len() - 1
-            }
-        };
+        let token = self.entries.borrow_mut().insert(Entry::default());
         if let Err(e) = self.epoll.add(fd.as_fd(), token as u64, INTEREST) {
-            self.free.borrow_mut().push(token);
+            self.entries.borrow_mut().remove(token);
             return Err(e);
         }
         Ok(Socket {
@@ -146,7 +139,7 @@ impl Readiness {
     /// Slab entries in use (tests).
     #[cfg(test)]
     fn in_use(&self) -> usize {
-        self.entries.borrow().len() - self.free.borrow().len()
+        self.entries.borrow().len()
     }
 }
 
@@ -285,8 +278,7 @@ impl Socket<'_> {
 impl Drop for Socket<'_> {
     fn drop(&mut self) {
         // A waker parked here must not outlive the task's interest in it.
-        self.readiness.entries.borrow_mut()[self.token] = Entry::default();
-        self.readiness.free.borrow_mut().push(self.token);
+        self.readiness.entries.borrow_mut().remove(self.token);
         // `fd` closes after this, which removes it from the epoll set.
     }
 }

@@ -22,6 +22,7 @@ mod control;
 mod io;
 mod logger;
 mod shard;
+mod slab;
 mod sweeper;
 #[allow(unsafe_code)]
 mod sys;

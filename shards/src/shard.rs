@@ -46,6 +46,7 @@ use mb_engine::milter::{Conversation, Settings};
 use mb_engine::policy::Policy;
 
 use crate::io::{Readiness, Socket};
+use crate::slab::Slab;
 use crate::sys::HandoffFd;
 
 /// Commands from the control plane to a shard.
@@ -112,8 +113,8 @@ struct Stats {
 #[derive(Default)]
 struct DrainSignal {
     fired: Cell<bool>,
-    slots: RefCell<Vec<Option<Waker>>>,
-    free: RefCell<Vec<usize>>,
+    /// One slot per waiting future (`None` once fired).
+    slots: RefCell<Slab<Option<Waker>>>,
 }
 
 impl DrainSignal {
@@ -152,16 +153,7 @@ impl std::future::Future for DrainWait<'_> {
                 entry => *entry = Some(cx.waker().clone()),
             },
             None => {
-                let i = match self.signal.free.borrow_mut().pop() {
-                    Some(i) => {
-                        slots[i] = Some(cx.waker().clone());
-                        i
-                    }
-                    None => {
-                        slots.push(Some(cx.waker().clone()));
-                        slots.len() - 1
-                    }
-                };
+                let i = slots.insert(Some(cx.waker().clone()));
                 drop(slots);
                 self.slot = Some(i);
             }
@@ -173,8 +165,7 @@ impl std::future::Future for DrainWait<'_> {
 impl Drop for DrainWait<'_> {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
-            self.signal.slots.borrow_mut()[i] = None;
-            self.signal.free.borrow_mut().push(i);
+            self.signal.slots.borrow_mut().remove(i);
         }
     }
 }
@@ -727,7 +718,7 @@ mod tests {
                 .await;
                 assert!(won);
             }
-            let slots = signal.slots.borrow().len();
+            let slots = signal.slots.borrow().allocated();
             assert_eq!(slots, 1, "the race registered, and reused one slot");
             let waiter = {
                 let s = Rc::clone(&signal);
@@ -737,6 +728,7 @@ mod tests {
             signal.fire();
             waiter.await;
             assert!(signal.slots.borrow().iter().all(Option::is_none));
+            assert_eq!(signal.slots.borrow().len(), 0, "every slot freed");
         });
     }
 

@@ -16,6 +16,8 @@ use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use crate::slab::Slab;
+
 /// How often the sweeper looks for expired deadlines.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -24,34 +26,25 @@ struct Slot {
     /// connection frees its slot before it closes the socket).
     fd: RawFd,
     deadline: Option<Instant>,
+    /// The sweeper shut the connection down for a missed deadline.
+    expired: bool,
 }
 
 /// The shard's registry of connection deadlines.
 #[derive(Default)]
 pub struct Sweeper {
-    slots: RefCell<Vec<Option<Slot>>>,
-    free: RefCell<Vec<usize>>,
-    expired: RefCell<Vec<bool>>,
+    slots: RefCell<Slab<Slot>>,
 }
 
 impl Sweeper {
     /// Registers a connection's socket. The socket must stay open until the
     /// returned [`Watch`] is dropped.
     pub fn register(&self, fd: RawFd) -> Watch<'_> {
-        let slot = Slot { fd, deadline: None };
-        let mut slots = self.slots.borrow_mut();
-        let index = match self.free.borrow_mut().pop() {
-            Some(i) => {
-                slots[i] = Some(slot);
-                self.expired.borrow_mut()[i] = false;
-                i
-            }
-            None => {
-                slots.push(Some(slot));
-                self.expired.borrow_mut().push(false);
-                slots.len() - 1
-            }
-        };
+        let index = self.slots.borrow_mut().insert(Slot {
+            fd,
+            deadline: None,
+            expired: false,
+        });
         Watch {
             sweeper: self,
             index,
@@ -62,14 +55,11 @@ impl Sweeper {
     /// Shuts down every connection whose deadline is before `now`; returns
     /// how many.
     pub fn sweep(&self, now: Instant) -> usize {
-        let mut slots = self.slots.borrow_mut();
-        let mut expired = self.expired.borrow_mut();
         let mut n = 0;
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let Some(slot) = slot else { continue };
+        for slot in self.slots.borrow_mut().iter_mut() {
             if slot.deadline.is_some_and(|d| d <= now) {
                 slot.deadline = None;
-                expired[i] = true;
+                slot.expired = true;
                 // The fd is open while the slot is in use (see `Slot::fd`).
                 if let Err(e) = crate::sys::shutdown(slot.fd) {
                     log::debug!("shutdown of a timed-out connection: {e}");
@@ -83,7 +73,7 @@ impl Sweeper {
     /// Slots in use (tests and status).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.slots.borrow().iter().filter(|s| s.is_some()).count()
+        self.slots.borrow().len()
     }
 }
 
@@ -101,31 +91,26 @@ impl Watch<'_> {
     }
 
     fn arm_at(&self, deadline: Instant) {
-        if let Some(slot) = &mut self.sweeper.slots.borrow_mut()[self.index] {
-            slot.deadline = Some(deadline);
-        }
+        self.sweeper.slots.borrow_mut()[self.index].deadline = Some(deadline);
         self.armed.set(true);
     }
 
     /// The wait ended in time.
     pub fn disarm(&self) {
         if self.armed.replace(false) {
-            if let Some(slot) = &mut self.sweeper.slots.borrow_mut()[self.index] {
-                slot.deadline = None;
-            }
+            self.sweeper.slots.borrow_mut()[self.index].deadline = None;
         }
     }
 
     /// Whether the sweeper shut the connection down for a missed deadline.
     pub fn expired(&self) -> bool {
-        self.sweeper.expired.borrow()[self.index]
+        self.sweeper.slots.borrow()[self.index].expired
     }
 }
 
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
-        self.sweeper.slots.borrow_mut()[self.index] = None;
-        self.sweeper.free.borrow_mut().push(self.index);
+        self.sweeper.slots.borrow_mut().remove(self.index);
     }
 }
 
