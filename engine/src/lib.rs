@@ -11,6 +11,8 @@
 //!   the per-connection [`milter::Conversation`]).
 //! - [`policy`]: our rules, compiled from config into lookup tables; answers at
 //!   MAIL, RCPT and end of message. The seam for the eval stage (issue 3).
+//! - [`eval`]: the policy engine (lists, recipients, rate limits, GeoIP,
+//!   rules) answering at MAIL/RCPT and over policy delegation.
 //! - [`verdict`]: what a stage decided and why.
 //! - [`config`]: one TOML file, parsed and checked with every diagnostic at once.
 //! - [`ctl_api`]: `mbctl` ⇄ `mbd` request/response types and framing.
@@ -21,6 +23,7 @@
 
 pub mod config;
 pub mod ctl_api;
+pub mod eval;
 pub mod limits;
 pub mod milter;
 pub mod policy;
