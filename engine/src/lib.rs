@@ -13,6 +13,7 @@
 //!   MAIL, RCPT and end of message. The seam for the eval stage (issue 3).
 //! - [`eval`]: the policy engine (lists, recipients, rate limits, GeoIP,
 //!   rules) answering at MAIL/RCPT and over policy delegation.
+//! - [`policyd`]: the Postfix policy delegation protocol (sans-I/O codec).
 //! - [`verdict`]: what a stage decided and why.
 //! - [`config`]: one TOML file, parsed and checked with every diagnostic at once.
 //! - [`ctl_api`]: `mbctl` ⇄ `mbd` request/response types and framing.
@@ -27,4 +28,5 @@ pub mod eval;
 pub mod limits;
 pub mod milter;
 pub mod policy;
+pub mod policyd;
 pub mod verdict;
