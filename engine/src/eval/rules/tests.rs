@@ -594,6 +594,17 @@ fn shipped_examples_compile_and_decide() {
     assert!(set.evaluate(&base()).is_none());
 }
 
+#[test]
+fn documented_first_look_compiles() {
+    let doc = include_str!("../../../../docs/RULES.md");
+    let section = doc.split("## 1. A first look").nth(1).expect("section 1");
+    let block = section.split("```text\n").nth(1).expect("code block");
+    let text = block.split("```").next().expect("block end");
+    let set = rules(text);
+    let names: Vec<&str> = set.rules.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, ["dynamic-helo", "night-bulk", "partners"]);
+}
+
 // --- The index against the naive oracle ------------------------------------
 
 const VALUES: [&str; 5] = ["a.example", "B.example", "c", "", "x@a.example"];
