@@ -567,7 +567,11 @@ impl Action {
             Self::DeferIfPermit(t) => ("DEFER_IF_PERMIT", Some(t)),
             Self::DeferIfReject(t) => ("DEFER_IF_REJECT", Some(t)),
             Self::Code { code, text } => {
-                let code = if (400..=599).contains(code) { *code } else { 451 };
+                let code = if (400..=599).contains(code) {
+                    *code
+                } else {
+                    451
+                };
                 let mut s = String::with_capacity(3);
                 // Writing to a String cannot fail.
                 let _ = write!(s, "{code}");
@@ -621,8 +625,7 @@ impl Action {
             "WARN" => Self::Warn(rest.to_owned()),
             _ => {
                 let b = w.as_bytes();
-                if b.len() == 3 && matches!(b[0], b'4' | b'5') && b.iter().all(u8::is_ascii_digit)
-                {
+                if b.len() == 3 && matches!(b[0], b'4' | b'5') && b.iter().all(u8::is_ascii_digit) {
                     let code = b.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
                     Self::Code {
                         code,

@@ -64,7 +64,11 @@ fn drive(
     loop {
         match dec.decode(&buf) {
             Ok(Some((req, used))) => {
-                assert!(used > 0 && used <= buf.len(), "consumed {used} of {}", buf.len());
+                assert!(
+                    used > 0 && used <= buf.len(),
+                    "consumed {used} of {}",
+                    buf.len()
+                );
                 out.push(req);
                 buf.drain(..used);
             }
@@ -165,8 +169,10 @@ fn facts_follow_the_request() {
 fn every_split_point_and_random_chunks_give_the_same_requests() {
     // Three requests pipelined in one stream, with CRLF in the middle one.
     let mut wire = POSTFIX_37_RCPT.to_vec();
-    wire.extend_from_slice(b"request=smtpd_access_policy\r\nprotocol_state=DATA\r\nx-new=1=2\r\n\r\n");
-    wire.extend_from_slice(&POSTFIX_37_RCPT[..]);
+    wire.extend_from_slice(
+        b"request=smtpd_access_policy\r\nprotocol_state=DATA\r\nx-new=1=2\r\n\r\n",
+    );
+    wire.extend_from_slice(POSTFIX_37_RCPT);
     let (whole, err) = decode_all(&wire);
     assert_eq!(err, None);
     assert_eq!(whole.len(), 3);
@@ -254,10 +260,7 @@ fn every_error_is_named_with_its_line() {
         one_error(b"a=1\nn\xc3\xa9=3\n\n", d),
         DecodeError::InvalidName { line: 2 }
     );
-    assert_eq!(
-        one_error(b"a=1\0\n\n", d),
-        DecodeError::Nul { line: 1 }
-    );
+    assert_eq!(one_error(b"a=1\0\n\n", d), DecodeError::Nul { line: 1 });
     assert_eq!(
         one_error(b"a=1\nhelo_name=\xff\xfe\n\n", d),
         DecodeError::NotUtf8 {
@@ -318,7 +321,10 @@ fn every_error_is_named_with_its_line() {
         name: "sender".into(),
     }
     .to_string();
-    assert!(msg.contains("line 5") && msg.contains("sender") && msg.contains("UTF-8"), "{msg}");
+    assert!(
+        msg.contains("line 5") && msg.contains("sender") && msg.contains("UTF-8"),
+        "{msg}"
+    );
 }
 
 fn decode_all_with(wire: &[u8], limits: Limits) -> (Vec<Request>, Option<DecodeError>) {
@@ -380,7 +386,11 @@ fn errors_do_not_depend_on_chunking() {
         assert!(want_err.is_some(), "{wire:?}");
         for chunk in 1..wire.len() {
             let (reqs, err, _) = drive(limits, wire, &[chunk]);
-            assert_eq!((&reqs, &err), (&want_reqs, &want_err), "chunk {chunk}: {wire:?}");
+            assert_eq!(
+                (&reqs, &err),
+                (&want_reqs, &want_err),
+                "chunk {chunk}: {wire:?}"
+            );
         }
     }
 }
@@ -442,7 +452,10 @@ fn actions_encode_as_postfix_expects() {
         "action=PREPEND X-Policy: checked\n\n"
     );
     assert_eq!(enc(Action::Hold(None)), "action=HOLD\n\n");
-    assert_eq!(enc(Action::Discard(Some("spam".into()))), "action=DISCARD spam\n\n");
+    assert_eq!(
+        enc(Action::Discard(Some("spam".into()))),
+        "action=DISCARD spam\n\n"
+    );
     assert_eq!(enc(Action::Warn("odd".into())), "action=WARN odd\n\n");
     assert_eq!(
         enc(Action::error_reply()),
@@ -508,8 +521,14 @@ fn responses_decode() {
             action: "650 nope".into()
         })
     );
-    assert_eq!(Action::parse("  defer_if_permit   Try later "), Some(Action::DeferIfPermit("Try later".into())));
-    assert_eq!(Action::parse("PREPEND X-A: b").unwrap().keyword(), "PREPEND");
+    assert_eq!(
+        Action::parse("  defer_if_permit   Try later "),
+        Some(Action::DeferIfPermit("Try later".into()))
+    );
+    assert_eq!(
+        Action::parse("PREPEND X-A: b").unwrap().keyword(),
+        "PREPEND"
+    );
     assert_eq!(Action::parse("550 5.1.1 x").unwrap().keyword(), "5XX");
     assert_eq!(Action::parse("421 4.3.0 x").unwrap().keyword(), "4XX");
 }
