@@ -6,6 +6,10 @@
 //! mbctl reload
 //! mbctl config verify [FILE]          (alias: config check; no daemon needed)
 //! mbctl test-socket SPEC              (unix:/path, /path, inet:host:port, host:port)
+//! mbctl policy test --from A --rcpt B [--rcpt C] [--ip IP] [--helo NAME] [--sasl-user U] [--tls]
+//! mbctl policy reload
+//! mbctl policy check [FILE]           (no daemon needed)
+//! mbctl ratelimit show KEY            (192.0.2.0/24, sender=a@example.com, LIMIT:KEY)
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure (daemon unreachable, error answer, config
@@ -25,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mb_engine::config::{self, Severity};
-use mb_engine::ctl_api::{Answer, Request};
+use mb_engine::ctl_api::{Answer, PolicyQuery, Request};
 use serde_json::json;
 
 use crate::client::{io_text, Client};
@@ -70,6 +74,64 @@ enum Cmd {
     TestSocket {
         /// unix:/path, /path, inet:host:port, inet:port@host or host:port.
         spec: String,
+    },
+    /// The eval policy: test an envelope, reload, check files.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Rate-limit buckets.
+    Ratelimit {
+        #[command(subcommand)]
+        cmd: RatelimitCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Decide an envelope with the running policy and print every reason (counts nothing).
+    Test {
+        /// Envelope sender ("" or "<>" for the null sender).
+        #[arg(long)]
+        from: String,
+        /// A recipient; repeat for several (decided in order as one message).
+        #[arg(long, required = true)]
+        rcpt: Vec<String>,
+        /// Client IP address.
+        #[arg(long)]
+        ip: Option<String>,
+        /// HELO name.
+        #[arg(long, default_value = "")]
+        helo: String,
+        /// Client host name (reverse DNS).
+        #[arg(long, default_value = "")]
+        client_name: String,
+        /// SASL login name.
+        #[arg(long, default_value = "")]
+        sasl_user: String,
+        /// The session is TLS-encrypted.
+        #[arg(long)]
+        tls: bool,
+        /// Decide at this Unix time instead of now (for time-of-day rules).
+        #[arg(long)]
+        time: Option<u64>,
+    },
+    /// Re-read the policy (config [policy], the policy tree, lists, rules, GeoIP).
+    Reload,
+    /// Compile a policy file with its lists, rules and GeoIP database (no daemon needed).
+    Check {
+        /// The policy file.
+        #[arg(default_value = "/etc/mailborder/policy.toml")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RatelimitCmd {
+    /// Buckets of a key: 192.0.2.0/24, sender=a@example.com, or LIMIT:KEY.
+    Show {
+        /// The key.
+        key: String,
     },
 }
 
@@ -153,6 +215,80 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Cmd::Config {
             cmd: ConfigCmd::Verify { file },
         } => verify_config(file, cli.json),
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Test {
+                    from,
+                    rcpt,
+                    ip,
+                    helo,
+                    client_name,
+                    sasl_user,
+                    tls,
+                    time,
+                },
+        } => {
+            let query = PolicyQuery {
+                from: if from == "<>" {
+                    String::new()
+                } else {
+                    from.clone()
+                },
+                rcpt: rcpt.clone(),
+                ip: ip.clone(),
+                client_name: client_name.clone(),
+                helo: helo.clone(),
+                sasl_user: sasl_user.clone(),
+                tls: *tls,
+                unix_time: *time,
+            };
+            match client().request(&Request::PolicyTest(query))? {
+                Answer::PolicyTest(traces) => {
+                    if cli.json {
+                        print_json(&traces)?;
+                    } else {
+                        print!("{}", table::policy_traces(&traces));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => anyhow::bail!("mbd answered policy test with {other:?}"),
+            }
+        }
+        Cmd::Policy {
+            cmd: PolicyCmd::Reload,
+        } => match client().request(&Request::PolicyReload)? {
+            Answer::Reloaded {
+                generation,
+                warnings,
+            } => {
+                if cli.json {
+                    print_json(&json!({ "generation": generation, "warnings": warnings }))?;
+                } else {
+                    println!("policy reloaded: config generation {generation}");
+                    for w in &warnings {
+                        println!("warning: {w}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => anyhow::bail!("mbd answered policy reload with {other:?}"),
+        },
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { file },
+        } => check_policy(file, cli.json),
+        Cmd::Ratelimit {
+            cmd: RatelimitCmd::Show { key },
+        } => match client().request(&Request::RatelimitShow { key: key.clone() })? {
+            Answer::Ratelimit(rows) => {
+                if cli.json {
+                    print_json(&rows)?;
+                } else {
+                    print!("{}", table::buckets(key, &rows));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => anyhow::bail!("mbd answered ratelimit show with {other:?}"),
+        },
         Cmd::TestSocket { spec } => {
             let target = mbctl::endpoint::parse(spec).map_err(anyhow::Error::msg)?;
             match test_socket::run(&target, cli.timeout) {
@@ -175,6 +311,58 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+    }
+}
+
+/// `mbctl policy check FILE`: parses and compiles a policy tree with every
+/// file it names, as `mbd` does at start and reload.
+fn check_policy(file: &Path, json_out: bool) -> anyhow::Result<ExitCode> {
+    use mb_engine::eval::{source, PolicyTree};
+    let shown = file.display().to_string();
+    let result = std::fs::read_to_string(file)
+        .map_err(|e| vec![format!("{shown}: cannot read: {}", io_text(&e))])
+        .and_then(|text| {
+            let show = |d: Vec<mb_engine::eval::FileDiagnostic>| {
+                d.iter().map(ToString::to_string).collect::<Vec<_>>()
+            };
+            let parsed = source::parse(&shown, &text).map_err(show)?;
+            let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            let mut read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| io_text(&e));
+            PolicyTree::compile(&parsed, &mut read).map_err(show)
+        });
+    match result {
+        Ok(tree) => {
+            if json_out {
+                print_json(&json!({ "ok": true, "file": shown, "summary": tree.summary() }))?;
+            } else {
+                let s = tree.summary();
+                println!(
+                    "{shown}: OK: {} tenants, {} domains, {} recipients, {} list entries, {} rules, {} rate limits, GeoIP {}",
+                    s.tenants,
+                    s.domains,
+                    s.recipients,
+                    s.list_entries,
+                    s.rules,
+                    s.ratelimits,
+                    if s.geoip { "loaded" } else { "none" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            if json_out {
+                print_json(&json!({ "ok": false, "file": shown, "errors": errors }))?;
+            } else {
+                for e in &errors {
+                    println!("{e}");
+                }
+                println!(
+                    "{shown}: {} error(s); mbd would refuse this policy",
+                    errors.len()
+                );
+            }
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -238,6 +238,48 @@ pub fn shards_table(shards: &[ShardStatus]) -> String {
     out
 }
 
+/// `mbctl policy test`: one block per recipient with its decision and reasons.
+pub fn policy_traces(traces: &[mb_engine::ctl_api::PolicyTrace]) -> String {
+    let mut out = String::new();
+    for t in traces {
+        out.push_str(&format!("{}: {}", t.recipient, t.decision));
+        if let Some(reply) = &t.reply {
+            out.push_str(&format!(" ({reply})"));
+        }
+        out.push('\n');
+        if t.reasons.is_empty() {
+            out.push_str("  no rule matched\n");
+        }
+        for (rule, detail) in &t.reasons {
+            out.push_str(&format!("  {rule}: {detail}\n"));
+        }
+    }
+    out
+}
+
+/// `mbctl ratelimit show`: one row per bucket.
+pub fn buckets(key: &str, rows: &[mb_engine::ctl_api::BucketRow]) -> String {
+    if rows.is_empty() {
+        return format!("no rate limit applies to `{key}`\n");
+    }
+    let mut out = format!(
+        "{:<24} {:<40} {:<12} {:>9} {:>12}\n",
+        "LIMIT", "KEY", "WINDOW", "REMAINING", "RETRY AFTER"
+    );
+    for r in rows {
+        let retry = if r.retry_after_ms == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}s", r.retry_after_ms as f64 / 1000.0)
+        };
+        out.push_str(&format!(
+            "{:<24} {:<40} {:<12} {:>9} {:>12}\n",
+            r.limit, r.key, r.window, r.remaining, retry
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +345,7 @@ mod tests {
             connections_total: 1000,
             connections_refused: 0,
             protocol_errors: 2,
+            policy_requests: 0,
             messages: 990,
             verdicts: VerdictCounts {
                 accept: 980,

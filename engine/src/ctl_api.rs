@@ -20,6 +20,69 @@ pub enum Request {
     Shards,
     /// Re-read the config file and swap it into every shard (like SIGHUP).
     Reload,
+    /// Re-read the policy: `[policy]` of the config file, the eval policy
+    /// tree with its list, rule and GeoIP files. Same as [`Request::Reload`]
+    /// today, kept separate so scripts say what they mean.
+    PolicyReload,
+    /// Decide an envelope with the running policy and say why, without
+    /// counting it against any rate limit.
+    PolicyTest(PolicyQuery),
+    /// The rate-limit buckets of a key (`192.0.2.0/24`,
+    /// `sender=a@example.com`, or `LIMIT:KEY`).
+    RatelimitShow {
+        /// The key as `mbctl ratelimit show` was given it.
+        key: String,
+    },
+}
+
+/// An envelope to test (`mbctl policy test`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyQuery {
+    /// Envelope sender (`""`: the null sender).
+    pub from: String,
+    /// Recipients, decided in order as one transaction.
+    pub rcpt: Vec<String>,
+    /// Client IP address.
+    pub ip: Option<String>,
+    /// Client host name.
+    pub client_name: String,
+    /// HELO name.
+    pub helo: String,
+    /// SASL login.
+    pub sasl_user: String,
+    /// TLS session.
+    pub tls: bool,
+    /// Unix time to decide at (default: now).
+    pub unix_time: Option<u64>,
+}
+
+/// The decision for one recipient of a [`PolicyQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyTrace {
+    /// The recipient.
+    pub recipient: String,
+    /// `continue`, `allow`, `reject`, `tempfail`, `discard`, `quarantine`,
+    /// `replace-body`.
+    pub decision: String,
+    /// The SMTP reply for reject/tempfail.
+    pub reply: Option<String>,
+    /// Every reason, in the order the checks ran: (rule, detail).
+    pub reasons: Vec<(String, String)>,
+}
+
+/// One rate-limit bucket (`mbctl ratelimit show`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRow {
+    /// Limit name.
+    pub limit: String,
+    /// Rendered key.
+    pub key: String,
+    /// Window, e.g. `100/1m`.
+    pub window: String,
+    /// Requests left before the limit answers 4xx.
+    pub remaining: u32,
+    /// Milliseconds until the next request is admitted (0: now).
+    pub retry_after_ms: u64,
 }
 
 /// The answer to one request.
@@ -47,6 +110,10 @@ pub enum Answer {
         /// Diagnostics of severity warning.
         warnings: Vec<String>,
     },
+    /// For [`Request::PolicyTest`]: one trace per recipient.
+    PolicyTest(Vec<PolicyTrace>),
+    /// For [`Request::RatelimitShow`].
+    Ratelimit(Vec<BucketRow>),
 }
 
 /// Process-wide status.
@@ -138,6 +205,9 @@ pub struct ShardStatus {
     pub protocol_errors: u64,
     /// Messages finished (verdict given or aborted).
     pub messages: u64,
+    /// Policy delegation requests answered.
+    #[serde(default)]
+    pub policy_requests: u64,
     /// Verdicts given.
     pub verdicts: VerdictCounts,
     /// Reply latency (command received → reply written), 50th percentile, µs.

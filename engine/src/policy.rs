@@ -18,8 +18,12 @@
 //! so a reload swaps policies at a message boundary.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::{AddressPattern, AddressRule, PolicyConfig, RuleAction};
+use crate::ctl_api::{PolicyQuery, PolicyTrace};
+use crate::eval::ratelimit::RateTable;
+use crate::eval::{Ask, EvalDecision, Facts, PolicyTree};
 use crate::milter::Modification;
 use crate::verdict::{Action, Reason, SmtpText, Verdict};
 
@@ -31,6 +35,8 @@ pub struct Policy {
     header: Option<String>,
     sender: RuleSet,
     recipient: RuleSet,
+    eval: Option<Arc<PolicyTree>>,
+    rate_table: Arc<RateTable>,
 }
 
 /// The answer at MAIL or RCPT.
@@ -100,13 +106,54 @@ impl Policy {
     /// status output and traces.
     #[must_use]
     pub fn new(config: &PolicyConfig, generation: u64) -> Self {
+        Self::with_eval(
+            config,
+            generation,
+            None,
+            Arc::new(RateTable::with_capacity(1024)),
+        )
+    }
+
+    /// Compiles `[policy]` together with the eval policy tree (if any).
+    /// `rate_table` holds the rate-limit buckets: the runtime keeps one table
+    /// for its lifetime and hands it to every snapshot, so buckets survive a
+    /// reload.
+    #[must_use]
+    pub fn with_eval(
+        config: &PolicyConfig,
+        generation: u64,
+        eval: Option<Arc<PolicyTree>>,
+        rate_table: Arc<RateTable>,
+    ) -> Self {
         Self {
             generation,
             message_bytes_max: config.message_bytes_max,
             header: config.header.clone(),
             sender: RuleSet::new(&config.sender, Stage::Sender),
             recipient: RuleSet::new(&config.recipient, Stage::Recipient),
+            eval,
+            rate_table,
         }
+    }
+
+    /// The eval policy tree, if one is configured.
+    #[must_use]
+    pub fn eval(&self) -> Option<&Arc<PolicyTree>> {
+        self.eval.as_ref()
+    }
+
+    /// The shared rate-limit buckets.
+    #[must_use]
+    pub fn rate_table(&self) -> &Arc<RateTable> {
+        &self.rate_table
+    }
+
+    /// The eval decision for one recipient, when a policy tree is configured.
+    #[must_use]
+    pub fn eval_rcpt(&self, ask: &Ask<'_>) -> Option<EvalDecision> {
+        self.eval
+            .as_ref()
+            .map(|tree| tree.decide(ask, &self.rate_table))
     }
 
     /// The config generation this policy was built from.
@@ -116,14 +163,16 @@ impl Policy {
     }
 
     /// The events this policy needs. Envelope lists need only MAIL and RCPT;
-    /// the size limit needs the body (clients need not declare SIZE=). Client
-    /// address, HELO and header rules (eval) and content rules (filter) will
-    /// switch their events on here.
+    /// the size limit needs the body (clients need not declare SIZE=). The
+    /// eval tree asks for CONNECT when it looks at the client (IP lists,
+    /// GeoIP, rules, rate limits by IP) and HELO when it looks at the HELO
+    /// name or TLS; content rules (filter) will switch headers on here.
     #[must_use]
     pub fn events(&self) -> Events {
+        let needs = self.eval.as_ref().map(|t| t.needs()).unwrap_or_default();
         Events {
-            connect: false,
-            helo: false,
+            connect: needs.client,
+            helo: needs.helo,
             headers: false,
             body: true,
         }
@@ -149,6 +198,118 @@ impl Policy {
     #[must_use]
     pub fn rcpt(&self, recipient: &str) -> Decision {
         self.recipient.decide(recipient)
+    }
+
+    /// One recipient decided by everything that runs before DATA: the
+    /// `[policy]` sender and recipient lists, then the eval tree. The policy
+    /// delegation server and `mbctl policy test` use this; the milter
+    /// conversation runs the same steps at MAIL and RCPT.
+    #[must_use]
+    pub fn envelope(&self, ask: &Ask<'_>, table: &RateTable) -> EvalDecision {
+        let mut reasons = Vec::new();
+        let mut ask = *ask;
+        let mut deferred = None;
+        for decision in [
+            self.sender.decide(ask.facts.sender),
+            self.recipient.decide(ask.facts.recipient),
+        ] {
+            reasons.extend(decision.reason);
+            match decision.outcome {
+                Outcome::Refuse(action) => {
+                    return EvalDecision {
+                        outcome: Outcome::Refuse(action),
+                        reasons,
+                    }
+                }
+                Outcome::Allow => ask.sender_allowed = true,
+                Outcome::Defer(d) => deferred = Some(d),
+                Outcome::Continue => {}
+            }
+        }
+        let Some(tree) = &self.eval else {
+            let outcome = match deferred {
+                Some(d) => Outcome::Defer(d),
+                None if ask.sender_allowed => Outcome::Allow,
+                None => Outcome::Continue,
+            };
+            return EvalDecision { outcome, reasons };
+        };
+        let mut decision = tree.decide(&ask, table);
+        reasons.append(&mut decision.reasons);
+        decision.reasons = reasons;
+        if let (Some(d), Outcome::Continue | Outcome::Allow) = (deferred, &decision.outcome) {
+            decision.outcome = Outcome::Defer(d);
+        }
+        decision
+    }
+
+    /// `mbctl policy test`: decides `query` recipient by recipient as one
+    /// transaction, with every reason, against a scratch rate-limit table so
+    /// that nothing is counted.
+    #[must_use]
+    pub fn test_envelope(
+        &self,
+        query: &PolicyQuery,
+        now_ms: u64,
+        utc_offset_minutes: i16,
+    ) -> Vec<PolicyTrace> {
+        let scratch = RateTable::with_capacity(1024);
+        let client_ip = query.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let unix_time = query.unix_time.unwrap_or(now_ms / 1000);
+        let mut accepted = 0u32;
+        let mut traces = Vec::with_capacity(query.rcpt.len());
+        for recipient in &query.rcpt {
+            let ask = Ask {
+                facts: Facts {
+                    client_ip,
+                    client_name: &query.client_name,
+                    helo: &query.helo,
+                    sender: &query.from,
+                    recipient,
+                    recipient_count: accepted,
+                    message_count: 0,
+                    sasl_user: &query.sasl_user,
+                    tls: query.tls,
+                    country: None,
+                    continent: None,
+                    unix_time,
+                    utc_offset_minutes,
+                },
+                first_recipient: accepted == 0,
+                sender_allowed: false,
+                now_ms: unix_time.saturating_mul(1000),
+                trace: true,
+            };
+            let decision = self.envelope(&ask, &scratch);
+            let (name, reply) = match &decision.outcome {
+                Outcome::Continue => ("continue", None),
+                Outcome::Allow => ("allow", None),
+                Outcome::Refuse(Action::Reject(t)) => {
+                    ("reject", Some(format!("{} {}", t.code, t.text)))
+                }
+                Outcome::Refuse(Action::TempFail(t)) => {
+                    ("tempfail", Some(format!("{} {}", t.code, t.text)))
+                }
+                Outcome::Refuse(_) => ("refuse", None),
+                Outcome::Defer(Deferred::Discard) => ("discard", None),
+                Outcome::Defer(Deferred::Quarantine) => ("quarantine", None),
+                Outcome::Defer(Deferred::ReplaceBody(_)) => ("replace-body", None),
+            };
+            if !matches!(decision.outcome, Outcome::Refuse(_)) {
+                accepted += 1;
+            }
+            traces.push(PolicyTrace {
+                recipient: recipient.clone(),
+                decision: name.to_owned(),
+                reply,
+                reasons: decision
+                    .reasons
+                    .into_iter()
+                    .map(|r| (r.rule, r.detail))
+                    .collect(),
+            });
+        }
+        traces
     }
 
     /// The verdict at end of message.

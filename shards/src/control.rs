@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mb_engine::config::{self, Config, Severity};
-use mb_engine::ctl_api::{self, Answer, DaemonStatus, Request, Response, ShardStatus};
+use mb_engine::ctl_api::{self, Answer, BucketRow, DaemonStatus, Request, Response, ShardStatus};
+use mb_engine::eval::ratelimit::RateTable;
 use mb_engine::limits::CTL_LINE_BYTES_MAX;
 use mb_engine::policy::Policy;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::evalload::Watched;
 use crate::shard::{ShardCommand, Shared};
 use crate::topology;
 
@@ -58,6 +60,12 @@ pub struct ControlContext {
     pub shared: Arc<Shared>,
     /// Each shard sends (id, connections left) when it has finished draining.
     pub finished: flume::Receiver<(u16, u32)>,
+    /// The rate-limit buckets, kept across reloads.
+    pub rate_table: Arc<RateTable>,
+    /// The policy the shards started with.
+    pub policy: Arc<Policy>,
+    /// Files of that policy to watch for changes (GeoIP database).
+    pub watched: Watched,
 }
 
 struct State {
@@ -65,7 +73,13 @@ struct State {
     generation: u64,
     last_reload_error: Option<String>,
     draining: bool,
+    policy: Arc<Policy>,
+    watched: Watched,
 }
+
+/// How often the control plane refreshes the UTC offset and looks for a
+/// changed GeoIP database.
+const TICK: Duration = Duration::from_secs(30);
 
 struct Control {
     ctx: ControlContext,
@@ -88,6 +102,8 @@ pub fn run(ctx: ControlContext) -> Result<u32> {
                 generation: 1,
                 last_reload_error: None,
                 draining: false,
+                policy: Arc::clone(&ctx.policy),
+                watched: ctx.watched.clone(),
             }),
             ctx,
             started: Instant::now(),
@@ -105,8 +121,29 @@ pub fn run(ctx: ControlContext) -> Result<u32> {
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tick.tick() => {
+                    crate::evalload::refresh_utc_offset();
+                    let changed = control
+                        .state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .watched
+                        .changed();
+                    if changed {
+                        match control.reload().await {
+                            Ok((generation, _)) => log::info!(
+                                "GeoIP database changed on disk; policy reloaded, generation {generation}."
+                            ),
+                            Err(e) => log::error!(
+                                "GeoIP database changed on disk but the reload was refused; old policy stays: {e}"
+                            ),
+                        }
+                    }
+                }
                 _ = hup.recv() => {
                     match control.reload().await {
                         Ok((generation, warnings)) => {
@@ -148,7 +185,34 @@ impl Control {
         match request {
             Request::Status => Response::Ok(Answer::Status(self.status().await)),
             Request::Shards => Response::Ok(Answer::Shards(self.shard_status().await)),
-            Request::Reload => match self.reload().await {
+            Request::PolicyTest(query) => {
+                let policy = self.current_policy();
+                let (now_ms, utc_offset) = crate::evalload::now();
+                Response::Ok(Answer::PolicyTest(
+                    policy.test_envelope(&query, now_ms, utc_offset),
+                ))
+            }
+            Request::RatelimitShow { key } => {
+                let policy = self.current_policy();
+                let Some(tree) = policy.eval() else {
+                    return Response::Error("no eval policy is configured ([eval] policy)".into());
+                };
+                let (now_ms, _) = crate::evalload::now();
+                let rows = tree
+                    .limits()
+                    .show(policy.rate_table(), &key, now_ms)
+                    .into_iter()
+                    .map(|b| BucketRow {
+                        limit: b.limit,
+                        key: b.key,
+                        window: b.window,
+                        remaining: b.remaining,
+                        retry_after_ms: b.retry_after_ms,
+                    })
+                    .collect();
+                Response::Ok(Answer::Ratelimit(rows))
+            }
+            Request::Reload | Request::PolicyReload => match self.reload().await {
                 Ok((generation, warnings)) => Response::Ok(Answer::Reloaded {
                     generation,
                     warnings,
@@ -156,6 +220,10 @@ impl Control {
                 Err(e) => Response::Error(e),
             },
         }
+    }
+
+    fn current_policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.state.lock().unwrap_or_else(|e| e.into_inner()).policy)
     }
 
     async fn shard_status(&self) -> Vec<ShardStatus> {
@@ -243,6 +311,14 @@ impl Control {
                 )
             }
         };
+        // Compile before taking the generation: a refused tree changes nothing.
+        let next = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
+            + 1;
+        let (policy, watched) = crate::evalload::build_policy(&new, next, &self.ctx.rate_table)?;
         let generation = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             for (section, changed) in [
@@ -256,11 +332,22 @@ impl Control {
                     ));
                 }
             }
-            state.generation += 1;
+            if new.eval.ratelimit_slots != state.config.eval.ratelimit_slots
+                || new.eval.policyd_socket != state.config.eval.policyd_socket
+                || new.eval.policyd_tcp != state.config.eval.policyd_tcp
+            {
+                warnings.push(
+                    "[eval] ratelimit_slots or policyd listeners changed; they take effect at the next restart"
+                        .into(),
+                );
+            }
+            state.generation = next;
             state.config.policy = new.policy.clone();
+            state.config.eval.policy = new.eval.policy.clone();
+            state.policy = Arc::clone(&policy);
+            state.watched = watched;
             state.generation
         };
-        let policy = Arc::new(Policy::new(&new.policy, generation));
         for shard in &self.ctx.shards {
             shard
                 .commands

@@ -16,11 +16,13 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use glommio::{LocalExecutorBuilder, Placement};
 use mb_engine::config::{self, Config, Severity};
-use mb_engine::policy::Policy;
+use mb_engine::eval::ratelimit::RateTable;
 
 mod control;
+mod evalload;
 mod io;
 mod logger;
+mod policyd;
 mod shard;
 mod slab;
 mod sweeper;
@@ -102,12 +104,21 @@ fn run(args: &Args) -> Result<()> {
     if let Some(path) = &paths.milter_socket {
         topology::claim_socket_path(path)?;
     }
+    if let Some(path) = &paths.policyd_socket {
+        topology::claim_socket_path(path)?;
+    }
 
     let shard_count = cpus.len();
     let shared = Arc::new(Shared {
         connections: (0..shard_count).map(|_| AtomicU32::new(0)).collect(),
     });
-    let policy = Arc::new(Policy::new(&config.policy, 1));
+    evalload::refresh_utc_offset();
+    let rate_table = Arc::new(RateTable::with_capacity(config.eval.ratelimit_slots));
+    let (policy, watched) = evalload::build_policy(&config, 1, &rate_table)
+        .map_err(|e| anyhow::anyhow!("the eval policy has errors; nothing started:\n{e}"))?;
+    if let Some(tree) = policy.eval() {
+        log::info!("Eval policy loaded: {:?}", tree.summary());
+    }
     let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded(HANDOFF_CHANNEL_CAPACITY))
         .unzip();
@@ -132,6 +143,15 @@ fn run(args: &Args) -> Result<()> {
                         .map(|p| (p, config.milter.socket_mode, gid))
                 })
                 .flatten(),
+            policyd_socket: (i == 0)
+                .then(|| {
+                    paths
+                        .policyd_socket
+                        .clone()
+                        .map(|p| (p, config.milter.socket_mode, gid))
+                })
+                .flatten(),
+            policyd_tcp: config.eval.policyd_tcp.clone(),
             commands: cmd_rx,
             handoff_rx,
             handoff_tx: handoff_tx.clone(),
@@ -177,6 +197,17 @@ fn run(args: &Args) -> Result<()> {
         listeners.push(format!("unix:{}", p.display()));
     }
     listeners.extend(config.milter.tcp.iter().map(|a| format!("inet:{a}")));
+    let milter_listeners = listeners.len();
+    if let Some(p) = &paths.policyd_socket {
+        listeners.push(format!("policy unix:{}", p.display()));
+    }
+    listeners.extend(
+        config
+            .eval
+            .policyd_tcp
+            .iter()
+            .map(|a| format!("policy inet:{a}")),
+    );
     log::info!(
         "mbd {} started: {shard_count} shards on CPUs {cpus:?}, listening on {}, state directory {}, \
          control socket {}, memlock {} KiB, nofile {}.",
@@ -187,9 +218,20 @@ fn run(args: &Args) -> Result<()> {
         limits.memlock / 1024,
         limits.nofile,
     );
-    print_postfix_lines(&listeners, config.milter.socket_group.is_none());
+    print_postfix_lines(
+        &listeners[..milter_listeners],
+        config.milter.socket_group.is_none(),
+    );
+    if let Some(p) = &paths.policyd_socket {
+        println!(
+            "# Policy delegation (optional), in smtpd_recipient_restrictions after\n\
+             # reject_unauth_destination:  check_policy_service unix:{}",
+            p.display()
+        );
+    }
 
     let milter_socket = paths.milter_socket.clone();
+    let policyd_socket = paths.policyd_socket.clone();
     let left = control::run(control::ControlContext {
         config_path: args.config.clone(),
         config,
@@ -198,8 +240,11 @@ fn run(args: &Args) -> Result<()> {
         shards: handles,
         shared,
         finished: finished_rx,
+        rate_table,
+        policy,
+        watched,
     })?;
-    if let Some(p) = milter_socket {
+    for p in [milter_socket, policyd_socket].into_iter().flatten() {
         let _ = std::fs::remove_file(p);
     }
     if left > 0 {

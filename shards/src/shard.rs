@@ -49,6 +49,27 @@ use crate::io::{Readiness, Socket};
 use crate::slab::Slab;
 use crate::sys::HandoffFd;
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// Milter (Postfix `smtpd_milters`).
+    Milter,
+    /// Postfix policy delegation (`check_policy_service`).
+    Policyd,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Milter => "milter",
+            Proto::Policyd => "policy",
+        }
+    }
+}
+
+/// A connection handed from the unix acceptor to another shard.
+pub type Handoff = (HandoffFd, Proto);
+
 /// Commands from the control plane to a shard.
 #[derive(Debug)]
 pub enum ShardCommand {
@@ -80,12 +101,16 @@ pub struct ShardContext {
     pub policy: Arc<Policy>,
     /// The unix socket to accept on (shard 0 only): path, mode, group id.
     pub unix_socket: Option<(PathBuf, u32, Option<u32>)>,
+    /// The policy delegation unix socket (shard 0 only): path, mode, group id.
+    pub policyd_socket: Option<(PathBuf, u32, Option<u32>)>,
+    /// Policy delegation TCP listeners (SO_REUSEPORT on every shard).
+    pub policyd_tcp: Vec<SocketAddr>,
     /// Commands from the control plane.
     pub commands: flume::Receiver<ShardCommand>,
     /// Connections handed to this shard by the acceptor.
-    pub handoff_rx: flume::Receiver<HandoffFd>,
+    pub handoff_rx: flume::Receiver<Handoff>,
     /// Hand-off senders to every shard (index = shard id).
-    pub handoff_tx: Vec<flume::Sender<HandoffFd>>,
+    pub handoff_tx: Vec<flume::Sender<Handoff>>,
     /// Shared gauges.
     pub shared: Arc<Shared>,
     /// Reports start-up success or the reason for failure.
@@ -100,6 +125,7 @@ struct Stats {
     connections_refused: u64,
     protocol_errors: u64,
     messages: u64,
+    policy_requests: u64,
     verdicts: VerdictCounts,
     latency_us: Histogram<u64>,
 }
@@ -171,13 +197,13 @@ impl Drop for DrainWait<'_> {
 }
 
 /// Shard-local state shared by the shard's tasks (never across threads).
-struct Local {
-    id: u16,
+pub(crate) struct Local {
+    pub(crate) id: u16,
     cpu: usize,
-    milter: MilterConfig,
-    policy: RefCell<Arc<Policy>>,
+    pub(crate) milter: MilterConfig,
+    pub(crate) policy: RefCell<Arc<Policy>>,
     open: Cell<u32>,
-    buffer_bytes: Cell<u64>,
+    pub(crate) buffer_bytes: Cell<u64>,
     stats: RefCell<Stats>,
     drain: DrainSignal,
     sweeper: Rc<crate::sweeper::Sweeper>,
@@ -205,6 +231,7 @@ impl Local {
             connections_refused: stats.connections_refused,
             protocol_errors: stats.protocol_errors,
             messages: stats.messages,
+            policy_requests: stats.policy_requests,
             verdicts: stats.verdicts,
             latency_p50_us: q(0.5),
             latency_p99_us: q(0.99),
@@ -212,6 +239,26 @@ impl Local {
             buffer_bytes: self.buffer_bytes.get(),
             config_generation: self.policy.borrow().generation(),
         }
+    }
+
+    /// Whether the shard is draining.
+    pub(crate) fn draining(&self) -> bool {
+        self.drain.fired.get()
+    }
+
+    /// Resolves when the shard starts draining.
+    pub(crate) async fn drained(&self) {
+        self.drain.wait().await;
+    }
+
+    /// Counts policy delegation requests and their reply latency.
+    pub(crate) fn record_policy(&self, requests: u64, started: Instant) {
+        let mut stats = self.stats.borrow_mut();
+        stats.policy_requests += requests;
+        let us = u64::try_from(started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = stats.latency_us.record(us.min(60_000_000));
     }
 
     fn gauge(&self) -> &AtomicU32 {
@@ -243,6 +290,7 @@ pub async fn run(ctx: ShardContext) -> u32 {
             connections_refused: 0,
             protocol_errors: 0,
             messages: 0,
+            policy_requests: 0,
             verdicts: VerdictCounts::default(),
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .unwrap_or_else(|_| unreachable!("valid histogram bounds")),
@@ -255,7 +303,10 @@ pub async fn run(ctx: ShardContext) -> u32 {
     glommio::spawn_local(crate::io::poll(Rc::clone(&local.readiness))).detach();
     glommio::spawn_local(crate::sweeper::run(Rc::clone(&local.sweeper))).detach();
 
-    let listeners = match bind(&ctx.unix_socket, &local.milter.tcp) {
+    let bound = bind(&ctx.unix_socket, &local.milter.tcp, Proto::Milter).and_then(|milter| {
+        bind(&ctx.policyd_socket, &ctx.policyd_tcp, Proto::Policyd).map(|p| (milter, p))
+    });
+    let (milter, policyd) = match bound {
         Ok(l) => l,
         Err(e) => {
             let _ = ctx.ready.send(Err(format!("shard {}: {e:#}", ctx.id)));
@@ -264,14 +315,18 @@ pub async fn run(ctx: ShardContext) -> u32 {
     };
     let _ = ctx.ready.send(Ok(ctx.id));
 
-    if let Some(listener) = listeners.unix {
-        let local = Rc::clone(&local);
-        glommio::spawn_local(accept_unix(local, listener, ctx.handoff_tx)).detach();
+    for (listeners, proto) in [(milter, Proto::Milter), (policyd, Proto::Policyd)] {
+        if let Some(listener) = listeners.unix {
+            let local = Rc::clone(&local);
+            let handoff = ctx.handoff_tx.clone();
+            glommio::spawn_local(accept_unix(local, listener, handoff, proto)).detach();
+        }
+        for listener in listeners.tcp {
+            let local = Rc::clone(&local);
+            glommio::spawn_local(accept_tcp(local, listener, proto)).detach();
+        }
     }
-    for listener in listeners.tcp {
-        let local = Rc::clone(&local);
-        glommio::spawn_local(accept_tcp(local, listener)).detach();
-    }
+    drop(ctx.handoff_tx);
     glommio::spawn_local(receive_handoffs(Rc::clone(&local), ctx.handoff_rx)).detach();
 
     loop {
@@ -311,7 +366,9 @@ const TCP_BACKLOG: i32 = 1024;
 fn bind(
     unix: &Option<(PathBuf, u32, Option<u32>)>,
     tcp: &[SocketAddr],
+    proto: Proto,
 ) -> anyhow::Result<Listeners> {
+    let what = proto.name();
     use socket2::{Domain, SockAddr, Socket as RawSocket, Type};
     let unix = match unix {
         Some((path, mode, gid)) => {
@@ -322,7 +379,7 @@ fn bind(
                 s.set_nonblocking(true)?;
                 std::io::Result::Ok(OwnedFd::from(s))
             })()
-            .map_err(|e| anyhow::anyhow!("cannot bind milter socket {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("cannot bind {what} socket {}: {e}", path.display()))?;
             crate::topology::set_socket_access(path, *mode, *gid)?;
             Some(listener)
         }
@@ -342,7 +399,7 @@ fn bind(
                 s.set_nonblocking(true)?;
                 std::io::Result::Ok(OwnedFd::from(s))
             })()
-            .map_err(|e| anyhow::anyhow!("cannot bind milter TCP listener {addr}: {e}"))
+            .map_err(|e| anyhow::anyhow!("cannot bind {what} TCP listener {addr}: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Listeners { unix, tcp })
@@ -359,7 +416,7 @@ async fn accept_loop(local: &Local, listener: OwnedFd, what: &str, mut place: im
         Ok(l) => l,
         Err(e) => {
             log::error!(
-                "Milter {what} listener on shard {} cannot be polled: {e}",
+                "{what} listener on shard {} cannot be polled: {e}",
                 local.id
             );
             return;
@@ -381,7 +438,7 @@ async fn accept_loop(local: &Local, listener: OwnedFd, what: &str, mut place: im
             None => return,
             Some(Ok(fd)) => place(fd),
             Some(Err(e)) => {
-                log::warn!("Milter {what} accept failed on shard {}: {e}", local.id);
+                log::warn!("{what} accept failed on shard {}: {e}", local.id);
                 sleep(Duration::from_millis(50)).await;
             }
         }
@@ -394,9 +451,15 @@ async fn accept_loop(local: &Local, listener: OwnedFd, what: &str, mut place: im
 }
 
 /// Shard 0's unix acceptor: hands each connection to the least-loaded shard.
-async fn accept_unix(local: Rc<Local>, listener: OwnedFd, handoff: Vec<flume::Sender<HandoffFd>>) {
+async fn accept_unix(
+    local: Rc<Local>,
+    listener: OwnedFd,
+    handoff: Vec<flume::Sender<Handoff>>,
+    proto: Proto,
+) {
     let mut next = 0;
-    accept_loop(&local, listener, "unix", |fd| {
+    let what = format!("{} unix", proto.name());
+    accept_loop(&local, listener, &what, |fd| {
         let target = least_loaded(&local.shared, next);
         next = target + 1;
         let fd = if target == usize::from(local.id) {
@@ -405,16 +468,16 @@ async fn accept_unix(local: Rc<Local>, listener: OwnedFd, handoff: Vec<flume::Se
             // Count it on the target now, so a burst spreads out before the
             // target has registered the connection.
             local.shared.connections[target].fetch_add(1, Ordering::Relaxed);
-            match handoff[target].try_send(HandoffFd::new(fd)) {
+            match handoff[target].try_send((HandoffFd::new(fd), proto)) {
                 Ok(()) => return,
                 Err(e) => {
                     local.shared.connections[target].fetch_sub(1, Ordering::Relaxed);
-                    e.into_inner().into_owned()
+                    e.into_inner().0.into_owned()
                 }
             }
         };
         local.gauge().fetch_add(1, Ordering::Relaxed);
-        glommio::spawn_local(serve(Rc::clone(&local), fd, false)).detach();
+        glommio::spawn_local(serve(Rc::clone(&local), fd, false, proto)).detach();
     })
     .await;
 }
@@ -434,28 +497,29 @@ fn least_loaded(shared: &Shared, start: usize) -> usize {
     best.0
 }
 
-async fn receive_handoffs(local: Rc<Local>, handoff: flume::Receiver<HandoffFd>) {
+async fn receive_handoffs(local: Rc<Local>, handoff: flume::Receiver<Handoff>) {
     // Handed-off connections were already counted on this shard's gauge.
-    while let Ok(fd) = handoff.recv_async().await {
-        glommio::spawn_local(serve(Rc::clone(&local), fd.into_owned(), false)).detach();
+    while let Ok((fd, proto)) = handoff.recv_async().await {
+        glommio::spawn_local(serve(Rc::clone(&local), fd.into_owned(), false, proto)).detach();
     }
 }
 
-async fn accept_tcp(local: Rc<Local>, listener: OwnedFd) {
-    accept_loop(&local, listener, "TCP", |fd| {
+async fn accept_tcp(local: Rc<Local>, listener: OwnedFd, proto: Proto) {
+    let what = format!("{} TCP", proto.name());
+    accept_loop(&local, listener, &what, |fd| {
         let _ = crate::sys::set_nodelay(std::os::fd::AsFd::as_fd(&fd));
         local.gauge().fetch_add(1, Ordering::Relaxed);
-        glommio::spawn_local(serve(Rc::clone(&local), fd, true)).detach();
+        glommio::spawn_local(serve(Rc::clone(&local), fd, true, proto)).detach();
     })
     .await;
 }
 
 /// A growable read buffer that never re-initialises bytes it already owns.
 /// `data[start..end]` holds unconsumed input.
-struct ReadBuf {
-    data: Vec<u8>,
+pub(crate) struct ReadBuf {
+    pub(crate) data: Vec<u8>,
     start: usize,
-    end: usize,
+    pub(crate) end: usize,
 }
 
 /// Initial per-connection read buffer. Postfix's frames before the body are a
@@ -468,7 +532,7 @@ const READ_BUF_BYTES_INITIAL: usize = 1024;
 const READ_BUF_BYTES_KEEP: usize = 128 * 1024;
 
 impl ReadBuf {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             data: vec![0; READ_BUF_BYTES_INITIAL],
             start: 0,
@@ -476,11 +540,11 @@ impl ReadBuf {
         }
     }
 
-    fn filled(&self) -> &[u8] {
+    pub(crate) fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
 
-    fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(self.start + n <= self.end);
         self.start += n;
         if self.start == self.end {
@@ -490,7 +554,7 @@ impl ReadBuf {
     }
 
     /// Free space for at least `want` bytes; returns the change in capacity.
-    fn reserve(&mut self, want: usize) -> isize {
+    pub(crate) fn reserve(&mut self, want: usize) -> isize {
         if self.data.len() - self.end >= want {
             return 0;
         }
@@ -504,11 +568,11 @@ impl ReadBuf {
         self.data.len() as isize - before as isize
     }
 
-    fn spare(&mut self) -> &mut [u8] {
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
         &mut self.data[self.end..]
     }
 
-    fn shrink_if_idle(&mut self) -> isize {
+    pub(crate) fn shrink_if_idle(&mut self) -> isize {
         if self.start == self.end && self.data.len() > READ_BUF_BYTES_KEEP {
             let before = self.data.len();
             self.data = vec![0; READ_BUF_BYTES_INITIAL];
@@ -518,12 +582,12 @@ impl ReadBuf {
     }
 }
 
-fn adjust(cell: &Cell<u64>, delta: isize) {
+pub(crate) fn adjust(cell: &Cell<u64>, delta: isize) {
     cell.set(cell.get().saturating_add_signed(delta as i64));
 }
 
-/// Serves one milter connection until QUIT, EOF, an error, a timeout or drain.
-async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool) {
+/// Serves one connection until QUIT, EOF, an error, a timeout or drain.
+async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool, proto: Proto) {
     let refuse =
         local.drain.fired.get() || local.open.get() >= local.milter.connections_max_per_shard;
     local.open.set(local.open.get() + 1);
@@ -536,7 +600,8 @@ async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool) {
         Ok(s) => s,
         Err(e) => {
             log::warn!(
-                "Milter connection on shard {} cannot be polled: {e}",
+                "{} connection on shard {} cannot be polled: {e}",
+                proto.name(),
                 local.id
             );
             local.stats.borrow_mut().protocol_errors += 1;
@@ -548,24 +613,41 @@ async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool) {
     if tcp {
         stream.ack_reads_at_once();
     }
-    let settings = Settings {
-        shard: local.id,
-        frame_bytes_max: local.milter.frame_bytes_max,
-        refuse,
-    };
-    let mut conv = Conversation::new(settings);
     let mut buf = ReadBuf::new();
     adjust(&local.buffer_bytes, buf.data.len() as isize);
     let mut out = Vec::with_capacity(512);
 
     // The stream outlives the watch, which is dropped first.
     let watch = local.sweeper.register(stream.fd().as_raw_fd());
-    let end = converse(&local, &watch, &stream, &mut conv, &mut buf, &mut out).await;
+    let end = match proto {
+        Proto::Milter => {
+            let settings = Settings {
+                shard: local.id,
+                frame_bytes_max: local.milter.frame_bytes_max,
+                refuse,
+            };
+            let mut conv = Conversation::new(settings);
+            converse(&local, &watch, &stream, &mut conv, &mut buf, &mut out).await
+        }
+        Proto::Policyd => {
+            let mut io = crate::policyd::Io {
+                watch: &watch,
+                stream: &stream,
+                buf: &mut buf,
+                out: &mut out,
+            };
+            crate::policyd::converse(&local, &mut io, refuse).await
+        }
+    };
     drop(watch);
     drop(stream);
     if let Err(why) = end {
         local.stats.borrow_mut().protocol_errors += 1;
-        log::debug!("Milter connection closed on shard {}: {why}", local.id);
+        log::debug!(
+            "{} connection closed on shard {}: {why}",
+            proto.name(),
+            local.id
+        );
     }
     adjust(&local.buffer_bytes, -(buf.data.len() as isize));
     local.open.set(local.open.get() - 1);
@@ -625,6 +707,8 @@ async fn converse(
         }
         let started = Instant::now();
         buf.end += n;
+        let (now_ms, utc_offset) = crate::evalload::now();
+        conv.set_clock(now_ms, utc_offset);
         let output = {
             let policy = local.policy.borrow();
             conv.process(buf.filled(), &policy, out)

@@ -241,3 +241,23 @@ impl Drop for HandoffFd {
         drop(unsafe { OwnedFd::from_raw_fd(self.0) });
     }
 }
+
+/// The local time zone's current offset from UTC in minutes (`TZ` or
+/// `/etc/localtime`, as libc sees it); 0 when it cannot be read.
+pub fn utc_offset_minutes() -> i32 {
+    let now: libc::time_t = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+    {
+        Ok(d) => libc::time_t::try_from(d.as_secs()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
+    // SAFETY: `now` and `tm` are valid for the call; localtime_r is the
+    // thread-safe variant and writes only into `tm`.
+    let ok = unsafe { !libc::localtime_r(&now, tm.as_mut_ptr()).is_null() };
+    if !ok {
+        return 0;
+    }
+    // SAFETY: localtime_r succeeded, so it initialised `tm`.
+    let tm = unsafe { tm.assume_init() };
+    i32::try_from(tm.tm_gmtoff / 60).unwrap_or(0)
+}

@@ -22,6 +22,8 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// Milter unix socket, if enabled.
     pub milter_socket: Option<PathBuf>,
+    /// Policy delegation unix socket, if enabled.
+    pub policyd_socket: Option<PathBuf>,
     /// Control socket for `mbctl`.
     pub control_socket: PathBuf,
 }
@@ -49,6 +51,17 @@ pub fn resolve_paths(config: &Config, state_dir_override: Option<&Path>) -> Resu
                 .unwrap_or_else(|| state_dir.join("mb-milter.sock")),
         )
     };
+    let policyd_socket = if config.eval.policyd_socket_disabled {
+        None
+    } else {
+        Some(
+            config
+                .eval
+                .policyd_socket
+                .clone()
+                .unwrap_or_else(|| state_dir.join("mb-policy.sock")),
+        )
+    };
     let control_socket = config
         .daemon
         .control_socket
@@ -57,6 +70,7 @@ pub fn resolve_paths(config: &Config, state_dir_override: Option<&Path>) -> Resu
     Ok(Paths {
         state_dir,
         milter_socket,
+        policyd_socket,
         control_socket,
     })
 }

@@ -116,3 +116,13 @@ const _: () = assert!(IDLE_TIMEOUT_DEFAULT.as_secs() <= IDLE_TIMEOUT_MAX.as_secs
 const _: () = assert!(MILTER_TIMEOUT_MIN.as_secs() <= WRITE_TIMEOUT_DEFAULT.as_secs());
 const _: () = assert!(WRITE_TIMEOUT_DEFAULT.as_secs() <= WRITE_TIMEOUT_MAX.as_secs());
 const _: () = assert!(MESSAGE_BYTES_MIN <= limits::MESSAGE_BYTES_DEFAULT);
+
+/// `eval.ratelimit_slots`: 262,144 buckets (16 bytes each: 4 MiB), enough for
+/// about 100,000 live keys at the table's probe length.
+pub const RATELIMIT_SLOTS_DEFAULT: usize = 1 << 18;
+
+/// Smallest `eval.ratelimit_slots`.
+pub const RATELIMIT_SLOTS_MIN: usize = 1 << 10;
+
+/// Largest `eval.ratelimit_slots` (1 GiB of buckets).
+pub const RATELIMIT_SLOTS_MAX: usize = 1 << 26;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub mod defaults;
 mod parse;
-mod tree;
-mod value;
+pub(crate) mod tree;
+pub(crate) mod value;
 pub use parse::parse;
 pub use value::{parse_bytes, parse_duration, ValueError};
 
@@ -32,6 +32,27 @@ pub struct Config {
     pub milter: MilterConfig,
     /// `[policy]`: the first verdict path (lists, size limit, header).
     pub policy: PolicyConfig,
+    /// `[eval]`: the policy engine (policy tree file, rate-limit table,
+    /// policy delegation listeners).
+    pub eval: EvalConfig,
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalConfig {
+    /// `policy`: the policy tree file (`policy.toml`); list, rule and GeoIP
+    /// files it names are relative to its directory. `None`: no tree.
+    pub policy: Option<PathBuf>,
+    /// `ratelimit_slots`: buckets in the shared rate-limit table (a power of
+    /// two). Start-only.
+    pub ratelimit_slots: usize,
+    /// `policyd_socket`: unix socket for Postfix `check_policy_service`.
+    /// `None` with the key absent: `<state_dir>/mb-policy.sock`.
+    pub policyd_socket: Option<PathBuf>,
+    /// True when `policyd_socket = ""` disabled the unix listener.
+    pub policyd_socket_disabled: bool,
+    /// `policyd_tcp`: TCP listeners for policy delegation.
+    pub policyd_tcp: Vec<SocketAddr>,
 }
 
 /// `[daemon]`.

@@ -21,8 +21,8 @@ use super::defaults as d;
 use super::tree::{parse_document, Node};
 use super::value::closest;
 use super::{
-    AddressPattern, AddressRule, Checked, Config, DaemonConfig, Diagnostic, MilterConfig,
-    PolicyConfig, RuleAction, Severity, ShardsConfig, SmtpReply,
+    AddressPattern, AddressRule, Checked, Config, DaemonConfig, Diagnostic, EvalConfig,
+    MilterConfig, PolicyConfig, RuleAction, Severity, ShardsConfig, SmtpReply,
 };
 use crate::limits;
 
@@ -40,11 +40,13 @@ const MILTER_KEYS: &[&str] = &[
 ];
 const POLICY_KEYS: &[&str] = &["message_bytes_max", "header", "sender", "recipient"];
 const RULE_KEYS: &[&str] = &["match", "action", "reply", "body"];
+const EVAL_KEYS: &[&str] = &["policy", "ratelimit_slots", "policyd_socket", "policyd_tcp"];
 const SECTIONS: &[(&str, &[&str])] = &[
     ("daemon", DAEMON_KEYS),
     ("shards", SHARDS_KEYS),
     ("milter", MILTER_KEYS),
     ("policy", POLICY_KEYS),
+    ("eval", EVAL_KEYS),
 ];
 
 /// Checks a whole config file. Never panics on any input; the empty text
@@ -276,12 +278,14 @@ impl Checker {
     /// missing section is checked as an empty table, which yields its defaults.
     fn root(&mut self, root: &[(String, Node)]) -> Config {
         let (mut daemon, mut shards, mut milter, mut policy) = (None, None, None, None);
+        let mut eval = None;
         for (name, node) in root {
             match name.as_str() {
                 "daemon" => daemon = Some(self.daemon(node)),
                 "shards" => shards = Some(self.shards(node)),
                 "milter" => milter = Some(self.milter(node)),
                 "policy" => policy = Some(self.policy(node)),
+                "eval" => eval = Some(self.eval(node)),
                 _ => {
                     let names: Vec<&str> = SECTIONS.iter().map(|(section, _)| *section).collect();
                     self.unknown(name, name, &names);
@@ -294,7 +298,56 @@ impl Checker {
             shards: shards.unwrap_or_else(|| self.shards(&empty)),
             milter: milter.unwrap_or_else(|| self.milter(&empty)),
             policy: policy.unwrap_or_else(|| self.policy(&empty)),
+            eval: eval.unwrap_or_else(|| self.eval(&empty)),
         }
+    }
+
+    /// `[eval]`.
+    fn eval(&mut self, node: &Node) -> EvalConfig {
+        let mut out = EvalConfig {
+            policy: None,
+            ratelimit_slots: d::RATELIMIT_SLOTS_DEFAULT,
+            policyd_socket: None,
+            policyd_socket_disabled: false,
+            policyd_tcp: Vec::new(),
+        };
+        for (name, value) in self.table("eval", node, "[eval]") {
+            let key = format!("eval.{name}");
+            match name.as_str() {
+                "policy" => {
+                    out.policy =
+                        self.path(&key, value, r#"policy = "/etc/mailborder/policy.toml""#);
+                }
+                "ratelimit_slots" => {
+                    let (min, max) = (d::RATELIMIT_SLOTS_MIN, d::RATELIMIT_SLOTS_MAX);
+                    let example = "ratelimit_slots = 262144";
+                    if let Some(n) = self.integer(&key, value, example, min as i64, max as i64) {
+                        let n = n as usize;
+                        if !n.is_power_of_two() {
+                            self.error(
+                                &key,
+                                format!("must be a power of two, e.g. {}", n.next_power_of_two()),
+                            );
+                        }
+                        out.ratelimit_slots = n;
+                    }
+                }
+                "policyd_socket" => match self.unix_socket(&key, value) {
+                    Some(Some(path)) => out.policyd_socket = Some(path),
+                    Some(None) => out.policyd_socket_disabled = true,
+                    None => {}
+                },
+                "policyd_tcp" => {
+                    if let Some(tcp) = self.tcp(&key, value) {
+                        out.policyd_tcp = tcp;
+                    }
+                }
+                _ => {
+                    self.unknown(&key, name, EVAL_KEYS);
+                }
+            }
+        }
+        out
     }
 
     /// `[daemon]`.

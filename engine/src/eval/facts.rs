@@ -72,7 +72,7 @@ impl fmt::Display for Code {
 pub struct Origin {
     /// File name as the admin wrote it (or a key path for inline entries).
     pub file: Arc<str>,
-    /// 1-based line.
+    /// 1-based line; 0 when the position is a key path or the whole file.
     pub line: u32,
     /// 1-based column (in characters).
     pub column: u32,
@@ -80,6 +80,10 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // Inline entries and whole-file problems have no position.
+            return f.write_str(&self.file);
+        }
         write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }

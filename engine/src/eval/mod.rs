@@ -14,6 +14,8 @@
 //! - [`geoip`]: country and continent of a client address from an mmdb.
 //! - [`ratelimit`]: token buckets shared by all shards as atomics (GCRA).
 //! - [`rules`]: the custom rule language, compiled once per reload.
+//! - [`source`]: the policy file (tenant → domain → recipient tree) as data.
+//! - [`tree`]: the compiled tree and the decision at RCPT.
 
 pub mod facts;
 pub mod geoip;
@@ -21,5 +23,8 @@ pub mod lists;
 pub mod ratelimit;
 pub mod recipients;
 pub mod rules;
+pub mod source;
+pub mod tree;
 
 pub use facts::{Code, Facts, FileDiagnostic, Origin};
+pub use tree::{Ask, EvalDecision, PolicyTree};

@@ -23,6 +23,7 @@
 //! streams the message instead of waiting on each packet. An MTA that does not
 //! offer an `NR_*` flag gets a CONTINUE for that event.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::command::{self, Command, CommandError};
@@ -30,6 +31,7 @@ use super::frame::{FrameDecoder, FrameError, RawFrame};
 use super::reply::{Modification, Reply};
 use super::{actions, protocol};
 use crate::ctl_api::VerdictCounts;
+use crate::eval::{Ask, Facts};
 use crate::limits::{MILTER_BODY_CHUNK_BYTES_MAX, MILTER_MACRO_BYTES_MAX, RCPT_COUNT_MAX};
 use crate::policy::{Deferred, Events, MessageFacts, Outcome, Policy};
 use crate::verdict::{Action, Reason, SmtpText, VerdictKind};
@@ -162,6 +164,8 @@ struct Message {
     /// An envelope refusal already answered; the MTA will not send EOM for it
     /// unless other recipients were accepted.
     refused_sender: bool,
+    /// An allow rule of `[policy]` matched the sender at MAIL.
+    sender_allowed: bool,
 }
 
 /// One milter connection's state.
@@ -176,7 +180,13 @@ pub struct Conversation {
     /// Macros of the latest packet per stage (raw `name\0value\0` pairs).
     macros: Vec<(u8, Vec<u8>)>,
     client_address: String,
+    client_ip: Option<IpAddr>,
+    client_name: String,
     helo: String,
+    /// Messages finished in this SMTP session.
+    messages: u32,
+    /// The runtime's wall clock: Unix milliseconds and the local UTC offset.
+    clock: (u64, i16),
     message: Message,
 }
 
@@ -193,9 +203,20 @@ impl Conversation {
             protocol: 0,
             macros: Vec::new(),
             client_address: String::new(),
+            client_ip: None,
+            client_name: String::new(),
             helo: String::new(),
+            messages: 0,
+            clock: (0, 0),
             message: Message::default(),
         }
+    }
+
+    /// Sets the wall clock eval decides with (Unix milliseconds, local offset
+    /// from UTC in minutes). The engine has no clock: the runtime sets it
+    /// before [`Conversation::process`].
+    pub fn set_clock(&mut self, unix_ms: u64, utc_offset_minutes: i16) {
+        self.clock = (unix_ms, utc_offset_minutes);
     }
 
     /// The frame decoder (so the runtime can size its reads).
@@ -310,12 +331,22 @@ impl Conversation {
             (_, Command::QuitNewConnection) => {
                 self.end_message(output, None);
                 self.client_address.clear();
+                self.client_ip = None;
+                self.client_name.clear();
                 self.helo.clear();
+                self.messages = 0;
                 self.macros.clear();
                 self.state = State::Session;
             }
-            (State::Session, Command::Connect { address, .. }) => {
+            (
+                State::Session,
+                Command::Connect {
+                    hostname, address, ..
+                },
+            ) => {
                 self.client_address = String::from_utf8_lossy(address).into_owned();
+                self.client_ip = parse_client_ip(&self.client_address);
+                self.client_name = String::from_utf8_lossy(hostname).into_owned();
                 self.reply_if_wanted(protocol::NR_CONNECT, out, output);
             }
             (State::Session, Command::Helo { name }) => {
@@ -449,7 +480,11 @@ impl Conversation {
                 }
                 self.reply_if_wanted(protocol::NR_MAIL, out, output);
             }
-            Outcome::Continue | Outcome::Allow => {
+            Outcome::Allow => {
+                self.message.sender_allowed = true;
+                self.reply_if_wanted(protocol::NR_MAIL, out, output);
+            }
+            Outcome::Continue => {
                 self.reply_if_wanted(protocol::NR_MAIL, out, output);
             }
         }
@@ -487,20 +522,63 @@ impl Conversation {
             unreachable!("a message always pins a policy at MAIL");
         };
         let decision = policy.rcpt(&recipient);
+        let mut deferred = Vec::new();
         match decision.outcome {
-            Outcome::Refuse(action) => self.reply_refusal(&action, out, output),
-            Outcome::Defer(deferred) => {
-                self.message.recipients += 1;
-                if let Some(reason) = decision.reason {
-                    self.message.deferred.push((deferred, reason));
-                }
-                self.reply_if_wanted(protocol::NR_RCPT, out, output);
+            Outcome::Refuse(action) => {
+                self.reply_refusal(&action, out, output);
+                return;
             }
-            Outcome::Continue | Outcome::Allow => {
-                self.message.recipients += 1;
-                self.reply_if_wanted(protocol::NR_RCPT, out, output);
+            Outcome::Defer(d) => deferred.extend(decision.reason.map(|r| (d, r))),
+            Outcome::Continue | Outcome::Allow => {}
+        }
+        if let Some(eval) = self.eval_rcpt(&policy, &recipient) {
+            match eval.outcome {
+                Outcome::Refuse(action) => {
+                    self.reply_refusal(&action, out, output);
+                    return;
+                }
+                Outcome::Defer(d) => {
+                    deferred.extend(eval.reasons.into_iter().last().map(|r| (d, r)))
+                }
+                Outcome::Continue | Outcome::Allow => {}
             }
         }
+        self.message.recipients += 1;
+        self.message.deferred.extend(deferred);
+        self.reply_if_wanted(protocol::NR_RCPT, out, output);
+    }
+
+    /// The eval tree's decision for `recipient`, when the policy has a tree.
+    fn eval_rcpt(&self, policy: &Policy, recipient: &str) -> Option<crate::eval::EvalDecision> {
+        policy.eval()?;
+        let text = |name: &str| {
+            self.macro_value(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .unwrap_or("")
+        };
+        let tls = !text("{tls_version}").is_empty() || !text("{cipher}").is_empty();
+        let ask = Ask {
+            facts: Facts {
+                client_ip: self.client_ip,
+                client_name: &self.client_name,
+                helo: &self.helo,
+                sender: &self.message.sender,
+                recipient,
+                recipient_count: self.message.recipients,
+                message_count: self.messages,
+                sasl_user: text("{auth_authen}"),
+                tls,
+                country: None,
+                continent: None,
+                unix_time: self.clock.0 / 1000,
+                utc_offset_minutes: self.clock.1,
+            },
+            first_recipient: self.message.recipients == 0,
+            sender_allowed: self.message.sender_allowed,
+            now_ms: self.clock.0,
+            trace: false,
+        };
+        policy.eval_rcpt(&ask)
     }
 
     fn end_of_message(&mut self, out: &mut Vec<u8>, output: &mut Output) {
@@ -572,6 +650,7 @@ impl Conversation {
             output.verdicts.record(kind);
         }
         output.messages += 1;
+        self.messages = self.messages.saturating_add(1);
         self.message = Message::default();
         self.state = State::Session;
     }
@@ -583,6 +662,17 @@ fn busy() -> Action {
         code: 451,
         text: "4.3.2 Service busy, try again later".to_owned(),
     })
+}
+
+/// The client address of CONNECT: `192.0.2.1`, `2001:db8::1` or Postfix's
+/// `IPv6:2001:db8::1`; `None` for unknown or unix-socket clients.
+fn parse_client_ip(text: &str) -> Option<IpAddr> {
+    let text = text.strip_prefix("IPv6:").unwrap_or(text);
+    let text = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    text.parse().ok()
 }
 
 /// `<a@b>` → `a@b`; `a@b` (sendmail/pickup sends no brackets) stays.

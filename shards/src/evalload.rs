@@ -1,0 +1,103 @@
+//! Loading the eval policy tree from disk: the policy file, and the list,
+//! rule and GeoIP files it names (relative to its directory). The engine
+//! compiles; this module only reads files for it.
+//!
+//! Also the wall clock the shards hand to the engine: Unix milliseconds and
+//! the local UTC offset, which the control plane refreshes every minute (it
+//! changes twice a year, and `localtime_r` is too slow for every message).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mb_engine::config::Config;
+use mb_engine::eval::ratelimit::RateTable;
+use mb_engine::eval::{source, PolicyTree};
+use mb_engine::policy::Policy;
+
+/// The local offset from UTC in minutes, refreshed by the control plane.
+static UTC_OFFSET_MINUTES: AtomicI32 = AtomicI32::new(0);
+
+/// Re-reads the local UTC offset (call at start and every minute).
+pub fn refresh_utc_offset() {
+    UTC_OFFSET_MINUTES.store(crate::sys::utc_offset_minutes(), Ordering::Relaxed);
+}
+
+/// Now, as the engine wants it: Unix milliseconds and the local UTC offset.
+pub fn now() -> (u64, i16) {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let offset = UTC_OFFSET_MINUTES.load(Ordering::Relaxed);
+    (ms, i16::try_from(offset).unwrap_or(0))
+}
+
+/// The files a loaded tree came from, for change detection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// (path, modification time) of the GeoIP database.
+    pub geoip: Option<(PathBuf, Option<SystemTime>)>,
+}
+
+impl Watched {
+    /// Whether a watched file changed since it was loaded.
+    pub fn changed(&self) -> bool {
+        self.geoip
+            .as_ref()
+            .is_some_and(|(path, mtime)| modified(path) != *mtime)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reads and compiles the policy tree named by `eval.policy`, if any. Every
+/// problem of every file is in the error, one per line.
+pub fn load_tree(config: &Config) -> Result<(Option<Arc<PolicyTree>>, Watched), String> {
+    let Some(path) = &config.eval.policy else {
+        return Ok((None, Watched::default()));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
+    let shown = path.display().to_string();
+    let show = |diagnostics: Vec<mb_engine::eval::FileDiagnostic>| {
+        diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let parsed = source::parse(&shown, &text).map_err(show)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resolve = |name: &str| {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        }
+    };
+    let mut read = |name: &str| std::fs::read(resolve(name)).map_err(|e| e.to_string());
+    let tree = PolicyTree::compile(&parsed, &mut read).map_err(show)?;
+    let watched = Watched {
+        geoip: parsed.geoip_database.as_deref().map(|name| {
+            let p = resolve(name);
+            let mtime = modified(&p);
+            (p, mtime)
+        }),
+    };
+    Ok((Some(Arc::new(tree)), watched))
+}
+
+/// A policy snapshot from a checked config: `[policy]` plus the tree.
+pub fn build_policy(
+    config: &Config,
+    generation: u64,
+    table: &Arc<RateTable>,
+) -> Result<(Arc<Policy>, Watched), String> {
+    let (tree, watched) = load_tree(config)?;
+    let policy = Policy::with_eval(&config.policy, generation, tree, Arc::clone(table));
+    Ok((Arc::new(policy), watched))
+}
