@@ -1025,3 +1025,35 @@ mod arbitrary {
         }
     }
 }
+
+#[test]
+fn eval_section_is_checked() {
+    let c = clean(
+        "[eval]\npolicy = \"/etc/mailborder/policy.toml\"\nratelimit_slots = 4096\n\
+         policyd_socket = \"\"\npolicyd_tcp = [\"127.0.0.1:9002\"]\n",
+    );
+    assert_eq!(
+        c.eval.policy.as_deref(),
+        Some(std::path::Path::new("/etc/mailborder/policy.toml"))
+    );
+    assert_eq!(c.eval.ratelimit_slots, 4096);
+    assert!(c.eval.policyd_socket_disabled);
+    assert_eq!(c.eval.policyd_tcp, ["127.0.0.1:9002".parse().unwrap()]);
+    let d = Config::default();
+    assert_eq!((d.eval.policy, d.eval.ratelimit_slots), (None, 262_144));
+    assert_error(
+        "[eval]\nratelimit_slots = 5000\n",
+        "eval.ratelimit_slots",
+        &["power of two", "8192"],
+    );
+    assert_error(
+        "[eval]\nratelimit_slots = 10\n",
+        "eval.ratelimit_slots",
+        &["between"],
+    );
+    assert_error(
+        "[eval]\npolicyd_sockte = \"/x\"\n",
+        "eval.policyd_sockte",
+        &["did you mean `policyd_socket`"],
+    );
+}
