@@ -18,6 +18,13 @@
 //!
 //! Every iteration checks its answer, so a fast wrong answer fails. Throughput
 //! is one element per decision, so criterion prints decisions/s.
+//!
+//! First run (2026-11-25, 2 vCPUs shared with four concurrent compiles, load
+//! average 5 to 8): `indexed/hit-late` 43 µs (23k decisions/s), `indexed/miss`
+//! 42 µs (24k/s), `naive/miss` 222 µs (4.5k/s), `compile/10k` 28 ms. The
+//! indexed cost is the 400 unindexed rules, about 100 ns each on average,
+//! i.e. mostly the 150 regexes; one `RegexSet` per field would be the next
+//! step if that matters.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
