@@ -414,6 +414,13 @@ impl Checker<'_> {
         };
         match text.parse::<u32>() {
             Ok(n) if !quoted && n <= max && (field != IntField::Weekday || n >= 1) => Some(n),
+            Ok(_) if quoted => {
+                self.error(
+                    pos,
+                    format!("`{name}` is an integer: write {text} without quotes"),
+                );
+                None
+            }
             _ => {
                 self.error(pos, format!("`{name}` takes {example}, found `{text}`"));
                 None

@@ -414,6 +414,7 @@ fn errors_point_at_the_offending_token() {
         ("rule a: when hour then allow\n", &[(1, 14, "`hour` is an integer, not a condition")]),
         ("rule a: when hour == 24 then allow\n", &[(1, 22, "`hour` takes 0 to 23, found `24`")]),
         ("rule a: when weekday == funday then allow\n", &[(1, 25, "`weekday` takes mon")]),
+        ("rule a: when hour == \"5\" then allow\n", &[(1, 22, "write 5 without quotes")]),
         ("rule a: when country == DEU then allow\n", &[(1, 25, "two-letter code")]),
         ("rule a: when sender == x then allow\n", &[(1, 24, "write the value in double quotes, \"x\"")]),
         ("rule a: when sender in \"x\" then allow\n", &[(1, 24, "`in` takes a list")]),
