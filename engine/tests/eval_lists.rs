@@ -547,3 +547,19 @@ proptest! {
         let _ = r.parse_file("p", &text);
     }
 }
+
+#[test]
+fn docs_error_example_is_what_the_parser_says() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/LISTS.md")).unwrap();
+    let after = &doc[doc.find("Given `block.list`").unwrap()..];
+    let mut blocks = after
+        .split("```text\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap());
+    let (input, output) = (blocks.next().unwrap(), blocks.next().unwrap());
+    let (_, errors) = parse_list("block.list", input);
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let want: Vec<&str> = output.lines().collect();
+    assert_eq!(got, want);
+}
