@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 
 use mb_engine::eval::ratelimit::{
     now_fixed, parse_key_part, parse_window, Gcra, KeyPart, Limit, Limits, RateTable, Scope,
@@ -586,17 +586,20 @@ fn exact_across_threads() {
     let limits = Arc::new(Limits::new(vec![limit(
         "hot",
         &["sender"],
-        &["1000/1h", "300/1m"],
+        &["20000/1h", "6000/1m"],
     )]));
     let threads = 4;
-    let tries = 400;
+    let tries = 2500;
     let total = Arc::new(AtomicU32::new(0));
+    let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (table, limits, total) = (table.clone(), limits.clone(), total.clone());
+            let start = start.clone();
             std::thread::spawn(move || {
                 let ip = format!("192.0.2.{t}");
                 let f = facts(&ip, "hot@example.com");
+                start.wait();
                 let n = admitted(&limits, &table, &f, Scope::Message, T0, tries);
                 total.fetch_add(n, Ordering::Relaxed);
             })
@@ -605,10 +608,10 @@ fn exact_across_threads() {
     for h in handles {
         h.join().expect("thread");
     }
-    assert_eq!(total.load(Ordering::Relaxed), 300);
+    assert_eq!(total.load(Ordering::Relaxed), 6000);
     let key = "sender=hot@example.com";
-    assert_eq!(remaining(&limits, &table, key, "1000/1h", T0), Some(700));
-    assert_eq!(remaining(&limits, &table, key, "300/1m", T0), Some(0));
+    assert_eq!(remaining(&limits, &table, key, "20000/1h", T0), Some(14000));
+    assert_eq!(remaining(&limits, &table, key, "6000/1m", T0), Some(0));
     assert_eq!(table.stats().failed_open, 0);
 }
 
@@ -632,4 +635,48 @@ fn limits_without_windows_or_matching_facts_admit() {
         assert!(limits.check(&table, &f, Scope::Message, T0).is_ok());
     }
     assert_eq!(table.stats().used, 0);
+}
+
+/// A hot key stays exact while other threads churn thousands of keys through
+/// a small table (every churn insert evicts a slot: the hand-over path runs
+/// next to the hot slot under contention).
+#[test]
+fn hot_key_exact_while_other_keys_churn_the_table() {
+    let table = Arc::new(RateTable::with_capacity(64));
+    let limits = Arc::new(Limits::new(vec![limit("s", &["sender"], &["3000/1h"])]));
+    let hot = facts("192.0.2.1", "hot@example.com");
+    // Two events first: the hot bucket is then never the one nearest to full.
+    assert_eq!(admitted(&limits, &table, &hot, Scope::Message, T0, 2), 2);
+    let total = Arc::new(AtomicU32::new(2));
+    let mut handles = Vec::new();
+    let start = Arc::new(Barrier::new(4));
+    for t in 0..4 {
+        let (table, limits, total) = (table.clone(), limits.clone(), total.clone());
+        let start = start.clone();
+        handles.push(std::thread::spawn(move || {
+            start.wait();
+            if t < 2 {
+                let f = facts("192.0.2.1", "hot@example.com");
+                let n = admitted(&limits, &table, &f, Scope::Message, T0, 2500);
+                total.fetch_add(n, Ordering::Relaxed);
+            } else {
+                for i in 0..3000 {
+                    let sender = format!("churn{t}-{i}@example.org");
+                    let f = facts("198.51.100.1", &sender);
+                    assert!(limits.check(&table, &f, Scope::Message, T0).is_ok());
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.join().expect("thread");
+    }
+    assert_eq!(total.load(Ordering::Relaxed), 3000);
+    let stats = table.stats();
+    assert!(stats.full > 5000, "{stats:?}");
+    assert_eq!(stats.failed_open, 0, "{stats:?}");
+    assert_eq!(
+        remaining(&limits, &table, "sender=hot@example.com", "3000/1h", T0),
+        Some(0)
+    );
 }
