@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 
 use mb_engine::eval::ratelimit::{
     now_fixed, parse_key_part, parse_window, Gcra, KeyPart, Limit, Limits, RateTable, Scope,
@@ -42,7 +42,14 @@ fn facts<'a>(ip: &str, sender: &'a str) -> Facts<'a> {
 }
 
 /// Checks `n` times at `now`, returns how many were admitted.
-fn admitted(limits: &Limits, table: &RateTable, f: &Facts<'_>, scope: Scope, now: u64, n: u32) -> u32 {
+fn admitted(
+    limits: &Limits,
+    table: &RateTable,
+    f: &Facts<'_>,
+    scope: Scope,
+    now: u64,
+    n: u32,
+) -> u32 {
     (0..n)
         .filter(|_| limits.check(table, f, scope, now).is_ok())
         .count() as u32
@@ -138,7 +145,10 @@ fn any_window() -> impl Strategy<Value = Window> {
 }
 
 fn parsed_window() -> impl Strategy<Value = Window> {
-    (1u32..=2_000, prop::sample::select(vec![1u64, 30, 60, 3_600, 86_400]))
+    (
+        1u32..=2_000,
+        prop::sample::select(vec![1u64, 30, 60, 3_600, 86_400]),
+    )
         .prop_map(|(count, secs)| Window {
             count,
             period_ms: secs * 1000,
@@ -364,29 +374,76 @@ fn keys_aggregate_fold_case_and_skip_absent_parts() {
         limit("user", &["sasl_user"], &["1/1m"]),
     ]);
     // No SASL user: "user" does not apply; the /24 is shared.
-    assert!(limits.check(&table, &facts("192.0.2.1", "a@x.example"), Scope::Message, T0).is_ok());
-    assert!(limits.check(&table, &facts("192.0.2.254", "b@x.example"), Scope::Message, T0).is_ok());
+    assert!(limits
+        .check(
+            &table,
+            &facts("192.0.2.1", "a@x.example"),
+            Scope::Message,
+            T0
+        )
+        .is_ok());
+    assert!(limits
+        .check(
+            &table,
+            &facts("192.0.2.254", "b@x.example"),
+            Scope::Message,
+            T0
+        )
+        .is_ok());
     let e = limits
-        .check(&table, &facts("::ffff:192.0.2.77", "c@x.example"), Scope::Message, T0)
+        .check(
+            &table,
+            &facts("::ffff:192.0.2.77", "c@x.example"),
+            Scope::Message,
+            T0,
+        )
         .expect_err("same /24 (v4-mapped)");
     assert_eq!(e.limit, "net");
     assert_eq!(e.key, "client_ip/24=192.0.2.0/24");
-    assert!(limits.check(&table, &facts("192.0.3.1", "a@x.example"), Scope::Message, T0).is_ok());
+    assert!(limits
+        .check(
+            &table,
+            &facts("192.0.3.1", "a@x.example"),
+            Scope::Message,
+            T0
+        )
+        .is_ok());
 
     // IPv6 aggregates by /64 unless told otherwise.
-    assert!(limits.check(&table, &facts("2001:db8:1:2::1", "a@x"), Scope::Message, T0).is_ok());
-    assert!(limits.check(&table, &facts("2001:db8:1:2:ffff::9", "a@x"), Scope::Message, T0).is_ok());
+    assert!(limits
+        .check(&table, &facts("2001:db8:1:2::1", "a@x"), Scope::Message, T0)
+        .is_ok());
+    assert!(limits
+        .check(
+            &table,
+            &facts("2001:db8:1:2:ffff::9", "a@x"),
+            Scope::Message,
+            T0
+        )
+        .is_ok());
     let e = limits
         .check(&table, &facts("2001:db8:1:2::3", "a@x"), Scope::Message, T0)
         .expect_err("same /64");
     assert_eq!(e.key, "client_ip/24=2001:db8:1:2::/64");
-    assert!(limits.check(&table, &facts("2001:db8:1:3::1", "a@x"), Scope::Message, T0).is_ok());
+    assert!(limits
+        .check(&table, &facts("2001:db8:1:3::1", "a@x"), Scope::Message, T0)
+        .is_ok());
 
     // SASL user names fold ASCII case.
-    let user = |name| Facts { sasl_user: name, ..facts("10.0.0.1", "") };
-    assert!(limits.check(&table, &user("Bob"), Scope::Message, T0).is_ok());
-    let e = limits.check(&table, &user("BOB"), Scope::Message, T0).expect_err("same user");
-    assert_eq!((e.limit.as_str(), e.key.as_str()), ("user", "sasl_user=bob"));
+    let user = |name| Facts {
+        sasl_user: name,
+        ..facts("10.0.0.1", "")
+    };
+    assert!(limits
+        .check(&table, &user("Bob"), Scope::Message, T0)
+        .is_ok());
+    let e = limits
+        .check(&table, &user("BOB"), Scope::Message, T0)
+        .expect_err("same user");
+    assert_eq!(
+        (e.limit.as_str(), e.key.as_str()),
+        ("user", "sasl_user=bob")
+    );
 }
 
 #[test]
@@ -399,29 +456,68 @@ fn combined_keys_and_per_recipient_scope() {
     assert!(limits.has_scope(Scope::Message) && limits.has_scope(Scope::Recipient));
     let f = facts("192.0.2.1", "News@Example.COM");
     assert!(limits.check(&table, &f, Scope::Message, T0).is_ok());
-    let e = limits.check(&table, &f, Scope::Message, T0).expect_err("pair");
+    let e = limits
+        .check(&table, &f, Scope::Message, T0)
+        .expect_err("pair");
     assert_eq!(e.key, "sender=news@example.com,client_ip/24=192.0.2.0/24");
-    assert_eq!(e.reply.text, format!("4.7.1 Rate limit exceeded, try again in {} s", e.retry_after_ms.div_ceil(1000)));
+    assert_eq!(
+        e.reply.text,
+        format!(
+            "4.7.1 Rate limit exceeded, try again in {} s",
+            e.retry_after_ms.div_ceil(1000)
+        )
+    );
     // Same sender from another network is another key.
-    assert!(limits.check(&table, &facts("192.0.9.1", "news@example.com"), Scope::Message, T0).is_ok());
+    assert!(limits
+        .check(
+            &table,
+            &facts("192.0.9.1", "news@example.com"),
+            Scope::Message,
+            T0
+        )
+        .is_ok());
     // Recipient limits are not counted at message scope, nor without a recipient.
     assert!(limits.check(&table, &f, Scope::Recipient, T0).is_ok());
-    let r = |rcpt| Facts { recipient: rcpt, ..f };
-    assert!(limits.check(&table, &r("a@dest.example"), Scope::Recipient, T0).is_ok());
-    assert!(limits.check(&table, &r("b@DEST.example"), Scope::Recipient, T0).is_ok());
-    let e = limits.check(&table, &r("c@dest.example"), Scope::Recipient, T0).expect_err("3rd");
-    assert_eq!((e.limit.as_str(), e.key.as_str()), ("rcpt-dom", "recipient_domain=dest.example"));
-    assert!(limits.check(&table, &r("c@other.example"), Scope::Recipient, T0).is_ok());
+    let r = |rcpt| Facts {
+        recipient: rcpt,
+        ..f
+    };
+    assert!(limits
+        .check(&table, &r("a@dest.example"), Scope::Recipient, T0)
+        .is_ok());
+    assert!(limits
+        .check(&table, &r("b@DEST.example"), Scope::Recipient, T0)
+        .is_ok());
+    let e = limits
+        .check(&table, &r("c@dest.example"), Scope::Recipient, T0)
+        .expect_err("3rd");
+    assert_eq!(
+        (e.limit.as_str(), e.key.as_str()),
+        ("rcpt-dom", "recipient_domain=dest.example")
+    );
+    assert!(limits
+        .check(&table, &r("c@other.example"), Scope::Recipient, T0)
+        .is_ok());
 
     // show: by key, by name:key, case-insensitive, without counting.
     let views = limits.show(&table, "recipient_domain=DEST.example", T0);
     assert_eq!(views.len(), 1);
     assert_eq!((views[0].remaining, views[0].window.as_str()), (0, "2/1h"));
     assert!(views[0].retry_after_ms > 0);
-    assert_eq!(limits.show(&table, "rcpt-dom:recipient_domain=dest.example", T0), views);
-    assert!(limits.show(&table, "pair:recipient_domain=dest.example", T0).is_empty());
-    assert!(limits.show(&table, "recipient_domain=unused.example", T0).is_empty());
-    assert_eq!(limits.show(&table, "recipient_domain=dest.example", T0), views);
+    assert_eq!(
+        limits.show(&table, "rcpt-dom:recipient_domain=dest.example", T0),
+        views
+    );
+    assert!(limits
+        .show(&table, "pair:recipient_domain=dest.example", T0)
+        .is_empty());
+    assert!(limits
+        .show(&table, "recipient_domain=unused.example", T0)
+        .is_empty());
+    assert_eq!(
+        limits.show(&table, "recipient_domain=dest.example", T0),
+        views
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -434,7 +530,9 @@ fn full_table_evicts_and_counts_expired_slots_are_reclaimed() {
     let limits = Limits::new(vec![limit("s", &["sender"], &["1/1h"])]);
     let senders: Vec<String> = (0..40).map(|i| format!("u{i}@example.org")).collect();
     for s in &senders {
-        assert!(limits.check(&table, &facts("192.0.2.1", s), Scope::Message, T0).is_ok());
+        assert!(limits
+            .check(&table, &facts("192.0.2.1", s), Scope::Message, T0)
+            .is_ok());
     }
     let stats = table.stats();
     assert_eq!(stats.used, 16);
@@ -445,14 +543,21 @@ fn full_table_evicts_and_counts_expired_slots_are_reclaimed() {
     let later = T0 + 3_600_001;
     let fresh: Vec<String> = (100..116).map(|i| format!("u{i}@example.org")).collect();
     for s in &fresh {
-        assert!(limits.check(&table, &facts("192.0.2.1", s), Scope::Message, later).is_ok());
+        assert!(limits
+            .check(&table, &facts("192.0.2.1", s), Scope::Message, later)
+            .is_ok());
     }
     let after = table.stats();
     assert_eq!(after.full, stats.full);
     assert_eq!(after.reclaimed, 16, "{after:?}");
     // The 16 most recent keys are limited.
     for s in &fresh {
-        assert!(limits.check(&table, &facts("192.0.2.1", s), Scope::Message, later).is_err(), "{s}");
+        assert!(
+            limits
+                .check(&table, &facts("192.0.2.1", s), Scope::Message, later)
+                .is_err(),
+            "{s}"
+        );
     }
 }
 
@@ -463,7 +568,9 @@ fn many_keys_stay_exact_when_the_table_is_roomy() {
     let senders: Vec<String> = (0..2000).map(|i| format!("user{i}@example.net")).collect();
     for round in 0..4 {
         for s in &senders {
-            let ok = limits.check(&table, &facts("192.0.2.1", s), Scope::Message, T0).is_ok();
+            let ok = limits
+                .check(&table, &facts("192.0.2.1", s), Scope::Message, T0)
+                .is_ok();
             assert_eq!(ok, round < 3, "{s} round {round}");
         }
     }
@@ -476,16 +583,23 @@ fn many_keys_stay_exact_when_the_table_is_roomy() {
 #[test]
 fn exact_across_threads() {
     let table = Arc::new(RateTable::with_capacity(1024));
-    let limits = Arc::new(Limits::new(vec![limit("hot", &["sender"], &["1000/1h", "300/1m"])]));
+    let limits = Arc::new(Limits::new(vec![limit(
+        "hot",
+        &["sender"],
+        &["20000/1h", "6000/1m"],
+    )]));
     let threads = 4;
-    let tries = 400;
+    let tries = 2500;
     let total = Arc::new(AtomicU32::new(0));
+    let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (table, limits, total) = (table.clone(), limits.clone(), total.clone());
+            let start = start.clone();
             std::thread::spawn(move || {
                 let ip = format!("192.0.2.{t}");
                 let f = facts(&ip, "hot@example.com");
+                start.wait();
                 let n = admitted(&limits, &table, &f, Scope::Message, T0, tries);
                 total.fetch_add(n, Ordering::Relaxed);
             })
@@ -494,10 +608,10 @@ fn exact_across_threads() {
     for h in handles {
         h.join().expect("thread");
     }
-    assert_eq!(total.load(Ordering::Relaxed), 300);
+    assert_eq!(total.load(Ordering::Relaxed), 6000);
     let key = "sender=hot@example.com";
-    assert_eq!(remaining(&limits, &table, key, "1000/1h", T0), Some(700));
-    assert_eq!(remaining(&limits, &table, key, "300/1m", T0), Some(0));
+    assert_eq!(remaining(&limits, &table, key, "20000/1h", T0), Some(14000));
+    assert_eq!(remaining(&limits, &table, key, "6000/1m", T0), Some(0));
     assert_eq!(table.stats().failed_open, 0);
 }
 
@@ -511,9 +625,58 @@ fn limits_without_windows_or_matching_facts_admit() {
         limit("dom", &["sender_domain"], &["1/1m"]),
     ]);
     assert_eq!(limits.iter().count(), 3);
-    let f = Facts { helo: "", client_ip: None::<IpAddr>, sender: "postmaster", ..Facts::default() };
+    let f = Facts {
+        helo: "",
+        client_ip: None::<IpAddr>,
+        sender: "postmaster",
+        ..Facts::default()
+    };
     for _ in 0..5 {
         assert!(limits.check(&table, &f, Scope::Message, T0).is_ok());
     }
     assert_eq!(table.stats().used, 0);
+}
+
+/// A hot key stays exact while other threads churn thousands of keys through
+/// a small table (every churn insert evicts a slot: the hand-over path runs
+/// next to the hot slot under contention).
+#[test]
+fn hot_key_exact_while_other_keys_churn_the_table() {
+    let table = Arc::new(RateTable::with_capacity(64));
+    let limits = Arc::new(Limits::new(vec![limit("s", &["sender"], &["3000/1h"])]));
+    let hot = facts("192.0.2.1", "hot@example.com");
+    // Two events first: the hot bucket is then never the one nearest to full.
+    assert_eq!(admitted(&limits, &table, &hot, Scope::Message, T0, 2), 2);
+    let total = Arc::new(AtomicU32::new(2));
+    let mut handles = Vec::new();
+    let start = Arc::new(Barrier::new(4));
+    for t in 0..4 {
+        let (table, limits, total) = (table.clone(), limits.clone(), total.clone());
+        let start = start.clone();
+        handles.push(std::thread::spawn(move || {
+            start.wait();
+            if t < 2 {
+                let f = facts("192.0.2.1", "hot@example.com");
+                let n = admitted(&limits, &table, &f, Scope::Message, T0, 2500);
+                total.fetch_add(n, Ordering::Relaxed);
+            } else {
+                for i in 0..3000 {
+                    let sender = format!("churn{t}-{i}@example.org");
+                    let f = facts("198.51.100.1", &sender);
+                    assert!(limits.check(&table, &f, Scope::Message, T0).is_ok());
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.join().expect("thread");
+    }
+    assert_eq!(total.load(Ordering::Relaxed), 3000);
+    let stats = table.stats();
+    assert!(stats.full > 5000, "{stats:?}");
+    assert_eq!(stats.failed_open, 0, "{stats:?}");
+    assert_eq!(
+        remaining(&limits, &table, "sender=hot@example.com", "3000/1h", T0),
+        Some(0)
+    );
 }
