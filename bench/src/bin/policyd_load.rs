@@ -82,9 +82,37 @@ struct Args {
     /// Bound on each connect, read and write.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Account the CPU time of this server process (user+sys from
+    /// /proc/PID/stat, 10 ms resolution); repeat for a pre-fork server's
+    /// master, helpers and children (processes forked later are not seen).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// What a run measured, over all connections.
+struct Outcome {
+    requests: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+    actions: BTreeMap<String, u64>,
+    errors: Vec<String>,
+    /// CPU of the `--server-pid` processes during the measured span.
+    server_cpu: Option<Duration>,
+    /// CPU of this process during the measured span.
+    loadgen_cpu: Option<Duration>,
+}
+
+/// Sum of the CPU time of `pids` (`None` if any cannot be read or none given).
+fn pids_cpu(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|p| mb_bench::sys::process_cpu(*p).ok())
+        .sum()
 }
 
 /// What one connection measured.
@@ -300,6 +328,32 @@ fn main() -> ExitCode {
         eprintln!("policyd_load: --connections must be between 1 and 10000");
         return ExitCode::from(2);
     }
+    let o = match run(&a) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("policyd_load: {e}");
+            // Threads already started may hold sockets; exit without joining.
+            std::process::exit(1);
+        }
+    };
+    let report = report(&a, &o);
+    if a.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("policyd_load: {e}"),
+        }
+    } else {
+        print!("{}", render(&report, &o.latency));
+    }
+    if o.requests == 0 || !o.errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Opens the connections, runs the load and gathers what every connection
+/// measured.
+fn run(a: &Args) -> Result<Outcome, String> {
     let total = match (a.requests, a.duration) {
         (Some(n), _) => n,
         (None, None) => 100_000,
@@ -338,17 +392,14 @@ fn main() -> ExitCode {
         };
         let h = thread::Builder::new()
             .name(format!("policyd-load-{i}"))
-            .spawn(move || connection(&plan, generator, &start));
-        match h {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                eprintln!("policyd_load: cannot start thread {i}: {e}");
-                std::process::exit(1);
-            }
-        }
+            .spawn(move || connection(&plan, generator, &start))
+            .map_err(|e| format!("cannot start thread {i}: {e}"))?;
+        handles.push(h);
     }
     start.wait();
     let began = Instant::now();
+    let server_before = pids_cpu(&a.server_pids);
+    let self_before = mb_bench::sys::self_cpu().ok();
     if let Some(d) = a.duration {
         // Poll so a --requests bound that is reached first ends the run early.
         while began.elapsed() < d && handles.iter().any(|h| !h.is_finished()) {
@@ -356,50 +407,54 @@ fn main() -> ExitCode {
         }
         stop.store(true, Ordering::Relaxed);
     }
-    let mut latency = histogram();
-    let mut actions: BTreeMap<String, u64> = BTreeMap::new();
-    let mut requests = 0u64;
-    let mut errors = Vec::new();
+    let mut o = Outcome {
+        requests: 0,
+        elapsed: Duration::ZERO,
+        latency: histogram(),
+        actions: BTreeMap::new(),
+        errors: Vec::new(),
+        server_cpu: None,
+        loadgen_cpu: None,
+    };
     for (i, h) in handles.into_iter().enumerate() {
         match h.join() {
             Ok(t) => {
                 // Same bounds on both sides, so add cannot fail.
-                let _ = latency.add(&t.latency);
+                let _ = o.latency.add(&t.latency);
                 for (k, v) in t.actions {
-                    *actions.entry(k).or_insert(0) += v;
+                    *o.actions.entry(k).or_insert(0) += v;
                 }
-                requests += t.requests;
+                o.requests += t.requests;
                 if let Some(e) = t.error {
-                    errors.push(format!("connection {i}: {e}"));
+                    o.errors.push(format!("connection {i}: {e}"));
                 }
             }
-            Err(_) => errors.push(format!("connection {i}: thread panicked")),
+            Err(_) => o.errors.push(format!("connection {i}: thread panicked")),
         }
     }
-    let elapsed = began.elapsed().as_secs_f64();
-    let report = report(&a, requests, elapsed, &latency, &actions, &errors);
-    if a.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("policyd_load: {e}"),
-        }
-    } else {
-        print!("{}", render(&report, &latency));
+    o.elapsed = began.elapsed();
+    o.server_cpu = server_before
+        .zip(pids_cpu(&a.server_pids))
+        .map(|(b, e)| e.saturating_sub(b));
+    if !a.server_pids.is_empty() && o.server_cpu.is_none() {
+        o.errors
+            .push("cannot read /proc/PID/stat of every --server-pid".to_owned());
     }
-    if requests == 0 || !errors.is_empty() {
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    o.loadgen_cpu = self_before
+        .zip(mb_bench::sys::self_cpu().ok())
+        .map(|(b, e)| e.saturating_sub(b));
+    Ok(o)
 }
 
-fn report(
-    a: &Args,
-    requests: u64,
-    elapsed: f64,
-    h: &Histogram<u64>,
-    actions: &BTreeMap<String, u64>,
-    errors: &[String],
-) -> Value {
+fn report(a: &Args, o: &Outcome) -> Value {
+    let h = &o.latency;
+    let (requests, elapsed) = (o.requests, o.elapsed.as_secs_f64());
+    let per_request = |cpu: Option<Duration>| match cpu {
+        Some(c) if requests > 0 => {
+            json!((c.as_secs_f64() * 1e7 / requests as f64).round() / 10.0)
+        }
+        _ => json!(null),
+    };
     let us = |q: f64| (h.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
     let latency = if h.is_empty() {
         json!(null)
@@ -423,8 +478,10 @@ fn report(
         "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
         "requests_per_s": if elapsed > 0.0 { (requests as f64 / elapsed).round() } else { 0.0 },
         "latency": latency,
-        "actions": actions,
-        "errors": errors,
+        "actions": o.actions,
+        "server_cpu_us_per_request": per_request(o.server_cpu),
+        "loadgen_cpu_us_per_request": per_request(o.loadgen_cpu),
+        "errors": o.errors,
     })
 }
 
@@ -449,6 +506,14 @@ fn render(r: &Value, h: &Histogram<u64>) -> String {
             format_nanos(h.max())
         );
     }
+    for (key, who) in [
+        ("server_cpu_us_per_request", "server"),
+        ("loadgen_cpu_us_per_request", "loadgen"),
+    ] {
+        if let Some(us) = r[key].as_f64() {
+            s += &format!("{who} CPU {us}µs/request\n");
+        }
+    }
     if let Some(actions) = r["actions"].as_object() {
         let total: u64 = actions.values().filter_map(Value::as_u64).sum();
         s += "actions";
@@ -464,4 +529,147 @@ fn render(r: &Value, h: &Histogram<u64>) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A loopback policy server built on the codec: REJECT for 198.18.0.5,
+    /// DUNNO otherwise. Serves `conns` connections, then returns how many
+    /// requests it answered and how many it rejected.
+    fn serve(listener: TcpListener, conns: usize) -> thread::JoinHandle<(u64, u64)> {
+        thread::spawn(move || {
+            let workers: Vec<_> = (0..conns)
+                .map(|_| {
+                    let (mut s, _) = listener.accept().unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    thread::spawn(move || {
+                        let (mut dec, mut buf, mut chunk) =
+                            (Decoder::default(), Vec::new(), [0u8; 4096]);
+                        let (mut answered, mut rejected) = (0, 0);
+                        loop {
+                            match dec.decode(&buf).unwrap() {
+                                Some((req, used)) => {
+                                    buf.drain(..used);
+                                    let mut out = Vec::new();
+                                    if req.get("client_address") == Some("198.18.0.5") {
+                                        rejected += 1;
+                                        Action::Reject(Some("5.7.1 test".into())).encode(&mut out);
+                                    } else {
+                                        Action::Dunno.encode(&mut out);
+                                    }
+                                    answered += 1;
+                                    s.write_all(&out).unwrap();
+                                }
+                                None => match s.read(&mut chunk) {
+                                    Ok(0) | Err(_) => return (answered, rejected),
+                                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                                },
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .fold((0, 0), |(a, r), (a2, r2)| (a + a2, r + r2))
+        })
+    }
+
+    #[test]
+    fn counts_every_request_and_action_against_a_loopback_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = serve(listener, 3);
+        let args = Args::parse_from([
+            "policyd_load",
+            "--target",
+            &format!("inet:127.0.0.1:{port}"),
+            "--connections",
+            "3",
+            "--requests",
+            "600",
+            "--warmup",
+            "5",
+            "--clients",
+            "8",
+        ]);
+        let o = run(&args).unwrap();
+        let (answered, rejected) = server.join().unwrap();
+        assert_eq!(o.errors, Vec::<String>::new());
+        assert_eq!(o.requests, 600);
+        assert_eq!(
+            answered,
+            600 + 3 * 5,
+            "warm-up requests are sent but not counted"
+        );
+        assert_eq!(o.latency.len(), 600);
+        let dunno = o.actions.get("DUNNO").copied().unwrap_or(0);
+        let reject = o.actions.get("REJECT").copied().unwrap_or(0);
+        assert_eq!(dunno + reject, 600, "{:?}", o.actions);
+        // 8 clients, one of them rejected: about 1 in 8, and never 0.
+        assert!(reject > 20 && reject < 150, "{reject}");
+        assert!(reject <= rejected);
+        let r = report(&args, &o);
+        assert_eq!(r["requests"], 600);
+        assert_eq!(r["actions"]["REJECT"], reject);
+        assert!(render(&r, &o.latency).contains("REJECT"));
+    }
+
+    #[test]
+    fn a_refused_connection_is_an_error_not_a_hang() {
+        // Bind then drop, so the port is (very likely) closed.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = Args::parse_from([
+            "policyd_load",
+            "--target",
+            &format!("inet:127.0.0.1:{port}"),
+            "--connections",
+            "2",
+            "--duration",
+            "5s",
+        ]);
+        let t = Instant::now();
+        let o = run(&args).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(4));
+        assert_eq!(o.requests, 0);
+        assert_eq!(o.errors.len(), 2, "{:?}", o.errors);
+    }
+
+    #[test]
+    fn generated_requests_decode_as_postfix_rcpt_requests() {
+        let mut g = Gen {
+            x: 7,
+            conn: 2,
+            seq: 0,
+            clients: 4,
+            senders: 3,
+            recipients: 5,
+        };
+        let mut wire = Vec::new();
+        for _ in 0..50 {
+            g.request(&mut wire);
+        }
+        let mut dec = Decoder::default();
+        let (mut n, mut at) = (0, 0);
+        let mut clients = std::collections::BTreeSet::new();
+        while let Some((r, used)) = dec.decode(&wire[at..]).unwrap() {
+            at += used;
+            n += 1;
+            assert_eq!(r.protocol_state(), "RCPT");
+            assert_eq!(r.len(), 31);
+            assert!(r.facts(0, 0).client_ip.is_some());
+            assert_eq!(r.instance(), format!("2.{n:x}.0"));
+            clients.insert(r.get("client_address").unwrap().to_owned());
+        }
+        assert_eq!((n, at), (50, wire.len()));
+        assert!(clients.len() > 1 && clients.len() <= 4, "{clients:?}");
+    }
 }

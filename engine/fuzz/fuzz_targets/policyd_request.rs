@@ -43,18 +43,15 @@ fn drive(wire: &[u8], chunk: usize) -> (Vec<Request>, Option<DecodeError>) {
 fn check(wire: &[u8]) {
     let whole = drive(wire, wire.len().max(1));
     assert_eq!(whole, drive(wire, 1));
-    for r in whole.0.iter().filter(|r| !r.iter().any(|(_, v)| v.contains('\r'))) {
+    for r in whole
+        .0
+        .iter()
+        .filter(|r| !r.iter().any(|(_, v)| v.contains('\r')))
+    {
         let mut again = Vec::new();
         r.encode(&mut again);
-        let (back, err) = {
-            let mut dec = Decoder::new(Limits::default());
-            match dec.decode(&again) {
-                Ok(Some((b, used))) => (Some(b), (used == again.len()).then_some(())),
-                _ => (None, None),
-            }
-        };
-        assert_eq!(err, Some(()));
-        assert_eq!(back.as_ref(), Some(r));
+        let back = Decoder::new(Limits::default()).decode(&again);
+        assert_eq!(back, Ok(Some((r.clone(), again.len()))));
     }
     let _ = decode_response(wire);
 }
