@@ -48,7 +48,8 @@ pub struct PostfixOpts {
     pub command_timeout: u32,
     /// `milter_content_timeout`, seconds.
     pub content_timeout: u32,
-    /// Extra `main.cf` settings (`name`, `value`).
+    /// Extra `main.cf` settings (`name`, `value`); one named like a base
+    /// setting replaces it.
     pub main_extra: Vec<(String, String)>,
 }
 
@@ -196,6 +197,48 @@ impl SmtpResult {
             }
         }
         r
+    }
+}
+
+/// Who the SMTP client of [`Postfix::send_as`] says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpClient {
+    /// The EHLO name.
+    pub helo: String,
+    /// `XCLIENT ADDR=`: the client address Postfix should use from then on.
+    pub xclient_addr: Option<String>,
+    /// `XCLIENT NAME=` (only sent with an address).
+    pub xclient_name: Option<String>,
+}
+
+impl Default for SmtpClient {
+    fn default() -> Self {
+        Self {
+            helo: "client.mbtest.example".into(),
+            xclient_addr: None,
+            xclient_name: None,
+        }
+    }
+}
+
+impl SmtpClient {
+    /// The default client with this EHLO name.
+    #[must_use]
+    pub fn helo(name: &str) -> Self {
+        Self {
+            helo: name.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The default client, posing (XCLIENT) as `addr` with reverse name `name`.
+    #[must_use]
+    pub fn xclient(addr: &str, name: &str) -> Self {
+        Self {
+            xclient_addr: Some(addr.to_string()),
+            xclient_name: Some(name.to_string()),
+            ..Self::default()
+        }
     }
 }
 
@@ -472,7 +515,7 @@ impl Postfix {
     fn main_cf(&self, o: &PostfixOpts, data: &Path) -> String {
         let milter = o.milter.clone().unwrap_or_default();
         let non_smtpd = o.non_smtpd_milter.clone().unwrap_or_else(|| milter.clone());
-        let mut s = format!(
+        let s = format!(
             "# written by mb-tests: private instance, loopback only\n\
              compatibility_level = 3.6\n\
              queue_directory = {spool}\n\
@@ -524,6 +567,16 @@ impl Postfix {
             cmt = o.command_timeout,
             cot = o.content_timeout,
         );
+        // a setting of `main_extra` replaces the base line of the same name
+        // (Postfix would warn "overriding earlier entry" in every log line)
+        let mut s: String = s
+            .lines()
+            .filter(|l| {
+                let name = l.split_once(" =").map_or("", |(n, _)| n);
+                !o.main_extra.iter().any(|(k, _)| k == name)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         for (k, v) in &o.main_extra {
             s.push_str(&format!("{k} = {v}\n"));
         }
@@ -652,18 +705,37 @@ impl Postfix {
     /// When swaks cannot run or hangs past 120 s.
     #[must_use]
     pub fn send(&self, from: &str, to: &[&str], message: &str) -> SmtpResult {
+        self.send_as(&SmtpClient::default(), from, to, message)
+    }
+
+    /// Like [`Postfix::send`], with the HELO name of `client` and, when it
+    /// sets an XCLIENT address, `XCLIENT ADDR=... [NAME=...]` after the first
+    /// EHLO (swaks then says EHLO again). XCLIENT needs
+    /// `smtpd_authorized_xclient_hosts = 127.0.0.0/8` in the instance.
+    ///
+    /// # Panics
+    /// When swaks cannot run or hangs past 120 s.
+    #[must_use]
+    pub fn send_as(
+        &self,
+        client: &SmtpClient,
+        from: &str,
+        to: &[&str],
+        message: &str,
+    ) -> SmtpResult {
         let file = self.message_file(message).expect("write message file");
         let mut cmd = Command::new("swaks");
-        cmd.args([
-            "--server",
-            &self.smtp_addr(),
-            "--helo",
-            "client.mbtest.example",
-        ])
-        .args(["--from", from, "--to", &to.join(","), "--timeout", "90"])
-        .arg("--data")
-        .arg(format!("@{}", file.display()))
-        .arg("--suppress-data");
+        cmd.args(["--server", &self.smtp_addr(), "--helo", &client.helo]);
+        if let Some(addr) = &client.xclient_addr {
+            cmd.args(["--xclient-addr", addr]);
+            if let Some(name) = &client.xclient_name {
+                cmd.args(["--xclient-name", name]);
+            }
+        }
+        cmd.args(["--from", from, "--to", &to.join(","), "--timeout", "90"])
+            .arg("--data")
+            .arg(format!("@{}", file.display()))
+            .arg("--suppress-data");
         let out = run_cmd(&mut cmd, Duration::from_secs(120)).expect("run swaks");
         let text = format!(
             "{}{}",

@@ -11,12 +11,16 @@
 //! - `milter_postfix`: mbd behind Postfix 3.7, every action, outages, reload;
 //! - `milter_miltertest`: mbd driven by miltertest scripts;
 //! - `robustness`: broken peers, many idle connections, SIGTERM;
-//! - `ctl`: mbctl config verify / status / shard status / test-socket / reload.
+//! - `ctl`: mbctl config verify / status / shard status / test-socket / reload;
+//! - `eval_postfix`: the eval policy engine behind Postfix, milter and
+//!   policy delegation doors, reloads of broken files, mbctl policy/ratelimit.
 
 #[path = "e2e/common.rs"]
 mod common;
 #[path = "e2e/ctl.rs"]
 mod ctl;
+#[path = "e2e/eval_postfix.rs"]
+mod eval_postfix;
 #[path = "e2e/harness_selfcheck.rs"]
 mod harness_selfcheck;
 #[path = "e2e/milter_miltertest.rs"]
