@@ -57,8 +57,8 @@ fn generate() -> (String, HashMap<String, Vec<u8>>) {
         "[global]\nsender_block = [\"file:block.list\"]\nrules = [\"bench.rules\"]\n\
          country_block = [\"KP\"]\n\n[recipients]\nextension_delimiters = \"+\"\n\n\
          [geoip]\ndatabase = \"{}\"\n\n\
-         [[ratelimit]]\nname = \"net\"\nkey = [\"client_ip/24\"]\nwindows = [\"1000000/1m\"]\n\n\
-         [[ratelimit]]\nname = \"sender\"\nkey = [\"sender\"]\nwindows = [\"1000000/1m\"]\n\n\
+         [[ratelimit]]\nname = \"net\"\nkey = [\"client_ip/24\"]\nwindows = [\"50000/1m\"]\n\n\
+         [[ratelimit]]\nname = \"sender\"\nkey = [\"sender\"]\nwindows = [\"50000/1m\"]\n\n\
          [[tenant]]\nname = \"isp\"\n",
         geoip()
     );
@@ -141,6 +141,9 @@ fn bench(c: &mut Criterion) {
     let tree = build();
     let table = RateTable::with_capacity(1 << 20);
     let gb: IpAddr = "81.2.69.142".parse().unwrap_or_else(|_| unreachable!());
+    let ips: Vec<IpAddr> = (0..4096u32)
+        .map(|i| IpAddr::from([2 + (i % 200) as u8, (i / 200) as u8, (i * 7) as u8, 9]))
+        .collect();
     let senders: Vec<String> = (0..4096)
         .map(|i| format!("clean{i}@good{}.example", i % 97))
         .collect();

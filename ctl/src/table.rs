@@ -260,7 +260,9 @@ pub fn policy_traces(traces: &[mb_engine::ctl_api::PolicyTrace]) -> String {
 /// `mbctl ratelimit show`: one row per bucket.
 pub fn buckets(key: &str, rows: &[mb_engine::ctl_api::BucketRow]) -> String {
     if rows.is_empty() {
-        return format!("no rate limit applies to `{key}`\n");
+        return format!(
+            "no bucket for `{key}`: nothing counted for it yet (a fresh bucket is full), or no limit has this key\n"
+        );
     }
     let mut out = format!(
         "{:<24} {:<40} {:<12} {:>9} {:>12}\n",

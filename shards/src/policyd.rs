@@ -157,12 +157,49 @@ fn to_action(outcome: &Outcome) -> Action {
         Outcome::Refuse(verdict::Action::Reject(SmtpText { code, text }))
         | Outcome::Refuse(verdict::Action::TempFail(SmtpText { code, text })) => Action::Code {
             code: *code,
-            text: text.clone(),
+            text: without_address_prefix(text),
         },
         Outcome::Refuse(_) => Action::Dunno,
         Outcome::Defer(Deferred::Discard) => Action::Discard(None),
         Outcome::Defer(Deferred::Quarantine) => Action::Hold(None),
         // Postfix cannot replace a body from a policy answer.
         Outcome::Defer(Deferred::ReplaceBody(_)) => Action::Dunno,
+    }
+}
+
+/// Postfix puts `<rcpt>: Recipient address rejected: ` before a policy
+/// service's text itself, so the milter-style prefix of our replies
+/// (`5.1.1 <a@b>: Recipient address rejected: User unknown`) is dropped here:
+/// the client then reads the same line through either door.
+fn without_address_prefix(text: &str) -> String {
+    let (enhanced, rest) = text.split_once(' ').unwrap_or((text, ""));
+    match rest
+        .strip_prefix('<')
+        .and_then(|r| r.split_once(" address rejected: "))
+    {
+        Some((_, reason)) => format!("{enhanced} {reason}"),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_address_prefix;
+
+    #[test]
+    fn drops_only_the_milter_style_address_prefix() {
+        assert_eq!(
+            without_address_prefix("5.1.1 <a@b.example>: Recipient address rejected: User unknown"),
+            "5.1.1 User unknown"
+        );
+        assert_eq!(
+            without_address_prefix("5.7.1 <s@x.example>: Sender address rejected: Access denied"),
+            "5.7.1 Access denied"
+        );
+        assert_eq!(
+            without_address_prefix("4.7.1 Rate limit exceeded"),
+            "4.7.1 Rate limit exceeded"
+        );
+        assert_eq!(without_address_prefix("5.7.1 <odd text"), "5.7.1 <odd text");
     }
 }

@@ -29,7 +29,7 @@ use super::facts::{Code, Facts, FileDiagnostic, Origin};
 use super::geoip::GeoIp;
 use super::lists::{self, Entry, List};
 use super::ratelimit::{KeyPart, Limits, RateTable, Scope};
-use super::recipients::{RecipientCheck, Recipients};
+use super::recipients::{Match, RecipientCheck, Recipients};
 use super::rules::{self, RuleAction, RuleSet};
 use super::source::{EntrySource, LevelSource, PolicySource};
 use crate::policy::{Deferred, Outcome};
@@ -293,7 +293,15 @@ impl PolicyTree {
                 if ask.trace {
                     reasons.push(Reason {
                         rule: format!("recipients domain {domain_name}"),
-                        detail: format!("valid: {how:?}"),
+                        detail: match how {
+                            Match::Exact(e) => format!("valid: listed {e}"),
+                            Match::Extension(e) => format!("valid: extension of {e}"),
+                            Match::Wildcard(e) => format!("valid: wildcard {e}"),
+                            Match::CatchAll(e) => format!("valid: catch-all {e}"),
+                            Match::DomainNotValidated(d) => {
+                                format!("valid: {d} accepts every address")
+                            }
+                        },
                     });
                 }
             }
@@ -454,7 +462,8 @@ fn strip_extension(address: &str, delimiters: &str) -> String {
 }
 
 fn list_reason(level: &Level, list: &str, entry: &Entry, origin: &Origin) -> Reason {
-    let at = if origin.line == 0 {
+    // Entries of list files have a line; inline ones name their key path.
+    let at = if origin.line == 0 && !origin.file.contains('#') {
         String::new()
     } else {
         format!(" ({origin})")
