@@ -171,8 +171,16 @@ fn unknown_recipient_of_a_hosted_domain_is_550_5_1_1() {
 fn blocks_at_every_kind_of_entry_with_the_entry_as_reason() {
     let t = tree();
     let cases = [
-        ("x@spam.example", "10.0.0.1", "@.spam.example"),
-        ("x@sub.spam.example", "10.0.0.1", "@.spam.example"),
+        (
+            "x@spam.example",
+            "10.0.0.1",
+            "@.spam.example (policy.toml#global.sender_block[0])",
+        ),
+        (
+            "x@sub.spam.example",
+            "10.0.0.1",
+            "@.spam.example (policy.toml#global.sender_block[0])",
+        ),
         (
             "bad@evil.example",
             "10.0.0.1",
@@ -183,7 +191,11 @@ fn blocks_at_every_kind_of_entry_with_the_entry_as_reason() {
             "192.0.2.77",
             "192.0.2.0/24 (block.list:2:1)",
         ),
-        ("x@tenantblock.example", "10.0.0.1", "@tenantblock.example"),
+        (
+            "x@tenantblock.example",
+            "10.0.0.1",
+            "@tenantblock.example (policy.toml#tenant[0].sender_block[0])",
+        ),
     ];
     for (sender, ip, detail) in cases {
         let d = t.decide(
