@@ -52,6 +52,7 @@ pub struct PolicyTree {
     needs: Needs,
     summary: Summary,
     delimiters: String,
+    rules_need_geoip: bool,
 }
 
 /// What the tree needs the MTA to tell us (beyond MAIL and RCPT).
@@ -225,6 +226,7 @@ impl PolicyTree {
             needs,
             summary,
             delimiters: source.extension_delimiters.clone(),
+            rules_need_geoip: rule_needs.geoip,
         })
     }
 
@@ -256,12 +258,16 @@ impl PolicyTree {
     #[must_use]
     pub fn decide(&self, ask: &Ask<'_>, table: &RateTable) -> EvalDecision {
         let mut facts = ask.facts;
-        if let (Some(db), Some(ip), None) = (&self.geoip, facts.client_ip, facts.country) {
-            if let Some(place) = db.lookup(ip) {
-                facts.country = place.country;
-                facts.continent = place.continent;
+        // GeoIP costs a tree walk and a record decode: only when a level or a
+        // rule asks for the country.
+        let locate = |facts: &mut Facts<'_>| {
+            if let (Some(db), Some(ip), None) = (&self.geoip, facts.client_ip, facts.country) {
+                if let Some(place) = db.lookup(ip) {
+                    facts.country = place.country;
+                    facts.continent = place.continent;
+                }
             }
-        }
+        };
         let mut reasons = Vec::new();
         let refuse = |action: Action, reasons: Vec<Reason>| EvalDecision {
             outcome: Outcome::Refuse(action),
@@ -307,7 +313,8 @@ impl PolicyTree {
             }
         }
         let domain = self.domains.get(domain_name);
-        let levels = self.levels(domain, &recipient);
+        let mut buf = [&self.global; 4];
+        let levels = self.levels(domain, &recipient, &mut buf);
 
         // 2. Sender lists.
         let mut allowed = ask.sender_allowed;
@@ -329,7 +336,7 @@ impl PolicyTree {
                     return refuse(Action::Reject(block_reply(level, &facts)), reasons);
                 }
             }
-            for level in &levels {
+            for level in levels {
                 let allow = level.allow.matches(&facts);
                 let block = level.block.matches(&facts);
                 if let Some(hit) = allow {
@@ -358,6 +365,7 @@ impl PolicyTree {
         let mut deferred = None;
         if !allowed {
             if let Some((level, geo)) = levels.iter().find_map(|l| l.geo.as_ref().map(|g| (l, g))) {
+                locate(&mut facts);
                 if let Some(why) = geo.refuses(&facts) {
                     reasons.push(Reason {
                         rule: format!("{} geoip", level.label),
@@ -378,6 +386,9 @@ impl PolicyTree {
             }
 
             // 4. Custom rules.
+            if self.rules_need_geoip {
+                locate(&mut facts);
+            }
             if let Some(hit) = self.rules.evaluate(&facts) {
                 reasons.push(Reason {
                     rule: format!("rule {}", hit.name),
@@ -428,25 +439,34 @@ impl PolicyTree {
         EvalDecision { outcome, reasons }
     }
 
-    /// Levels from most to least specific for a recipient.
-    fn levels<'t>(&'t self, domain: Option<&'t DomainNode>, recipient: &str) -> Vec<&'t Level> {
-        let mut levels = Vec::with_capacity(4);
+    /// Levels from most to least specific for a recipient, in `buf`.
+    fn levels<'t, 'b>(
+        &'t self,
+        domain: Option<&'t DomainNode>,
+        recipient: &str,
+        buf: &'b mut [&'t Level; 4],
+    ) -> &'b [&'t Level] {
+        let mut n = 0;
         if let Some(d) = domain {
-            let bare = strip_extension(recipient, &self.delimiters);
-            if let Some(r) = d
-                .recipients
-                .get(recipient)
-                .or_else(|| d.recipients.get(bare.as_str()))
-            {
-                levels.push(r);
+            if !d.recipients.is_empty() {
+                let found = d.recipients.get(recipient).or_else(|| {
+                    let bare = strip_extension(recipient, &self.delimiters);
+                    d.recipients.get(bare.as_str())
+                });
+                if let Some(r) = found {
+                    buf[n] = r;
+                    n += 1;
+                }
             }
-            levels.push(&d.level);
+            buf[n] = &d.level;
+            n += 1;
             if let Some(t) = self.tenants.get(d.tenant) {
-                levels.push(t);
+                buf[n] = t;
+                n += 1;
             }
         }
-        levels.push(&self.global);
-        levels
+        buf[n] = &self.global;
+        &buf[..=n]
     }
 }
 

@@ -384,10 +384,7 @@ fn blocked_sender_gets_550(door: Door) {
         assert_replies(door, &r, &[sender_denied(sender), sender_denied(sender)]);
     }
     let log = s.pf.wait_log(door.reject_log(), WAIT).unwrap();
-    assert!(
-        log.contains("address rejected: Access denied"),
-        "{log}"
-    );
+    assert!(log.contains("address rejected: Access denied"), "{log}");
     assert_nothing_delivered(&s.pf);
 }
 
