@@ -23,7 +23,7 @@ const RULES: usize = 10_000;
 
 fn geoip() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus/geoip/maxmind-test-data/GeoIP2-Country-Test.mmdb")
+        .join("../engine/fixtures/geoip/maxmind-test-data/GeoIP2-Country-Test.mmdb")
         .display()
         .to_string()
 }

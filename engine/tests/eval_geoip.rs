@@ -9,7 +9,7 @@ use mb_engine::eval::geoip::{GeoIp, Place};
 use mb_engine::eval::Code;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/geoip")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/geoip")
 }
 
 fn load(rel: &str) -> Result<GeoIp, String> {

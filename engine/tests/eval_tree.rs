@@ -16,7 +16,7 @@ use proptest::prelude::*;
 
 fn corpus(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus")
+        .join("fixtures")
         .join(rel)
 }
 

@@ -43,18 +43,11 @@ impl Door {
 // ------------------------------------------------------------------ policy
 
 /// The GeoIP test database of MaxMind's test data (89.160.20.112 is SE,
-/// 81.2.69.142 GB, 216.160.83.56 US). The repository sits beside `shared/`.
+/// 81.2.69.142 GB, 216.160.83.56 US), vendored in `engine/fixtures/geoip`.
 fn geoip_db() -> PathBuf {
-    let root = workspace_root();
-    let p = root
-        .parent()
-        .unwrap_or(&root)
-        .join("shared/corpus/geoip/maxmind-test-data/GeoIP2-Country-Test.mmdb");
-    assert!(
-        p.is_file(),
-        "GeoIP test database missing at {} (the repository must sit beside `shared/`)",
-        p.display()
-    );
+    let p = workspace_root()
+        .join("engine/fixtures/geoip/maxmind-test-data/GeoIP2-Country-Test.mmdb");
+    assert!(p.is_file(), "GeoIP test database missing at {}", p.display());
     p
 }
 
