@@ -17,7 +17,9 @@
 //!    candidates. The sets run lazily: only when the merge reaches the first
 //!    rule gated on that field.
 //!
-//! Every other rule is on the `always` list. A decision merges the posting
+//! A rule whose condition is an `or` is filed under a gate of each branch
+//! (a `false` branch needs none), so `a == "x" or client_ip in [...]` is
+//! indexed too. Every other rule is on the `always` list. A decision merges the posting
 //! lists it found with `always` in rule order and evaluates only those rules;
 //! the first that holds wins, exactly as a scan in file order would.
 
@@ -84,7 +86,6 @@ enum Gate {
     Values(Key, Vec<Box<str>>),
     Nets(Vec<Net>),
     Regex(StrField, u32),
-    Always,
 }
 
 /// The top-level conjuncts of `cond`.
@@ -95,10 +96,38 @@ fn conjuncts(cond: &Expr) -> &[Expr] {
     }
 }
 
-/// The cheapest conjunct of `cond` the rule can be filed under.
-fn gate_of(cond: &Expr) -> Gate {
+/// Where a rule with condition `cond` is filed: `None` if it cannot be
+/// (every decision evaluates it); else every gate it is filed under, one of
+/// which holds whenever `cond` does (none at all: `cond` never holds).
+///
+/// An `or` is filed under a gate of each branch, so it is indexed when every
+/// branch is (`false` branches need none); recursion follows the nesting,
+/// which the parser bounds.
+fn gates_of(cond: &Expr) -> Option<Vec<Gate>> {
+    match cond {
+        Expr::Const(false) => return Some(Vec::new()),
+        Expr::Or(items) => {
+            let mut all = Vec::new();
+            for item in items {
+                all.extend(gates_of(item)?);
+            }
+            return Some(all);
+        }
+        _ => {}
+    }
+    if let Some(gate) = gate_of(cond) {
+        return Some(vec![gate]);
+    }
+    conjuncts(cond)
+        .iter()
+        .filter(|c| matches!(c, Expr::Or(_) | Expr::And(_) | Expr::Const(false)))
+        .find_map(gates_of)
+}
+
+/// The cheapest top-level conjunct of `cond` the rule can be filed under.
+fn gate_of(cond: &Expr) -> Option<Gate> {
     if let Some((key, values)) = index_keys(cond) {
-        return Gate::Values(key, values);
+        return Some(Gate::Values(key, values));
     }
     let nets = conjuncts(cond).iter().find_map(|c| match c {
         Expr::Ip(IpTest::In(nets)) => Some(nets.to_vec()),
@@ -109,15 +138,12 @@ fn gate_of(cond: &Expr) -> Gate {
         _ => None,
     });
     if let Some(nets) = nets {
-        return Gate::Nets(nets);
+        return Some(Gate::Nets(nets));
     }
-    conjuncts(cond)
-        .iter()
-        .find_map(|c| match c {
-            Expr::Str(f, StrTest::Match(_, slot)) => Some(Gate::Regex(*f, *slot)),
-            _ => None,
-        })
-        .unwrap_or(Gate::Always)
+    conjuncts(cond).iter().find_map(|c| match c {
+        Expr::Str(f, StrTest::Match(_, slot)) => Some(Gate::Regex(*f, *slot)),
+        _ => None,
+    })
 }
 
 /// The first `prefix` bits of `v`, the rest cleared.
@@ -294,50 +320,56 @@ impl Index {
         let mut always = Vec::new();
         for (n, cond) in conds.enumerate() {
             let n = u32::try_from(n).unwrap_or(u32::MAX);
-            match gate_of(cond) {
-                Gate::Values(key, values) => {
-                    let slot = match fields.iter().position(|(k, _)| *k == key) {
-                        Some(i) => i,
-                        None => {
-                            fields.push((key, HashMap::new()));
-                            fields.len() - 1
-                        }
-                    };
-                    for value in values {
-                        let postings = fields[slot].1.entry(value).or_default();
-                        if postings.last() != Some(&n) {
-                            postings.push(n);
-                        }
-                    }
-                }
-                Gate::Nets(nets) => {
-                    for net in nets {
-                        match net.addr {
-                            IpAddr::V4(a) => {
-                                file_net(&mut v4, net.prefix, mask_v4(a.into(), net.prefix), n);
+            let Some(filed) = gates_of(cond) else {
+                always.push(n);
+                continue;
+            };
+            for gate in filed {
+                match gate {
+                    Gate::Values(key, values) => {
+                        let slot = match fields.iter().position(|(k, _)| *k == key) {
+                            Some(i) => i,
+                            None => {
+                                fields.push((key, HashMap::new()));
+                                fields.len() - 1
                             }
-                            IpAddr::V6(a) => {
-                                file_net(&mut v6, net.prefix, mask_v6(a.into(), net.prefix), n);
+                        };
+                        for value in values {
+                            let postings = fields[slot].1.entry(value).or_default();
+                            if postings.last() != Some(&n) {
+                                postings.push(n);
                             }
                         }
                     }
-                }
-                Gate::Regex(field, slot) => {
-                    let i = match gates.iter().position(|(f, _, _)| *f == field) {
-                        Some(i) => i,
-                        None => {
-                            let slots = regexes.slots(field);
-                            gates.push((field, n, vec![Vec::new(); slots]));
-                            gates.len() - 1
+                    Gate::Nets(nets) => {
+                        for net in nets {
+                            match net.addr {
+                                IpAddr::V4(a) => {
+                                    file_net(&mut v4, net.prefix, mask_v4(a.into(), net.prefix), n);
+                                }
+                                IpAddr::V6(a) => {
+                                    file_net(&mut v6, net.prefix, mask_v6(a.into(), net.prefix), n);
+                                }
+                            }
                         }
-                    };
-                    match gates[i].2.get_mut(slot as usize) {
-                        Some(postings) => postings.push(n),
-                        // Every slot was numbered by `regexes`; never here.
-                        None => always.push(n),
+                    }
+                    Gate::Regex(field, slot) => {
+                        let i = match gates.iter().position(|(f, _, _)| *f == field) {
+                            Some(i) => i,
+                            None => {
+                                let slots = regexes.slots(field);
+                                gates.push((field, n, vec![Vec::new(); slots]));
+                                gates.len() - 1
+                            }
+                        };
+                        match gates[i].2.get_mut(slot as usize) {
+                            Some(postings) if postings.last() != Some(&n) => postings.push(n),
+                            Some(_) => {}
+                            // Every slot was numbered by `regexes`; never here.
+                            None => always.push(n),
+                        }
                     }
                 }
-                Gate::Always => always.push(n),
             }
         }
         Self {

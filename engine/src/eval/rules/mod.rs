@@ -55,7 +55,9 @@ pub const RULES_MAX: usize = 100_000;
 pub const EXPR_DEPTH_MAX: usize = 32;
 
 /// Most bytes one compiled regex (and its lazy DFA cache) may use: 1 MiB.
-/// The `regex` crate enforces it at compile time.
+/// The `regex` crate enforces it at compile time. The per-field regex sets
+/// that evaluation uses are held to it too: a field's set is split into parts
+/// that each fit.
 pub const REGEX_BYTES_MAX: usize = 1024 * 1024;
 
 /// Longest reply text after the code (`5.7.1 ...`), in bytes. SMTP limits a
@@ -177,8 +179,9 @@ impl RuleSet {
     }
 
     /// Number of rules that are not indexed and so are evaluated on every
-    /// decision (numeric-only conditions, `or` or `not` at the top, `!=`);
-    /// equality, `client_ip in [...]` and regex conjuncts are indexed.
+    /// decision (numeric-only conditions, `not` at the top, `!=`, an `or` with
+    /// such a branch); equality, `client_ip in [...]` and regex conjuncts are
+    /// indexed, and so is an `or` of indexed branches.
     #[must_use]
     pub fn unindexed_len(&self) -> usize {
         self.index.always_len()

@@ -570,9 +570,12 @@ rule e: when not sender == \"q\" then allow
 rule f: when tls and client_ip in [10.0.0.0/8, 2001:db8::/32] then allow
 rule g: when client_ip == 192.0.2.1 then allow
 rule h: when client_ip != 192.0.2.1 and hour > 3 then allow
+rule i: when helo == \"a\" or client_ip in 10.0.0.0/8 or false then allow
+rule j: when tls and (false or sender ~ \"^x\") then allow
+rule k: when false then allow
 ",
     );
-    assert_eq!((set.len(), set.unindexed_len()), (8, 3));
+    assert_eq!((set.len(), set.unindexed_len()), (11, 3));
 }
 
 /// The rule numbers the index hands to evaluation for `facts`, in order.
@@ -599,17 +602,20 @@ rule v6: when client_ip in 2001:db8::/32 and tls then reject
 rule num: when recipient_count > 100 then reject
 rule both: when client_ip in [198.51.100.0/24] and helo ~ "x" then reject
 rule re3: when sender ~ "^dyn" and helo ~ "^dyn[0-9]+\." then reject
+rule any: when client_ip in 192.0.2.0/24 or helo == "x" or helo ~ "^dyn1" then reject
+rule never: when false or (false and tls) then reject
 "#,
     );
     assert_eq!(set.unindexed_len(), 1);
-    // re3 is gated on its first regex, on `sender`, which always matches here.
+    // re3 is gated on its first regex, on `sender`, which always matches here;
+    // `any` on each of its branches (and is checked once when several hold).
     let cases: [(&str, &str, &[u32]); 6] = [
         ("198.51.100.7", "mail.example.net", &[5, 6, 7]),
-        ("10.1.2.3", "dyn12.pool", &[0, 1, 2, 5, 7]),
+        ("10.1.2.3", "dyn12.pool", &[0, 1, 2, 5, 7, 8]),
         ("10.9.9.9", "DYN", &[1, 2, 5, 7]),
-        ("2001:db8::1", "x", &[4, 5, 7]),
-        ("::ffff:192.0.2.1", "x", &[3, 5, 7]),
-        ("192.0.2.2", "x", &[5, 7]),
+        ("2001:db8::1", "x", &[4, 5, 7, 8]),
+        ("::ffff:192.0.2.1", "x", &[3, 5, 7, 8]),
+        ("192.0.2.2", "dyn1", &[2, 5, 7, 8]),
     ];
     for (addr, helo, want) in cases {
         let facts = Facts {
