@@ -208,7 +208,7 @@ impl Checker<'_> {
                 let test = match op {
                     Op::Eq => StrTest::Eq(lower),
                     Op::Ne => return Some(Expr::Not(Box::new(Expr::Str(f, StrTest::Eq(lower))))),
-                    Op::Match => StrTest::Match(self.regex(text, pos)?),
+                    Op::Match => StrTest::Match(self.regex(text, pos)?, 0),
                     Op::StartsWith => StrTest::StartsWith(lower),
                     Op::EndsWith => StrTest::EndsWith(lower),
                     _ => StrTest::Contains(lower),

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use regex::Regex;
 
+use super::prefilter::Matches;
 use crate::eval::{Code, Facts};
 
 /// String-valued fields.
@@ -130,7 +131,9 @@ pub(super) enum StrTest {
     Eq(Box<str>),
     /// Sorted and deduplicated.
     In(Box<[Box<str>]>),
-    Match(Regex),
+    /// A regex and its slot: its number among the distinct regexes of its
+    /// field, assigned after checking (see `prefilter`).
+    Match(Regex, u32),
     StartsWith(Box<str>),
     EndsWith(Box<str>),
     Contains(Box<str>),
@@ -231,6 +234,11 @@ impl<'a> Subject<'a> {
         }
     }
 
+    /// The client address, IPv4-mapped addresses as IPv4.
+    pub(super) fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+
     pub(super) fn code(&self, field: CodeField) -> Option<Code> {
         match field {
             CodeField::Country => self.facts.country,
@@ -278,7 +286,7 @@ impl StrTest {
             StrTest::In(keys) => keys
                 .binary_search_by(|k| cmp_folded(value, k).reverse())
                 .is_ok(),
-            StrTest::Match(re) => re.is_match(value),
+            StrTest::Match(re, _) => re.is_match(value),
             StrTest::StartsWith(p) => {
                 bytes.len() >= p.len() && bytes[..p.len()].eq_ignore_ascii_case(p.as_bytes())
             }
@@ -326,6 +334,33 @@ impl Expr {
                     IntTest::In(set) => set.contains(&v),
                 }
             }
+        }
+    }
+
+    /// Evaluates the condition as [`Expr::eval`] does, but answers regex
+    /// tests from the per-decision regex set matches in `m`.
+    pub(super) fn eval_fast(&self, s: &Subject<'_>, m: &mut Matches<'_>) -> bool {
+        match self {
+            Expr::And(items) => items.iter().all(|e| e.eval_fast(s, m)),
+            Expr::Or(items) => items.iter().any(|e| e.eval_fast(s, m)),
+            Expr::Not(inner) => !inner.eval_fast(s, m),
+            Expr::Str(field, StrTest::Match(_, slot)) => m.is_match(*field, *slot, s),
+            leaf => leaf.eval(s),
+        }
+    }
+
+    /// Calls `visit` on every regex test with its field and slot.
+    pub(super) fn for_each_regex_mut(
+        &mut self,
+        visit: &mut impl FnMut(StrField, &Regex, &mut u32),
+    ) {
+        match self {
+            Expr::And(items) | Expr::Or(items) => {
+                items.iter_mut().for_each(|e| e.for_each_regex_mut(visit));
+            }
+            Expr::Not(inner) => inner.for_each_regex_mut(visit),
+            Expr::Str(field, StrTest::Match(re, slot)) => visit(*field, re, slot),
+            _ => {}
         }
     }
 

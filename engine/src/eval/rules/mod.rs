@@ -16,8 +16,10 @@
 //!
 //! Pipeline: `lex` (tokens with line and column), `parse` (untyped
 //! tree, recovery at the next `rule`), `check` (types, regexes, CIDRs, reply
-//! codes; every error collected), `index` (hash index over equality tests so a
-//! decision over 10,000 rules evaluates only the few that can match).
+//! codes; every error collected), `prefilter` (one `RegexSet` per string field,
+//! so each regex test is a bit test), `index` (hash index over equality tests,
+//! a prefix table over `client_ip` ranges and the regex sets, so a decision
+//! over 10,000 rules evaluates only the few that can match).
 //!
 //! Limits (all reported as diagnostics, never panics): [`RULE_FILE_BYTES_MAX`],
 //! [`RULES_MAX`], [`EXPR_DEPTH_MAX`], [`REGEX_BYTES_MAX`],
@@ -28,6 +30,7 @@ mod expr;
 mod index;
 mod lex;
 mod parse;
+mod prefilter;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,7 +55,9 @@ pub const RULES_MAX: usize = 100_000;
 pub const EXPR_DEPTH_MAX: usize = 32;
 
 /// Most bytes one compiled regex (and its lazy DFA cache) may use: 1 MiB.
-/// The `regex` crate enforces it at compile time.
+/// The `regex` crate enforces it at compile time. The per-field regex sets
+/// that evaluation uses are held to it too: a field's set is split into parts
+/// that each fit.
 pub const REGEX_BYTES_MAX: usize = 1024 * 1024;
 
 /// Longest reply text after the code (`5.7.1 ...`), in bytes. SMTP limits a
@@ -136,10 +141,10 @@ impl RuleSet {
     #[must_use]
     pub fn evaluate(&self, facts: &Facts<'_>) -> Option<Hit<'_>> {
         let subject = Subject::new(facts);
-        let found = self.index.first(&subject, |n| {
+        let found = self.index.first(&subject, |n, matches| {
             self.rules
                 .get(n as usize)
-                .is_some_and(|r| r.cond.eval(&subject))
+                .is_some_and(|r| r.cond.eval_fast(&subject, matches))
         })?;
         self.rules.get(found as usize).map(Rule::hit)
     }
@@ -174,7 +179,9 @@ impl RuleSet {
     }
 
     /// Number of rules that are not indexed and so are evaluated on every
-    /// decision (regex, CIDR, numeric-only conditions).
+    /// decision (numeric-only conditions, `not` at the top, `!=`, an `or` with
+    /// such a branch); equality, `client_ip in [...]` and regex conjuncts are
+    /// indexed, and so is an `or` of indexed branches.
     #[must_use]
     pub fn unindexed_len(&self) -> usize {
         self.index.always_len()
@@ -282,7 +289,8 @@ pub fn compile(sources: &[Source<'_>]) -> Result<RuleSet, Vec<FileDiagnostic>> {
     if !out.is_empty() {
         return Err(out);
     }
-    let index = Index::build(rules.iter().map(|r| &r.cond));
+    let regexes = prefilter::RegexSets::build(rules.iter_mut().map(|r| &mut r.cond));
+    let index = Index::build(rules.iter().map(|r| &r.cond), regexes);
     let needs = needs_of(&rules);
     Ok(RuleSet {
         rules,

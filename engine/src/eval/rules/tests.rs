@@ -560,16 +560,107 @@ fn needs_follow_the_fields_used() {
 }
 
 #[test]
-fn equality_rules_are_indexed_and_others_are_not() {
+fn equality_regex_and_cidr_rules_are_indexed_and_others_are_not() {
     let set = rules(
         "rule a: when sender_domain == \"a.example\" and hour > 3 then allow
 rule b: when country in [DE, FR] then allow
 rule c: when recipient in [\"x@y\", \"z@y\"] or tls then allow
 rule d: when helo ~ \"x\" then allow
 rule e: when not sender == \"q\" then allow
+rule f: when tls and client_ip in [10.0.0.0/8, 2001:db8::/32] then allow
+rule g: when client_ip == 192.0.2.1 then allow
+rule h: when client_ip != 192.0.2.1 and hour > 3 then allow
+rule i: when helo == \"a\" or client_ip in 10.0.0.0/8 or false then allow
+rule j: when tls and (false or sender ~ \"^x\") then allow
+rule k: when false then allow
 ",
     );
-    assert_eq!((set.len(), set.unindexed_len()), (5, 3));
+    assert_eq!((set.len(), set.unindexed_len()), (11, 3));
+}
+
+/// The rule numbers the index hands to evaluation for `facts`, in order.
+fn candidates(set: &RuleSet, facts: &Facts<'_>) -> Vec<u32> {
+    let subject = super::expr::Subject::new(facts);
+    let mut seen = Vec::new();
+    let none = set.index.first(&subject, |n, _| {
+        seen.push(n);
+        false
+    });
+    assert_eq!(none, None);
+    seen
+}
+
+#[test]
+fn regex_and_cidr_rules_are_candidates_only_when_their_gate_matches() {
+    let set = rules(
+        r#"
+rule re1: when helo ~ "^dyn[0-9]+\." and not authenticated then reject
+rule net1: when client_ip in [10.0.0.0/8, 10.1.0.0/16, 10.1.2.3] then reject
+rule re2: when (tls or true) and helo ~ "^DYN" then reject
+rule net2: when client_ip == 192.0.2.1 then reject
+rule v6: when client_ip in 2001:db8::/32 and tls then reject
+rule num: when recipient_count > 100 then reject
+rule both: when client_ip in [198.51.100.0/24] and helo ~ "x" then reject
+rule re3: when sender ~ "^dyn" and helo ~ "^dyn[0-9]+\." then reject
+rule any: when client_ip in 192.0.2.0/24 or helo == "x" or helo ~ "^dyn1" then reject
+rule never: when false or (false and tls) then reject
+"#,
+    );
+    assert_eq!(set.unindexed_len(), 1);
+    // re3 is gated on its first regex, on `sender`, which always matches here;
+    // `any` on each of its branches (and is checked once when several hold).
+    let cases: [(&str, &str, &[u32]); 6] = [
+        ("198.51.100.7", "mail.example.net", &[5, 6, 7]),
+        ("10.1.2.3", "dyn12.pool", &[0, 1, 2, 5, 7, 8]),
+        ("10.9.9.9", "DYN", &[1, 2, 5, 7]),
+        ("2001:db8::1", "x", &[4, 5, 7, 8]),
+        ("::ffff:192.0.2.1", "x", &[3, 5, 7, 8]),
+        ("192.0.2.2", "dyn1", &[2, 5, 7, 8]),
+    ];
+    for (addr, helo, want) in cases {
+        let facts = Facts {
+            client_ip: Some(ip(addr)),
+            helo,
+            sender: "Dyn@example.net",
+            ..base()
+        };
+        assert_eq!(candidates(&set, &facts), want, "{addr} {helo}");
+        assert_eq!(
+            set.evaluate(&facts).map(|h| h.name),
+            set.evaluate_naive(&facts).map(|h| h.name),
+            "{addr} {helo}"
+        );
+    }
+    let unknown = Facts {
+        client_ip: None,
+        sender: "",
+        ..base()
+    };
+    assert_eq!(candidates(&set, &unknown), [5]);
+}
+
+#[test]
+fn equal_regexes_share_a_slot_and_flags_stay_per_regex() {
+    let set = rules(
+        r#"
+rule a: when helo ~ "(?-i)^MX" then allow
+rule b: when helo ~ "^mx" and helo ~ "example$" then discard
+rule c: when helo ~ "^mx" then quarantine
+rule d: when not helo ~ "" then reject
+"#,
+    );
+    let name = |helo| set.evaluate(&Facts { helo, ..base() }).map(|h| h.name);
+    assert_eq!(name("MX1.example"), Some("a"));
+    assert_eq!(name("mx1.EXAMPLE"), Some("b"));
+    assert_eq!(name("Mx1.example.net"), Some("c"));
+    assert_eq!(name("other"), None);
+    for helo in ["MX1.example", "mx1.EXAMPLE", "Mx1.example.net", "other", ""] {
+        let facts = Facts { helo, ..base() };
+        assert_eq!(
+            set.evaluate(&facts).map(|h| h.name),
+            set.evaluate_naive(&facts).map(|h| h.name)
+        );
+    }
 }
 
 #[test]
@@ -635,6 +726,9 @@ fn atom() -> impl Strategy<Value = String> {
         }),
         (str_fields(), value()).prop_map(|(f, v)| format!("{f} != \"{v}\"")),
         (str_fields(), value()).prop_map(|(f, v)| format!("{f} ends_with \"{v}\"")),
+        (str_fields(), regex()).prop_map(|(f, r)| format!("{f} ~ \"{r}\"")),
+        nets().prop_map(|ns| format!("client_ip in [{}]", ns.join(", "))),
+        prop::sample::select(CLIENTS.to_vec()).prop_map(|a| format!("client_ip == {a}")),
         prop::sample::select(vec![
             "country == DE",
             "country in [FR, de]",
@@ -653,6 +747,54 @@ fn atom() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Regexes over [`VALUES`]: anchors, case flags, the empty regex, classes.
+fn regex() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "^b",
+        "^B",
+        "(?-i)^B",
+        "(?-i)^b",
+        "example$",
+        "a\\.ex",
+        "",
+        "^$",
+        "@",
+        "^[a-c]\\.",
+        "x|c$",
+        "zz",
+    ])
+}
+
+/// Client addresses the probes use (`None` is a probe too).
+const CLIENTS: [&str; 5] = [
+    "10.1.2.3",
+    "2001:db8::1",
+    "192.0.2.5",
+    "::ffff:10.1.2.3",
+    "2001:db8:1::5",
+];
+
+/// CIDR lists: nested, repeated prefix lengths, both families, mapped, empty.
+fn nets() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.3",
+            "10.2.0.0/16",
+            "0.0.0.0/0",
+            "192.0.2.0/24",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+            "::/0",
+            "::ffff:10.1.0.0/112",
+            "::ffff:0.0.0.0/96",
+            "::/64",
+        ]),
+        0..3,
+    )
+}
+
 fn cond() -> impl Strategy<Value = String> {
     atom().prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
@@ -664,14 +806,14 @@ fn cond() -> impl Strategy<Value = String> {
     })
 }
 
-fn facts_strategy() -> impl Strategy<Value = (Vec<&'static str>, bool, bool, u8, u32, bool)> {
+fn facts_strategy() -> impl Strategy<Value = (Vec<&'static str>, bool, bool, u8, u32, usize)> {
     (
         prop::collection::vec(value(), 6),
         any::<bool>(),
         any::<bool>(),
         0u8..3,
         0u32..4,
-        any::<bool>(),
+        0..=CLIENTS.len(),
     )
 }
 
@@ -690,10 +832,10 @@ proptest! {
             .collect();
         let set = compile_one(&text).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         prop_assert_eq!(set.len(), conds.len());
-        for (v, tls, authed, country, count, v6) in probes {
+        for (v, tls, authed, country, count, client) in probes {
             let sender = if v[1].is_empty() { "" } else { v[1] };
             let facts = Facts {
-                client_ip: Some(if v6 { ip("2001:db8::1") } else { ip("10.1.2.3") }),
+                client_ip: CLIENTS.get(client).map(|a| ip(a)),
                 client_name: v[0],
                 helo: v[2],
                 sender,
