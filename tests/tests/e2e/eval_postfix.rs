@@ -45,9 +45,13 @@ impl Door {
 /// The GeoIP test database of MaxMind's test data (89.160.20.112 is SE,
 /// 81.2.69.142 GB, 216.160.83.56 US), vendored in `engine/fixtures/geoip`.
 fn geoip_db() -> PathBuf {
-    let p = workspace_root()
-        .join("engine/fixtures/geoip/maxmind-test-data/GeoIP2-Country-Test.mmdb");
-    assert!(p.is_file(), "GeoIP test database missing at {}", p.display());
+    let p =
+        workspace_root().join("engine/fixtures/geoip/maxmind-test-data/GeoIP2-Country-Test.mmdb");
+    assert!(
+        p.is_file(),
+        "GeoIP test database missing at {}",
+        p.display()
+    );
     p
 }
 
