@@ -62,8 +62,9 @@ pub struct ControlContext {
     pub finished: flume::Receiver<(u16, u32)>,
     /// The rate-limit buckets, kept across reloads.
     pub rate_table: Arc<RateTable>,
-    /// The policy the shards started with.
-    pub policy: Arc<Policy>,
+    /// The policy the shards started with (taken into the control state at
+    /// start, so that no second reference keeps an old tree alive).
+    pub policy: Option<Arc<Policy>>,
     /// Files of that policy to watch for changes (GeoIP database).
     pub watched: Watched,
 }
@@ -77,6 +78,9 @@ struct State {
     watched: Watched,
 }
 
+/// How long a replaced policy snapshot is kept before it is freed.
+const RETIRE_AFTER: Duration = Duration::from_secs(2);
+
 /// How often the control plane refreshes the UTC offset and looks for a
 /// changed GeoIP database.
 const TICK: Duration = Duration::from_secs(30);
@@ -89,7 +93,11 @@ struct Control {
 
 /// Runs the control plane until every shard has drained after SIGTERM/SIGINT.
 /// Returns the number of connections cut short by the grace period.
-pub fn run(ctx: ControlContext) -> Result<u32> {
+pub fn run(mut ctx: ControlContext) -> Result<u32> {
+    let policy = ctx
+        .policy
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the control plane needs the initial policy"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -102,7 +110,7 @@ pub fn run(ctx: ControlContext) -> Result<u32> {
                 generation: 1,
                 last_reload_error: None,
                 draining: false,
-                policy: Arc::clone(&ctx.policy),
+                policy,
                 watched: ctx.watched.clone(),
             }),
             ctx,
@@ -344,10 +352,11 @@ impl Control {
             state.generation = next;
             state.config.policy = new.policy.clone();
             state.config.eval.policy = new.eval.policy.clone();
-            state.policy = Arc::clone(&policy);
+            let old = std::mem::replace(&mut state.policy, Arc::clone(&policy));
             state.watched = watched;
-            state.generation
+            (state.generation, old)
         };
+        let (generation, old) = generation;
         for shard in &self.ctx.shards {
             shard
                 .commands
@@ -355,6 +364,15 @@ impl Control {
                 .await
                 .map_err(|_| format!("shard {} is gone", shard.id))?;
         }
+        // Drop the old snapshot here, after the shards have let go of it (a
+        // conversation in a message may hold it a little longer), and hand
+        // the freed pages back to the OS: a large policy tree would otherwise
+        // stay resident twice over.
+        tokio::spawn(async move {
+            tokio::time::sleep(RETIRE_AFTER).await;
+            drop(old);
+            crate::sys::release_free_memory();
+        });
         Ok((generation, warnings))
     }
 }

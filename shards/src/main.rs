@@ -118,6 +118,8 @@ fn run(args: &Args) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("the eval policy has errors; nothing started:\n{e}"))?;
     if let Some(tree) = policy.eval() {
         log::info!("Eval policy loaded: {:?}", tree.summary());
+        // The compile's temporaries (file text, parsed entries) are freed.
+        sys::release_free_memory();
     }
     let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded(HANDOFF_CHANNEL_CAPACITY))
@@ -241,7 +243,7 @@ fn run(args: &Args) -> Result<()> {
         shared,
         finished: finished_rx,
         rate_table,
-        policy,
+        policy: Some(policy),
         watched,
     })?;
     for p in [milter_socket, policyd_socket].into_iter().flatten() {

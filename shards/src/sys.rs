@@ -261,3 +261,11 @@ pub fn utc_offset_minutes() -> i32 {
     let tm = unsafe { tm.assume_init() };
     i32::try_from(tm.tm_gmtoff / 60).unwrap_or(0)
 }
+
+/// Returns freed memory to the OS now (mimalloc keeps freed pages for reuse;
+/// after a policy swap that is a whole old policy tree).
+pub fn release_free_memory() {
+    // SAFETY: mi_collect only walks the allocator's own heaps; `true` forces
+    // freed segments back to the OS. No pointers are passed.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
