@@ -14,6 +14,10 @@
 //!   state lives in the table and survives building a new [`Limits`] (a config
 //!   reload) as long as a limit keeps its name and windows.
 //! - The engine has no clock: the caller passes `now_ms` (Unix milliseconds).
+//! - Cluster-wide sharing: a table built with [`RateTable::for_cluster`] also
+//!   counts, per bucket, the events admitted since the control plane last
+//!   took them ([`RateTable::take_deltas`]); the control plane reconciles
+//!   them through Redis and raises local buckets with [`RateTable::merge`].
 //!
 //! `docs/RATELIMIT.md` explains the design, sizing, eviction and the error
 //! bound of cluster-wide sharing.
@@ -38,7 +42,7 @@ use crate::verdict::SmtpText;
 
 /// Slots probed from a key's home slot before the probe window counts as full.
 pub const PROBE: usize = 16;
-/// Default table capacity (slots): 16 bytes each, 16 MiB in all.
+/// Default table capacity (slots): 32 bytes each, 32 MiB in all.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Largest table capacity accepted by [`RateTable::with_capacity`].
 pub const CAPACITY_MAX: usize = 1 << 30;
@@ -591,7 +595,7 @@ impl Limits {
             render(&c.limit.key, facts, &mut base);
             for (window, gcra) in c.limit.windows.iter().zip(&c.gcras) {
                 let key = slot_key(base, *window);
-                match table.count(key, gcra, now_ms) {
+                match table.count(key, *window, gcra, now_ms) {
                     Count::Admitted { slot, gen } => counted.push(Counted {
                         slot,
                         key,
@@ -912,10 +916,61 @@ pub fn bucket_hash(seed: u64, limit: &str, key: &str, window: Window) -> u64 {
 // ---------------------------------------------------------------------------
 // The shared table
 
+/// One bucket, 32 bytes aligned so that it never straddles a cache line: the
+/// cluster words sit on the line the admitting CAS already owns.
 #[derive(Debug, Default)]
+#[repr(align(32))]
 struct Slot {
     key: AtomicU64,
     state: AtomicU64,
+    /// Events admitted since the last [`RateTable::take_deltas`] (cluster
+    /// tables only).
+    delta: AtomicU64,
+    /// The bucket's window, [`window_meta`]; 0 until its claimer stores it
+    /// (cluster tables only).
+    meta: AtomicU64,
+}
+
+/// A window packed in one word: count (high 32 bits, at least 1) and period
+/// in ms (low 32 bits, at most `u32::MAX`; only hand-built windows of 49 days
+/// or more are cut, which changes their emission interval by under 1/4096 ms).
+/// Never 0.
+fn window_meta(window: Window) -> u64 {
+    let period = window.period_ms.clamp(1, u64::from(u32::MAX));
+    (u64::from(window.count.max(1)) << 32) | period
+}
+
+fn meta_window(meta: u64) -> Window {
+    Window {
+        count: (meta >> 32) as u32,
+        period_ms: meta & u64::from(u32::MAX),
+    }
+}
+
+/// One bucket's events admitted on this node since the last
+/// [`RateTable::take_deltas`], with what a reconciler needs to apply them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// The bucket's hash ([`bucket_hash`]): its identity on every node.
+    pub hash: u64,
+    /// Emission interval `T` of its window, in bucket units (1/4096 ms).
+    pub emission: u64,
+    /// Burst span `count × T` of its window, in bucket units.
+    pub span: u64,
+    /// Events admitted (minus those refunded) since the last take; at least 1.
+    pub count: u64,
+}
+
+/// What [`RateTable::merge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// The local TAT was below the merged one and was raised to it.
+    Raised,
+    /// The local TAT was already at or above it.
+    Unchanged,
+    /// The bucket is not in the table (it refilled and its slot was handed
+    /// over, or it was evicted): nothing was created.
+    Absent,
 }
 
 fn pack(gen: u64, tat: u64) -> u64 {
@@ -946,6 +1001,8 @@ pub struct RateTable {
     slots: Box<[Slot]>,
     mask: usize,
     seed: u64,
+    /// Whether admitted events are counted for [`take_deltas`](Self::take_deltas).
+    cluster: bool,
     counters: Counters,
 }
 
@@ -1006,7 +1063,139 @@ impl RateTable {
             slots: (0..cap).map(|_| Slot::default()).collect(),
             mask: cap - 1,
             seed,
+            cluster: false,
             counters: Counters::default(),
+        }
+    }
+
+    /// Like [`with_seed`](Self::with_seed), for a node that shares buckets
+    /// with others: every admitted event is also counted (one relaxed atomic
+    /// add on the bucket's cache line) for [`take_deltas`](Self::take_deltas).
+    /// All nodes need the same `seed`.
+    #[must_use]
+    pub fn for_cluster(slots: usize, seed: u64) -> Self {
+        Self {
+            cluster: true,
+            ..Self::with_seed(slots, seed)
+        }
+    }
+
+    /// The hash seed.
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Whether the table counts deltas ([`for_cluster`](Self::for_cluster)).
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// Appends to `out` every bucket that admitted events since the last call
+    /// and resets their counts: for the control plane, every sync interval.
+    /// Reads every slot once (not for the hot path). Nothing on a table
+    /// without [`for_cluster`](Self::for_cluster).
+    ///
+    /// Exact: every admitted event is in exactly one take, minus refunds that
+    /// came before the take. Bounded exceptions: a refund after the take is
+    /// not subtracted (Redis is told one event too many), and the count of a
+    /// bucket whose slot changes hands during the scan is dropped.
+    pub fn take_deltas(&self, out: &mut Vec<Delta>) {
+        if !self.cluster {
+            return;
+        }
+        for slot in self.slots.iter() {
+            if slot.delta.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let state = slot.state.load(Ordering::SeqCst);
+            let key = slot.key.load(Ordering::SeqCst);
+            let meta = slot.meta.load(Ordering::SeqCst);
+            if tat_of(state) == BUSY || key == 0 || meta == 0 {
+                // Being handed over, or claimed and not yet described: next time.
+                continue;
+            }
+            let count = slot.delta.swap(0, Ordering::SeqCst);
+            if count == 0 {
+                continue;
+            }
+            // A hand-over between the reads and the swap would make the count
+            // someone else's: drop it then (see the doc comment).
+            if gen_of(slot.state.load(Ordering::SeqCst)) != gen_of(state)
+                || slot.key.load(Ordering::SeqCst) != key
+            {
+                continue;
+            }
+            let gcra = Gcra::new(meta_window(meta));
+            out.push(Delta {
+                hash: key,
+                emission: gcra.emission,
+                span: gcra.span,
+                count,
+            });
+        }
+    }
+
+    /// The TAT of bucket `hash` (table units), if it is in the table: for
+    /// tests and tools.
+    #[must_use]
+    pub fn bucket_tat(&self, hash: u64) -> Option<u64> {
+        self.peek(hash)
+    }
+
+    /// Raises the TAT of bucket `hash` to `tat` (a reconciled value, same
+    /// units as the table) if it is lower; never lowers it, so a merge never
+    /// re-admits what was spent. Monotonic and idempotent: merging the same
+    /// or a lower value again changes nothing. Uses the same compare-and-swap
+    /// and generation as admitting, so it never writes into a slot that has
+    /// changed hands. A bucket not in the table is not created: claiming a
+    /// slot could evict another bucket, and an absent bucket is one that
+    /// refilled here (its next event brings the merged state back within one
+    /// sync).
+    pub fn merge(&self, hash: u64, tat: u64) -> Merged {
+        if hash == 0 {
+            return Merged::Absent;
+        }
+        let tat = tat.min(BUSY - 1);
+        let home = self.home(hash);
+        for i in 0..PROBE {
+            let slot = self.slot(home.wrapping_add(i));
+            match slot.key.load(Ordering::SeqCst) {
+                0 => return Merged::Absent,
+                k if k == hash => return self.raise(slot, hash, tat),
+                _ => {}
+            }
+        }
+        Merged::Absent
+    }
+
+    fn raise(&self, slot: &Slot, hash: u64, tat: u64) -> Merged {
+        let mut spins = 0;
+        loop {
+            let state = slot.state.load(Ordering::SeqCst);
+            if tat_of(state) == BUSY {
+                spins += 1;
+                if spins > SPIN_MAX {
+                    return Merged::Absent;
+                }
+                spin_loop();
+                continue;
+            }
+            if slot.key.load(Ordering::SeqCst) != hash {
+                return Merged::Absent;
+            }
+            if tat_of(state) >= tat {
+                return Merged::Unchanged;
+            }
+            let new = pack(gen_of(state), tat);
+            if slot
+                .state
+                .compare_exchange_weak(state, new, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Merged::Raised;
+            }
         }
     }
 
@@ -1016,7 +1205,7 @@ impl RateTable {
         self.slots.len()
     }
 
-    /// Occupancy and counters. Reads every slot once (16 MiB at the default size):
+    /// Occupancy and counters. Reads every slot once (32 MiB at the default size):
     /// for `mbctl`, not the hot path.
     #[must_use]
     pub fn stats(&self) -> TableStats {
@@ -1061,7 +1250,7 @@ impl RateTable {
     /// Finds `key`'s slot or claims one for it: the first empty slot, else the
     /// first expired one, else evicts the bucket nearest to full. `None` when
     /// racing claims kept failing (fail open).
-    fn locate(&self, key: u64, now: u64) -> Option<usize> {
+    fn locate(&self, key: u64, meta: u64, now: u64) -> Option<usize> {
         let home = self.home(key);
         for _ in 0..LOCATE_TRIES {
             let mut empty = None;
@@ -1096,7 +1285,14 @@ impl RateTable {
                     .key
                     .compare_exchange(0, key, Ordering::SeqCst, Ordering::SeqCst)
                 {
-                    Ok(_) => return Some(at),
+                    Ok(_) => {
+                        if self.cluster {
+                            // Same value from anyone who writes it: the key
+                            // hash includes the window.
+                            self.slot(at).meta.store(meta, Ordering::SeqCst);
+                        }
+                        return Some(at);
+                    }
                     Err(k) if k == key => return Some(at),
                     Err(_) => continue,
                 }
@@ -1117,6 +1313,12 @@ impl RateTable {
             }
             // BUSY is ours: nobody else changes this slot until we publish.
             slot.key.store(key, Ordering::SeqCst);
+            if self.cluster {
+                // The old bucket's unsent events are dropped: it had refilled
+                // (or is evicted, its state lost anyway).
+                slot.meta.store(meta, Ordering::SeqCst);
+                slot.delta.store(0, Ordering::SeqCst);
+            }
             slot.state.store(pack(gen, 0), Ordering::SeqCst);
             let counter = if evict {
                 &self.counters.full
@@ -1165,14 +1367,19 @@ impl RateTable {
     }
 
     /// Counts one event for `key` under `gcra`.
-    fn count(&self, key: u64, gcra: &Gcra, now_ms: u64) -> Count {
+    fn count(&self, key: u64, window: Window, gcra: &Gcra, now_ms: u64) -> Count {
         let now = now_fixed(now_ms);
         for _ in 0..LOCATE_TRIES {
-            let Some(at) = self.locate(key, now) else {
+            let Some(at) = self.locate(key, window_meta(window), now) else {
                 break;
             };
             match self.step(at, key, gcra, now_ms) {
-                Step::Admitted(gen) => return Count::Admitted { slot: at, gen },
+                Step::Admitted(gen) => {
+                    if self.cluster {
+                        self.slot(at).delta.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Count::Admitted { slot: at, gen };
+                }
                 Step::Refused(retry_after_ms) => return Count::Refused { retry_after_ms },
                 Step::Moved => continue,
                 Step::Open => break,
@@ -1199,6 +1406,12 @@ impl RateTable {
                 .compare_exchange_weak(state, new, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
+                if self.cluster {
+                    // Not below 0: after a take, the event has been sent.
+                    let _ = slot
+                        .delta
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
+                }
                 return;
             }
         }
