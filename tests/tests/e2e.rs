@@ -11,8 +11,12 @@
 //! - `milter_postfix`: mbd behind Postfix 3.7, every action, outages, reload;
 //! - `milter_miltertest`: mbd driven by miltertest scripts;
 //! - `robustness`: broken peers, many idle connections, SIGTERM;
-//! - `ctl`: mbctl config verify / status / shard status / test-socket / reload.
+//! - `ctl`: mbctl config verify / status / shard status / test-socket / reload;
+//! - `cluster_ratelimit`: two mbd nodes sharing rate limits through a real
+//!   redis-server (policy delegation traffic, a Redis outage and restart).
 
+#[path = "e2e/cluster_ratelimit.rs"]
+mod cluster_ratelimit;
 #[path = "e2e/common.rs"]
 mod common;
 #[path = "e2e/ctl.rs"]
