@@ -117,8 +117,8 @@ const _: () = assert!(MILTER_TIMEOUT_MIN.as_secs() <= WRITE_TIMEOUT_DEFAULT.as_s
 const _: () = assert!(WRITE_TIMEOUT_DEFAULT.as_secs() <= WRITE_TIMEOUT_MAX.as_secs());
 const _: () = assert!(MESSAGE_BYTES_MIN <= limits::MESSAGE_BYTES_DEFAULT);
 
-/// `eval.ratelimit_slots`: 262,144 buckets (32 bytes each: 8 MiB), enough for
-/// about 100,000 live keys at the table's probe length.
+/// `eval.ratelimit_slots`: 262,144 buckets (16 bytes each: 4 MiB; 32 bytes with
+/// `redis`), enough for about 100,000 live keys at the table's probe length.
 pub const RATELIMIT_SLOTS_DEFAULT: usize = 1 << 18;
 
 /// `eval.redis_sync_interval`: one second.

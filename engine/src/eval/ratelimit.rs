@@ -42,7 +42,8 @@ use crate::verdict::SmtpText;
 
 /// Slots probed from a key's home slot before the probe window counts as full.
 pub const PROBE: usize = 16;
-/// Default table capacity (slots): 32 bytes each, 32 MiB in all.
+/// Default table capacity (slots): 16 bytes each (32 in a cluster table),
+/// 16 MiB in all.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Largest table capacity accepted by [`RateTable::with_capacity`].
 pub const CAPACITY_MAX: usize = 1 << 30;
@@ -916,19 +917,39 @@ pub fn bucket_hash(seed: u64, limit: &str, key: &str, window: Window) -> u64 {
 // ---------------------------------------------------------------------------
 // The shared table
 
-/// One bucket, 32 bytes aligned so that it never straddles a cache line: the
-/// cluster words sit on the line the admitting CAS already owns.
+/// One bucket of a node-local table: 16 bytes.
 #[derive(Debug, Default)]
-#[repr(align(32))]
 struct Slot {
     key: AtomicU64,
     state: AtomicU64,
-    /// Events admitted since the last [`RateTable::take_deltas`] (cluster
-    /// tables only).
+}
+
+/// One bucket of a cluster table, 32 bytes aligned so that it never
+/// straddles a cache line: the cluster words sit on the line the admitting
+/// CAS already owns.
+#[derive(Debug, Default)]
+#[repr(align(32))]
+struct ClusterSlot {
+    key: AtomicU64,
+    state: AtomicU64,
+    /// Events admitted since the last [`RateTable::take_deltas`].
     delta: AtomicU64,
-    /// The bucket's window, [`window_meta`]; 0 until its claimer stores it
-    /// (cluster tables only).
+    /// The bucket's window, [`window_meta`]; 0 until its claimer stores it.
     meta: AtomicU64,
+}
+
+/// The slots: node-local tables stay at 16 bytes per slot.
+enum Slots {
+    Local(Box<[Slot]>),
+    Cluster(Box<[ClusterSlot]>),
+}
+
+/// The words of one slot; `sync` (delta, meta) only in a cluster table.
+#[derive(Clone, Copy)]
+struct SlotRef<'a> {
+    key: &'a AtomicU64,
+    state: &'a AtomicU64,
+    sync: Option<(&'a AtomicU64, &'a AtomicU64)>,
 }
 
 /// A window packed in one word: count (high 32 bits, at least 1) and period
@@ -998,18 +1019,16 @@ struct Counters {
 /// power of two, open addressing with [`PROBE`] slots of linear probing. Keep
 /// it across reloads; build it once at startup.
 pub struct RateTable {
-    slots: Box<[Slot]>,
+    slots: Slots,
     mask: usize,
     seed: u64,
-    /// Whether admitted events are counted for [`take_deltas`](Self::take_deltas).
-    cluster: bool,
     counters: Counters,
 }
 
 impl fmt::Debug for RateTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateTable")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &self.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -1060,10 +1079,9 @@ impl RateTable {
     pub fn with_seed(slots: usize, seed: u64) -> Self {
         let cap = slots.clamp(PROBE, CAPACITY_MAX).next_power_of_two();
         Self {
-            slots: (0..cap).map(|_| Slot::default()).collect(),
+            slots: Slots::Local((0..cap).map(|_| Slot::default()).collect()),
             mask: cap - 1,
             seed,
-            cluster: false,
             counters: Counters::default(),
         }
     }
@@ -1071,12 +1089,15 @@ impl RateTable {
     /// Like [`with_seed`](Self::with_seed), for a node that shares buckets
     /// with others: every admitted event is also counted (one relaxed atomic
     /// add on the bucket's cache line) for [`take_deltas`](Self::take_deltas).
-    /// All nodes need the same `seed`.
+    /// Slots take 32 bytes instead of 16. All nodes need the same `seed`.
     #[must_use]
     pub fn for_cluster(slots: usize, seed: u64) -> Self {
+        let cap = slots.clamp(PROBE, CAPACITY_MAX).next_power_of_two();
         Self {
-            cluster: true,
-            ..Self::with_seed(slots, seed)
+            slots: Slots::Cluster((0..cap).map(|_| ClusterSlot::default()).collect()),
+            mask: cap - 1,
+            seed,
+            counters: Counters::default(),
         }
     }
 
@@ -1089,7 +1110,7 @@ impl RateTable {
     /// Whether the table counts deltas ([`for_cluster`](Self::for_cluster)).
     #[must_use]
     pub fn is_cluster(&self) -> bool {
-        self.cluster
+        matches!(self.slots, Slots::Cluster(_))
     }
 
     /// Appends to `out` every bucket that admitted events since the last call
@@ -1102,10 +1123,10 @@ impl RateTable {
     /// not subtracted (Redis is told one event too many), and the count of a
     /// bucket whose slot changes hands during the scan is dropped.
     pub fn take_deltas(&self, out: &mut Vec<Delta>) {
-        if !self.cluster {
+        let Slots::Cluster(slots) = &self.slots else {
             return;
-        }
-        for slot in self.slots.iter() {
+        };
+        for slot in slots.iter() {
             if slot.delta.load(Ordering::Relaxed) == 0 {
                 continue;
             }
@@ -1170,7 +1191,7 @@ impl RateTable {
         Merged::Absent
     }
 
-    fn raise(&self, slot: &Slot, hash: u64, tat: u64) -> Merged {
+    fn raise(&self, slot: SlotRef<'_>, hash: u64, tat: u64) -> Merged {
         let mut spins = 0;
         loop {
             let state = slot.state.load(Ordering::SeqCst);
@@ -1202,19 +1223,17 @@ impl RateTable {
     /// Slots in the table.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.mask + 1
     }
 
-    /// Occupancy and counters. Reads every slot once (32 MiB at the default size):
+    /// Occupancy and counters. Reads every slot once (16 MiB at the default size):
     /// for `mbctl`, not the hot path.
     #[must_use]
     pub fn stats(&self) -> TableStats {
         TableStats {
-            capacity: self.slots.len(),
-            used: self
-                .slots
-                .iter()
-                .filter(|s| s.key.load(Ordering::Relaxed) != 0)
+            capacity: self.capacity(),
+            used: (0..self.capacity())
+                .filter(|&i| self.slot(i).key.load(Ordering::Relaxed) != 0)
                 .count(),
             reclaimed: self.counters.reclaimed.load(Ordering::Relaxed),
             full: self.counters.full.load(Ordering::Relaxed),
@@ -1222,8 +1241,25 @@ impl RateTable {
         }
     }
 
-    fn slot(&self, i: usize) -> &Slot {
-        &self.slots[i & self.mask]
+    fn slot(&self, i: usize) -> SlotRef<'_> {
+        match &self.slots {
+            Slots::Local(slots) => {
+                let s = &slots[i & self.mask];
+                SlotRef {
+                    key: &s.key,
+                    state: &s.state,
+                    sync: None,
+                }
+            }
+            Slots::Cluster(slots) => {
+                let s = &slots[i & self.mask];
+                SlotRef {
+                    key: &s.key,
+                    state: &s.state,
+                    sync: Some((&s.delta, &s.meta)),
+                }
+            }
+        }
     }
 
     fn home(&self, key: u64) -> usize {
@@ -1286,10 +1322,10 @@ impl RateTable {
                     .compare_exchange(0, key, Ordering::SeqCst, Ordering::SeqCst)
                 {
                     Ok(_) => {
-                        if self.cluster {
+                        if let Some((_, meta_word)) = self.slot(at).sync {
                             // Same value from anyone who writes it: the key
                             // hash includes the window.
-                            self.slot(at).meta.store(meta, Ordering::SeqCst);
+                            meta_word.store(meta, Ordering::SeqCst);
                         }
                         return Some(at);
                     }
@@ -1313,11 +1349,11 @@ impl RateTable {
             }
             // BUSY is ours: nobody else changes this slot until we publish.
             slot.key.store(key, Ordering::SeqCst);
-            if self.cluster {
+            if let Some((delta, meta_word)) = slot.sync {
                 // The old bucket's unsent events are dropped: it had refilled
                 // (or is evicted, its state lost anyway).
-                slot.meta.store(meta, Ordering::SeqCst);
-                slot.delta.store(0, Ordering::SeqCst);
+                meta_word.store(meta, Ordering::SeqCst);
+                delta.store(0, Ordering::SeqCst);
             }
             slot.state.store(pack(gen, 0), Ordering::SeqCst);
             let counter = if evict {
@@ -1375,8 +1411,8 @@ impl RateTable {
             };
             match self.step(at, key, gcra, now_ms) {
                 Step::Admitted(gen) => {
-                    if self.cluster {
-                        self.slot(at).delta.fetch_add(1, Ordering::Relaxed);
+                    if let Some((delta, _)) = self.slot(at).sync {
+                        delta.fetch_add(1, Ordering::Relaxed);
                     }
                     return Count::Admitted { slot: at, gen };
                 }
@@ -1406,10 +1442,9 @@ impl RateTable {
                 .compare_exchange_weak(state, new, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                if self.cluster {
+                if let Some((delta, _)) = slot.sync {
                     // Not below 0: after a take, the event has been sent.
-                    let _ = slot
-                        .delta
+                    let _ = delta
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
                 }
                 return;
