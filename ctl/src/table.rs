@@ -422,7 +422,7 @@ mod tests {
             messages: 100,
             rss_bytes: 10 << 20,
             draining: true,
-            cluster: Some(mb_engine::ctl_api::ClusterStatus {
+            cluster: Some(Box::new(mb_engine::ctl_api::ClusterStatus {
                 redis: "redis://127.0.0.1:6379/0".into(),
                 connected: false,
                 interval_ms: 1000,
@@ -430,7 +430,7 @@ mod tests {
                 errors: 2,
                 last_error: Some("sync: connection refused".into()),
                 ..Default::default()
-            }),
+            })),
         };
         let out = status_text(&st);
         assert!(out.starts_with("version"), "{out}");

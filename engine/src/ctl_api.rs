@@ -146,9 +146,9 @@ pub struct DaemonStatus {
     /// True while draining after SIGTERM.
     pub draining: bool,
     /// Cluster-wide rate limits through Redis (`None`: `[eval] redis` unset,
-    /// or an mbd that predates it).
+    /// or an mbd that predates it). Boxed: most daemons have none.
     #[serde(default)]
-    pub cluster: Option<ClusterStatus>,
+    pub cluster: Option<Box<ClusterStatus>>,
 }
 
 /// The control plane's reconciliation of rate-limit buckets with Redis.

@@ -187,11 +187,9 @@ impl Sync {
     async fn once(&mut self) {
         self.deltas.clear();
         self.table.take_deltas(&mut self.deltas);
-        if self.conn.is_none() {
-            if Instant::now() < self.retry_at || !self.connect().await {
-                self.discard();
-                return;
-            }
+        if self.conn.is_none() && (Instant::now() < self.retry_at || !self.connect().await) {
+            self.discard();
+            return;
         }
         let result = if self.deltas.is_empty() {
             self.ping().await

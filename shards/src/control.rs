@@ -296,7 +296,7 @@ impl Control {
             cluster: self
                 .cluster
                 .as_ref()
-                .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                .map(|c| Box::new(c.lock().unwrap_or_else(|e| e.into_inner()).clone())),
         }
     }
 
