@@ -483,7 +483,6 @@ proptest! {
         let there: Vec<_> = (0..2)
             .map(|_| {
                 let t = Arc::clone(&t);
-                let decide = decide;
                 std::thread::spawn(move || decide(&t))
             })
             .map(|h| h.join().expect("thread"))
