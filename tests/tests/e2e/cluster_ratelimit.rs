@@ -242,6 +242,7 @@ fn two_nodes_share_a_limit_through_redis_and_survive_an_outage() {
         (lo..=hi).contains(&admitted),
         "Redis down: admitted {admitted}, want {lo}..={hi}"
     );
+    eprintln!("Redis down: admitted {admitted} (node-local {lo}..={hi}) in {elapsed:?}");
     for m in [&a, &b] {
         let c = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
             let c = cluster(m);
@@ -270,6 +271,7 @@ fn two_nodes_share_a_limit_through_redis_and_survive_an_outage() {
         (COUNT as u32..=bound).contains(&admitted),
         "after the restart: admitted {admitted}, want 20..={bound}"
     );
+    eprintln!("after the restart: admitted {admitted} (bound {bound}) in {elapsed:?}");
     drop(clients);
     drop(lease);
 }
@@ -287,6 +289,7 @@ fn without_redis_each_node_limits_alone() {
         (lo..=hi).contains(&admitted),
         "node-local: admitted {admitted}, want {lo}..={hi}"
     );
+    eprintln!("node-local: admitted {admitted} ({lo}..={hi}) in {elapsed:?}");
     assert!(
         admitted > shared_bound(elapsed),
         "the shared bound must tell the two apart"
