@@ -99,11 +99,18 @@ fn bench_single(c: &mut Criterion) {
     let mut g = c.benchmark_group("check/1-thread");
     g.throughput(Throughput::Elements(1));
     let clients = Clients::new(CLIENTS);
-    for (name, limits) in [
-        ("10k-clients-5-windows", site_limits()),
-        ("10k-clients-1-window", one_limit()),
+    for (name, limits, cluster) in [
+        ("10k-clients-5-windows", site_limits(), false),
+        ("10k-clients-1-window", one_limit(), false),
+        // The same on a table that counts deltas for Redis sync.
+        ("10k-clients-5-windows-cluster", site_limits(), true),
+        ("10k-clients-1-window-cluster", one_limit(), true),
     ] {
-        let table = RateTable::with_capacity(1 << 20);
+        let table = if cluster {
+            RateTable::for_cluster(1 << 20, 0)
+        } else {
+            RateTable::with_capacity(1 << 20)
+        };
         let mut i = 0usize;
         g.bench_function(name, |b| {
             b.iter(|| {

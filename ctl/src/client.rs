@@ -348,6 +348,7 @@ mod tests {
                 messages: 0,
                 rss_bytes: 1 << 20,
                 draining: false,
+                cluster: None,
             };
             let out = ctl_api::to_line(&Response::Ok(Answer::Status(st))).unwrap();
             (&s).write_all(&out).unwrap();

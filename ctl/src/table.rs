@@ -180,6 +180,31 @@ pub fn status_text(st: &DaemonStatus) -> String {
             .clone()
             .unwrap_or_else(|| "(none)".to_string()),
     );
+    if let Some(c) = &st.cluster {
+        let state = if c.connected {
+            "connected"
+        } else {
+            "NOT connected"
+        };
+        kv(
+            "cluster",
+            format!("{} {state}, sync every {} ms", c.redis, c.interval_ms),
+        );
+        kv(
+            "cluster syncs",
+            format!(
+                "{} ok, {} buckets / {} events sent, {} merges ({} absent), {} events dropped",
+                c.syncs, c.buckets_sent, c.events_sent, c.merges, c.merges_absent, c.events_dropped
+            ),
+        );
+        kv(
+            "cluster errors",
+            match &c.last_error {
+                Some(e) => format!("{} (last: {e})", c.errors),
+                None => c.errors.to_string(),
+            },
+        );
+    }
     // The header row is empty for a key/value table: drop it.
     let rendered = t.render();
     rendered
@@ -399,6 +424,15 @@ mod tests {
             messages: 100,
             rss_bytes: 10 << 20,
             draining: true,
+            cluster: Some(Box::new(mb_engine::ctl_api::ClusterStatus {
+                redis: "redis://127.0.0.1:6379/0".into(),
+                connected: false,
+                interval_ms: 1000,
+                syncs: 4,
+                errors: 2,
+                last_error: Some("sync: connection refused".into()),
+                ..Default::default()
+            })),
         };
         let out = status_text(&st);
         assert!(out.starts_with("version"), "{out}");
@@ -410,6 +444,8 @@ mod tests {
             "rss                10.0 MiB",
             "draining           yes",
             "last reload error  bad key",
+            "cluster            redis://127.0.0.1:6379/0 NOT connected, sync every 1000 ms",
+            "cluster errors     2 (last: sync: connection refused)",
         ] {
             assert!(out.lines().any(|l| l == want), "missing {want:?} in\n{out}");
         }

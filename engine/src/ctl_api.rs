@@ -145,6 +145,42 @@ pub struct DaemonStatus {
     pub rss_bytes: u64,
     /// True while draining after SIGTERM.
     pub draining: bool,
+    /// Cluster-wide rate limits through Redis (`None`: `[eval] redis` unset,
+    /// or an mbd that predates it). Boxed: most daemons have none.
+    #[serde(default)]
+    pub cluster: Option<Box<ClusterStatus>>,
+}
+
+/// The control plane's reconciliation of rate-limit buckets with Redis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterStatus {
+    /// The Redis URL, password hidden.
+    pub redis: String,
+    /// Whether the last attempt to reach Redis succeeded.
+    pub connected: bool,
+    /// `redis_sync_interval` in milliseconds.
+    pub interval_ms: u64,
+    /// Successful syncs (a ping when nothing changed).
+    pub syncs: u64,
+    /// Buckets sent, summed over syncs.
+    pub buckets_sent: u64,
+    /// Locally admitted events sent.
+    pub events_sent: u64,
+    /// Local buckets raised by a merged TAT (other nodes had spent from them).
+    pub merges: u64,
+    /// Merged TATs whose bucket had left the local table meanwhile.
+    pub merges_absent: u64,
+    /// Locally admitted events not sent because Redis was unreachable.
+    pub events_dropped: u64,
+    /// Failed connects and syncs.
+    pub errors: u64,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it happened (Unix ms).
+    pub last_error_unix_ms: Option<u64>,
+    /// When the last sync that sent buckets finished (Unix ms).
+    pub last_sync_unix_ms: Option<u64>,
 }
 
 /// Verdict counters.

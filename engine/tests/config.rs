@@ -1057,3 +1057,67 @@ fn eval_section_is_checked() {
         &["did you mean `policyd_socket`"],
     );
 }
+
+#[test]
+fn eval_redis_keys_are_checked() {
+    let d = Config::default();
+    assert_eq!(d.eval.redis, None);
+    assert_eq!(d.eval.redis_sync_interval, Duration::from_secs(1));
+    assert_eq!(d.eval.redis_key_prefix, "mb:rl:");
+    assert_eq!(d.eval.ratelimit_seed, 0);
+    let c = clean(
+        "[eval]\nredis = \"redis://:pw@10.0.0.5:6380/2\"\nredis_sync_interval = \"250ms\"\n\
+         redis_key_prefix = \"acme:rl:\"\nratelimit_seed = -5\n",
+    );
+    assert_eq!(c.eval.redis.as_deref(), Some("redis://:pw@10.0.0.5:6380/2"));
+    assert_eq!(c.eval.redis_sync_interval, Duration::from_millis(250));
+    assert_eq!(c.eval.redis_key_prefix, "acme:rl:");
+    assert_eq!(c.eval.ratelimit_seed, (-5i64) as u64);
+    let c = clean("[eval]\nredis = \"unix:///run/redis/redis.sock\"\nratelimit_seed = 7\n");
+    assert_eq!(c.eval.ratelimit_seed, 7);
+    // Without a seed of its own a cluster shares the public one: a warning.
+    let ds = diagnostics("[eval]\nredis = \"redis://127.0.0.1\"\n");
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert_eq!(ds[0].0, Severity::Warning);
+    assert_eq!(ds[0].1, "eval.ratelimit_seed");
+    assert_error(
+        "[eval]\nredis = \"rediss://h:6379\"\nratelimit_seed = 1\n",
+        "eval.redis",
+        &["TLS"],
+    );
+    assert_error(
+        "[eval]\nredis = \"127.0.0.1:6379\"\nratelimit_seed = 1\n",
+        "eval.redis",
+        &["not a URL", "redis://127.0.0.1:6379/0"],
+    );
+    assert_error(
+        "[eval]\nredis = \"http://h\"\nratelimit_seed = 1\n",
+        "eval.redis",
+        &["unknown scheme"],
+    );
+    assert_error(
+        "[eval]\nredis_sync_interval = \"10ms\"\n",
+        "eval.redis_sync_interval",
+        &["between 100ms and 1m"],
+    );
+    assert_error(
+        "[eval]\nredis_sync_interval = 5\n",
+        "eval.redis_sync_interval",
+        &["unit"],
+    );
+    assert_error(
+        "[eval]\nredis_key_prefix = \"a b\"\n",
+        "eval.redis_key_prefix",
+        &["without spaces"],
+    );
+    assert_error(
+        "[eval]\nratelimit_seed = \"x\"\n",
+        "eval.ratelimit_seed",
+        &["integer"],
+    );
+    assert_error(
+        "[eval]\nredis_sync_intervall = \"1s\"\n",
+        "eval.redis_sync_intervall",
+        &["did you mean `redis_sync_interval`"],
+    );
+}

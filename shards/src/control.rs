@@ -12,6 +12,9 @@
 //! `mbctl status`, the `mbctl reload` answer). `[policy]` is swapped into
 //! every shard at a message boundary; changes to `[daemon]`, `[shards]` and
 //! `[milter]` need a restart and are reported as warnings.
+//!
+//! With `[eval] redis` set it also runs the cluster rate-limit reconciler
+//! (`crate::cluster`) on this runtime.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -89,6 +92,7 @@ struct Control {
     ctx: ControlContext,
     state: Mutex<State>,
     started: Instant,
+    cluster: Option<crate::cluster::SharedStatus>,
 }
 
 /// Runs the control plane until every shard has drained after SIGTERM/SIGINT.
@@ -104,7 +108,27 @@ pub fn run(mut ctx: ControlContext) -> Result<u32> {
         .build()
         .context("cannot start the control-plane runtime")?;
     runtime.block_on(async move {
+        let cluster = ctx.config.eval.redis.as_ref().map(|url| {
+            let settings = crate::cluster::Settings {
+                url: url.clone(),
+                interval: ctx.config.eval.redis_sync_interval,
+                prefix: ctx.config.eval.redis_key_prefix.clone(),
+            };
+            let status = crate::cluster::new_status(&settings);
+            log::info!(
+                "Cluster rate limits through {} every {:?}.",
+                crate::cluster::redact(url),
+                settings.interval
+            );
+            tokio::spawn(crate::cluster::run(
+                Arc::clone(&ctx.rate_table),
+                settings,
+                Arc::clone(&status),
+            ));
+            status
+        });
         let control = Arc::new(Control {
+            cluster,
             state: Mutex::new(State {
                 config: ctx.config.clone(),
                 generation: 1,
@@ -277,6 +301,10 @@ impl Control {
             messages: shards.iter().map(|s| s.messages).sum(),
             rss_bytes: topology::rss_bytes(),
             draining: state.draining,
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|c| Box::new(c.lock().unwrap_or_else(|e| e.into_inner()).clone())),
         }
     }
 
@@ -346,6 +374,17 @@ impl Control {
             {
                 warnings.push(
                     "[eval] ratelimit_slots or policyd listeners changed; they take effect at the next restart"
+                        .into(),
+                );
+            }
+            let old = &state.config.eval;
+            if new.eval.redis != old.redis
+                || new.eval.redis_sync_interval != old.redis_sync_interval
+                || new.eval.redis_key_prefix != old.redis_key_prefix
+                || new.eval.ratelimit_seed != old.ratelimit_seed
+            {
+                warnings.push(
+                    "[eval] redis, redis_sync_interval, redis_key_prefix or ratelimit_seed changed; they take effect at the next restart"
                         .into(),
                 );
             }

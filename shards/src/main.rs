@@ -18,6 +18,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use mb_engine::config::{self, Config, Severity};
 use mb_engine::eval::ratelimit::RateTable;
 
+mod cluster;
 mod control;
 mod evalload;
 mod io;
@@ -113,7 +114,12 @@ fn run(args: &Args) -> Result<()> {
         connections: (0..shard_count).map(|_| AtomicU32::new(0)).collect(),
     });
     evalload::refresh_utc_offset();
-    let rate_table = Arc::new(RateTable::with_capacity(config.eval.ratelimit_slots));
+    let (slots, seed) = (config.eval.ratelimit_slots, config.eval.ratelimit_seed);
+    let rate_table = Arc::new(if config.eval.redis.is_some() {
+        RateTable::for_cluster(slots, seed)
+    } else {
+        RateTable::with_seed(slots, seed)
+    });
     let (policy, watched) = evalload::build_policy(&config, 1, &rate_table)
         .map_err(|e| anyhow::anyhow!("the eval policy has errors; nothing started:\n{e}"))?;
     if let Some(tree) = policy.eval() {

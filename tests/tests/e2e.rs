@@ -14,7 +14,11 @@
 //! - `ctl`: mbctl config verify / status / shard status / test-socket / reload;
 //! - `eval_postfix`: the eval policy engine behind Postfix, milter and
 //!   policy delegation doors, reloads of broken files, mbctl policy/ratelimit.
+//! - `cluster_ratelimit`: two mbd nodes sharing rate limits through a real
+//!   redis-server (policy delegation traffic, a Redis outage and restart).
 
+#[path = "e2e/cluster_ratelimit.rs"]
+mod cluster_ratelimit;
 #[path = "e2e/common.rs"]
 mod common;
 #[path = "e2e/ctl.rs"]

@@ -117,9 +117,29 @@ const _: () = assert!(MILTER_TIMEOUT_MIN.as_secs() <= WRITE_TIMEOUT_DEFAULT.as_s
 const _: () = assert!(WRITE_TIMEOUT_DEFAULT.as_secs() <= WRITE_TIMEOUT_MAX.as_secs());
 const _: () = assert!(MESSAGE_BYTES_MIN <= limits::MESSAGE_BYTES_DEFAULT);
 
-/// `eval.ratelimit_slots`: 262,144 buckets (16 bytes each: 4 MiB), enough for
-/// about 100,000 live keys at the table's probe length.
+/// `eval.ratelimit_slots`: 262,144 buckets (16 bytes each: 4 MiB; 32 bytes with
+/// `redis`), enough for about 100,000 live keys at the table's probe length.
 pub const RATELIMIT_SLOTS_DEFAULT: usize = 1 << 18;
+
+/// `eval.redis_sync_interval`: one second.
+pub const REDIS_SYNC_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+
+/// Shortest `eval.redis_sync_interval`.
+pub const REDIS_SYNC_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
+/// Longest `eval.redis_sync_interval`.
+pub const REDIS_SYNC_INTERVAL_MAX: Duration = Duration::from_secs(60);
+
+/// `eval.redis_key_prefix`.
+pub const REDIS_KEY_PREFIX_DEFAULT: &str = "mb:rl:";
+
+/// Longest `eval.redis_key_prefix`, in bytes.
+pub const REDIS_KEY_PREFIX_BYTES_MAX: usize = 64;
+
+/// `eval.ratelimit_seed`: a fixed constant, so that a single node needs no
+/// setting and nodes left at the default agree. Public, so set a secret one
+/// where senders could craft colliding keys.
+pub const RATELIMIT_SEED_DEFAULT: u64 = 0;
 
 /// Smallest `eval.ratelimit_slots`.
 pub const RATELIMIT_SLOTS_MIN: usize = 1 << 10;

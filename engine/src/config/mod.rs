@@ -53,6 +53,18 @@ pub struct EvalConfig {
     pub policyd_socket_disabled: bool,
     /// `policyd_tcp`: TCP listeners for policy delegation.
     pub policyd_tcp: Vec<SocketAddr>,
+    /// `redis`: the Redis server through which cluster nodes share rate-limit
+    /// buckets (`redis://host:port/db` or `unix:///path`). `None`: limits are
+    /// node-local. Start-only.
+    pub redis: Option<String>,
+    /// `redis_sync_interval`: how often the control plane reconciles the
+    /// buckets with Redis. Start-only.
+    pub redis_sync_interval: Duration,
+    /// `redis_key_prefix`: prefix of the bucket keys in Redis. Start-only.
+    pub redis_key_prefix: String,
+    /// `ratelimit_seed`: the bucket hash seed; cluster nodes must share it.
+    /// Start-only.
+    pub ratelimit_seed: u64,
 }
 
 /// `[daemon]`.

@@ -40,7 +40,16 @@ const MILTER_KEYS: &[&str] = &[
 ];
 const POLICY_KEYS: &[&str] = &["message_bytes_max", "header", "sender", "recipient"];
 const RULE_KEYS: &[&str] = &["match", "action", "reply", "body"];
-const EVAL_KEYS: &[&str] = &["policy", "ratelimit_slots", "policyd_socket", "policyd_tcp"];
+const EVAL_KEYS: &[&str] = &[
+    "policy",
+    "ratelimit_slots",
+    "policyd_socket",
+    "policyd_tcp",
+    "redis",
+    "redis_sync_interval",
+    "redis_key_prefix",
+    "ratelimit_seed",
+];
 const SECTIONS: &[(&str, &[&str])] = &[
     ("daemon", DAEMON_KEYS),
     ("shards", SHARDS_KEYS),
@@ -310,7 +319,12 @@ impl Checker {
             policyd_socket: None,
             policyd_socket_disabled: false,
             policyd_tcp: Vec::new(),
+            redis: None,
+            redis_sync_interval: d::REDIS_SYNC_INTERVAL_DEFAULT,
+            redis_key_prefix: d::REDIS_KEY_PREFIX_DEFAULT.to_owned(),
+            ratelimit_seed: d::RATELIMIT_SEED_DEFAULT,
         };
+        let mut seed_set = false;
         for (name, value) in self.table("eval", node, "[eval]") {
             let key = format!("eval.{name}");
             match name.as_str() {
@@ -342,10 +356,59 @@ impl Checker {
                         out.policyd_tcp = tcp;
                     }
                 }
+                "redis" => {
+                    let example = r#"redis = "redis://127.0.0.1:6379/0""#;
+                    if let Some(url) = self.string(&key, value, example) {
+                        match check_redis_url(url) {
+                            Ok(()) => out.redis = Some(url.to_owned()),
+                            Err(e) => self.error(&key, format!("{e}, e.g. `{example}`")),
+                        }
+                    }
+                }
+                "redis_sync_interval" => {
+                    let range = (d::REDIS_SYNC_INTERVAL_MIN, d::REDIS_SYNC_INTERVAL_MAX);
+                    let example = r#"redis_sync_interval = "1s""#;
+                    if let Some(v) = self.duration(&key, value, example, range) {
+                        out.redis_sync_interval = v;
+                    }
+                }
+                "redis_key_prefix" => {
+                    if let Some(p) = self.string(&key, value, r#"redis_key_prefix = "mb:rl:""#) {
+                        if p.len() > d::REDIS_KEY_PREFIX_BYTES_MAX
+                            || p.bytes().any(|b| b.is_ascii_control() || b == b' ')
+                        {
+                            self.error(
+                                &key,
+                                format!(
+                                    "must be at most {} bytes without spaces or control \
+                                     characters, e.g. `mb:rl:`",
+                                    d::REDIS_KEY_PREFIX_BYTES_MAX
+                                ),
+                            );
+                        } else {
+                            out.redis_key_prefix = p.to_owned();
+                        }
+                    }
+                }
+                "ratelimit_seed" => {
+                    let example = "ratelimit_seed = 8167301952";
+                    if let Some(n) = self.integer(&key, value, example, i64::MIN, i64::MAX) {
+                        // Any 64-bit pattern will do: negative numbers reuse the bits.
+                        out.ratelimit_seed = n as u64;
+                        seed_set = true;
+                    }
+                }
                 _ => {
                     self.unknown(&key, name, EVAL_KEYS);
                 }
             }
+        }
+        if out.redis.is_some() && !seed_set {
+            self.warning(
+                "eval.ratelimit_seed",
+                "cluster nodes share buckets with the built-in hash seed, which anyone can \
+                 read; set the same secret `ratelimit_seed` on every node",
+            );
         }
         out
     }
@@ -1032,6 +1095,37 @@ fn crlf(text: &str) -> String {
 }
 
 /// `90s`, `10m`, `1h`, `500ms`: the largest unit that shows `d` exactly.
+/// Accepts what the Redis client can open without TLS: `redis://` and
+/// `unix://` / `redis+unix://` URLs with a host or path.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("`{url}` is not a URL"));
+    };
+    match scheme {
+        "redis" => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            if host.is_empty() || host.starts_with('/') || host.starts_with(':') {
+                return Err(format!("`{url}` names no host"));
+            }
+        }
+        "unix" | "redis+unix" => {
+            if !rest.starts_with('/') {
+                return Err(format!("`{url}`: the socket path must be absolute"));
+            }
+        }
+        "rediss" => return Err("TLS to Redis (`rediss://`) is not built in".into()),
+        other => {
+            return Err(format!(
+                "unknown scheme `{other}` (use redis:// or unix://)"
+            ))
+        }
+    }
+    if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("the URL contains a space or a control character".into());
+    }
+    Ok(())
+}
+
 fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {

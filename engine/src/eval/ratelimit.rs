@@ -14,6 +14,10 @@
 //!   state lives in the table and survives building a new [`Limits`] (a config
 //!   reload) as long as a limit keeps its name and windows.
 //! - The engine has no clock: the caller passes `now_ms` (Unix milliseconds).
+//! - Cluster-wide sharing: a table built with [`RateTable::for_cluster`] also
+//!   counts, per bucket, the events admitted since the control plane last
+//!   took them ([`RateTable::take_deltas`]); the control plane reconciles
+//!   them through Redis and raises local buckets with [`RateTable::merge`].
 //!
 //! `docs/RATELIMIT.md` explains the design, sizing, eviction and the error
 //! bound of cluster-wide sharing.
@@ -38,7 +42,8 @@ use crate::verdict::SmtpText;
 
 /// Slots probed from a key's home slot before the probe window counts as full.
 pub const PROBE: usize = 16;
-/// Default table capacity (slots): 16 bytes each, 16 MiB in all.
+/// Default table capacity (slots): 16 bytes each (32 in a cluster table),
+/// 16 MiB in all.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Largest table capacity accepted by [`RateTable::with_capacity`].
 pub const CAPACITY_MAX: usize = 1 << 30;
@@ -591,7 +596,7 @@ impl Limits {
             render(&c.limit.key, facts, &mut base);
             for (window, gcra) in c.limit.windows.iter().zip(&c.gcras) {
                 let key = slot_key(base, *window);
-                match table.count(key, gcra, now_ms) {
+                match table.count(key, *window, gcra, now_ms) {
                     Count::Admitted { slot, gen } => counted.push(Counted {
                         slot,
                         key,
@@ -912,10 +917,81 @@ pub fn bucket_hash(seed: u64, limit: &str, key: &str, window: Window) -> u64 {
 // ---------------------------------------------------------------------------
 // The shared table
 
+/// One bucket of a node-local table: 16 bytes.
 #[derive(Debug, Default)]
 struct Slot {
     key: AtomicU64,
     state: AtomicU64,
+}
+
+/// One bucket of a cluster table, 32 bytes aligned so that it never
+/// straddles a cache line: the cluster words sit on the line the admitting
+/// CAS already owns.
+#[derive(Debug, Default)]
+#[repr(align(32))]
+struct ClusterSlot {
+    key: AtomicU64,
+    state: AtomicU64,
+    /// Events admitted since the last [`RateTable::take_deltas`].
+    delta: AtomicU64,
+    /// The bucket's window, [`window_meta`]; 0 until its claimer stores it.
+    meta: AtomicU64,
+}
+
+/// The slots: node-local tables stay at 16 bytes per slot.
+enum Slots {
+    Local(Box<[Slot]>),
+    Cluster(Box<[ClusterSlot]>),
+}
+
+/// The words of one slot; `sync` (delta, meta) only in a cluster table.
+#[derive(Clone, Copy)]
+struct SlotRef<'a> {
+    key: &'a AtomicU64,
+    state: &'a AtomicU64,
+    sync: Option<(&'a AtomicU64, &'a AtomicU64)>,
+}
+
+/// A window packed in one word: count (high 32 bits, at least 1) and period
+/// in ms (low 32 bits, at most `u32::MAX`; only hand-built windows of 49 days
+/// or more are cut, which changes their emission interval by under 1/4096 ms).
+/// Never 0.
+fn window_meta(window: Window) -> u64 {
+    let period = window.period_ms.clamp(1, u64::from(u32::MAX));
+    (u64::from(window.count.max(1)) << 32) | period
+}
+
+fn meta_window(meta: u64) -> Window {
+    Window {
+        count: (meta >> 32) as u32,
+        period_ms: meta & u64::from(u32::MAX),
+    }
+}
+
+/// One bucket's events admitted on this node since the last
+/// [`RateTable::take_deltas`], with what a reconciler needs to apply them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// The bucket's hash ([`bucket_hash`]): its identity on every node.
+    pub hash: u64,
+    /// Emission interval `T` of its window, in bucket units (1/4096 ms).
+    pub emission: u64,
+    /// Burst span `count × T` of its window, in bucket units.
+    pub span: u64,
+    /// Events admitted (minus those refunded) since the last take; at least 1.
+    pub count: u64,
+}
+
+/// What [`RateTable::merge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// The local TAT was below the merged one and was raised to it.
+    Raised,
+    /// The local TAT was already at or above it.
+    Unchanged,
+    /// The bucket is not in the table (it refilled and its slot was handed
+    /// over, or it was evicted): nothing was created.
+    Absent,
 }
 
 fn pack(gen: u64, tat: u64) -> u64 {
@@ -943,7 +1019,7 @@ struct Counters {
 /// power of two, open addressing with [`PROBE`] slots of linear probing. Keep
 /// it across reloads; build it once at startup.
 pub struct RateTable {
-    slots: Box<[Slot]>,
+    slots: Slots,
     mask: usize,
     seed: u64,
     counters: Counters,
@@ -952,7 +1028,7 @@ pub struct RateTable {
 impl fmt::Debug for RateTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateTable")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &self.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -1003,17 +1079,151 @@ impl RateTable {
     pub fn with_seed(slots: usize, seed: u64) -> Self {
         let cap = slots.clamp(PROBE, CAPACITY_MAX).next_power_of_two();
         Self {
-            slots: (0..cap).map(|_| Slot::default()).collect(),
+            slots: Slots::Local((0..cap).map(|_| Slot::default()).collect()),
             mask: cap - 1,
             seed,
             counters: Counters::default(),
         }
     }
 
+    /// Like [`with_seed`](Self::with_seed), for a node that shares buckets
+    /// with others: every admitted event is also counted (one relaxed atomic
+    /// add on the bucket's cache line) for [`take_deltas`](Self::take_deltas).
+    /// Slots take 32 bytes instead of 16. All nodes need the same `seed`.
+    #[must_use]
+    pub fn for_cluster(slots: usize, seed: u64) -> Self {
+        let cap = slots.clamp(PROBE, CAPACITY_MAX).next_power_of_two();
+        Self {
+            slots: Slots::Cluster((0..cap).map(|_| ClusterSlot::default()).collect()),
+            mask: cap - 1,
+            seed,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The hash seed.
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Whether the table counts deltas ([`for_cluster`](Self::for_cluster)).
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.slots, Slots::Cluster(_))
+    }
+
+    /// Appends to `out` every bucket that admitted events since the last call
+    /// and resets their counts: for the control plane, every sync interval.
+    /// Reads every slot once (not for the hot path). Nothing on a table
+    /// without [`for_cluster`](Self::for_cluster).
+    ///
+    /// Exact: every admitted event is in exactly one take, minus refunds that
+    /// came before the take. Bounded exceptions: a refund after the take is
+    /// not subtracted (Redis is told one event too many), and the count of a
+    /// bucket whose slot changes hands during the scan is dropped.
+    pub fn take_deltas(&self, out: &mut Vec<Delta>) {
+        let Slots::Cluster(slots) = &self.slots else {
+            return;
+        };
+        for slot in slots.iter() {
+            if slot.delta.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let state = slot.state.load(Ordering::SeqCst);
+            let key = slot.key.load(Ordering::SeqCst);
+            let meta = slot.meta.load(Ordering::SeqCst);
+            if tat_of(state) == BUSY || key == 0 || meta == 0 {
+                // Being handed over, or claimed and not yet described: next time.
+                continue;
+            }
+            let count = slot.delta.swap(0, Ordering::SeqCst);
+            if count == 0 {
+                continue;
+            }
+            // A hand-over between the reads and the swap would make the count
+            // someone else's: drop it then (see the doc comment).
+            if gen_of(slot.state.load(Ordering::SeqCst)) != gen_of(state)
+                || slot.key.load(Ordering::SeqCst) != key
+            {
+                continue;
+            }
+            let gcra = Gcra::new(meta_window(meta));
+            out.push(Delta {
+                hash: key,
+                emission: gcra.emission,
+                span: gcra.span,
+                count,
+            });
+        }
+    }
+
+    /// The TAT of bucket `hash` (table units), if it is in the table: for
+    /// tests and tools.
+    #[must_use]
+    pub fn bucket_tat(&self, hash: u64) -> Option<u64> {
+        self.peek(hash)
+    }
+
+    /// Raises the TAT of bucket `hash` to `tat` (a reconciled value, same
+    /// units as the table) if it is lower; never lowers it, so a merge never
+    /// re-admits what was spent. Monotonic and idempotent: merging the same
+    /// or a lower value again changes nothing. Uses the same compare-and-swap
+    /// and generation as admitting, so it never writes into a slot that has
+    /// changed hands. A bucket not in the table is not created: claiming a
+    /// slot could evict another bucket, and an absent bucket is one that
+    /// refilled here (its next event brings the merged state back within one
+    /// sync).
+    pub fn merge(&self, hash: u64, tat: u64) -> Merged {
+        if hash == 0 {
+            return Merged::Absent;
+        }
+        let tat = tat.min(BUSY - 1);
+        let home = self.home(hash);
+        for i in 0..PROBE {
+            let slot = self.slot(home.wrapping_add(i));
+            match slot.key.load(Ordering::SeqCst) {
+                0 => return Merged::Absent,
+                k if k == hash => return self.raise(slot, hash, tat),
+                _ => {}
+            }
+        }
+        Merged::Absent
+    }
+
+    fn raise(&self, slot: SlotRef<'_>, hash: u64, tat: u64) -> Merged {
+        let mut spins = 0;
+        loop {
+            let state = slot.state.load(Ordering::SeqCst);
+            if tat_of(state) == BUSY {
+                spins += 1;
+                if spins > SPIN_MAX {
+                    return Merged::Absent;
+                }
+                spin_loop();
+                continue;
+            }
+            if slot.key.load(Ordering::SeqCst) != hash {
+                return Merged::Absent;
+            }
+            if tat_of(state) >= tat {
+                return Merged::Unchanged;
+            }
+            let new = pack(gen_of(state), tat);
+            if slot
+                .state
+                .compare_exchange_weak(state, new, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Merged::Raised;
+            }
+        }
+    }
+
     /// Slots in the table.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.mask + 1
     }
 
     /// Occupancy and counters. Reads every slot once (16 MiB at the default size):
@@ -1021,11 +1231,9 @@ impl RateTable {
     #[must_use]
     pub fn stats(&self) -> TableStats {
         TableStats {
-            capacity: self.slots.len(),
-            used: self
-                .slots
-                .iter()
-                .filter(|s| s.key.load(Ordering::Relaxed) != 0)
+            capacity: self.capacity(),
+            used: (0..self.capacity())
+                .filter(|&i| self.slot(i).key.load(Ordering::Relaxed) != 0)
                 .count(),
             reclaimed: self.counters.reclaimed.load(Ordering::Relaxed),
             full: self.counters.full.load(Ordering::Relaxed),
@@ -1033,8 +1241,25 @@ impl RateTable {
         }
     }
 
-    fn slot(&self, i: usize) -> &Slot {
-        &self.slots[i & self.mask]
+    fn slot(&self, i: usize) -> SlotRef<'_> {
+        match &self.slots {
+            Slots::Local(slots) => {
+                let s = &slots[i & self.mask];
+                SlotRef {
+                    key: &s.key,
+                    state: &s.state,
+                    sync: None,
+                }
+            }
+            Slots::Cluster(slots) => {
+                let s = &slots[i & self.mask];
+                SlotRef {
+                    key: &s.key,
+                    state: &s.state,
+                    sync: Some((&s.delta, &s.meta)),
+                }
+            }
+        }
     }
 
     fn home(&self, key: u64) -> usize {
@@ -1061,7 +1286,7 @@ impl RateTable {
     /// Finds `key`'s slot or claims one for it: the first empty slot, else the
     /// first expired one, else evicts the bucket nearest to full. `None` when
     /// racing claims kept failing (fail open).
-    fn locate(&self, key: u64, now: u64) -> Option<usize> {
+    fn locate(&self, key: u64, meta: u64, now: u64) -> Option<usize> {
         let home = self.home(key);
         for _ in 0..LOCATE_TRIES {
             let mut empty = None;
@@ -1096,7 +1321,14 @@ impl RateTable {
                     .key
                     .compare_exchange(0, key, Ordering::SeqCst, Ordering::SeqCst)
                 {
-                    Ok(_) => return Some(at),
+                    Ok(_) => {
+                        if let Some((_, meta_word)) = self.slot(at).sync {
+                            // Same value from anyone who writes it: the key
+                            // hash includes the window.
+                            meta_word.store(meta, Ordering::SeqCst);
+                        }
+                        return Some(at);
+                    }
                     Err(k) if k == key => return Some(at),
                     Err(_) => continue,
                 }
@@ -1117,6 +1349,12 @@ impl RateTable {
             }
             // BUSY is ours: nobody else changes this slot until we publish.
             slot.key.store(key, Ordering::SeqCst);
+            if let Some((delta, meta_word)) = slot.sync {
+                // The old bucket's unsent events are dropped: it had refilled
+                // (or is evicted, its state lost anyway).
+                meta_word.store(meta, Ordering::SeqCst);
+                delta.store(0, Ordering::SeqCst);
+            }
             slot.state.store(pack(gen, 0), Ordering::SeqCst);
             let counter = if evict {
                 &self.counters.full
@@ -1165,14 +1403,19 @@ impl RateTable {
     }
 
     /// Counts one event for `key` under `gcra`.
-    fn count(&self, key: u64, gcra: &Gcra, now_ms: u64) -> Count {
+    fn count(&self, key: u64, window: Window, gcra: &Gcra, now_ms: u64) -> Count {
         let now = now_fixed(now_ms);
         for _ in 0..LOCATE_TRIES {
-            let Some(at) = self.locate(key, now) else {
+            let Some(at) = self.locate(key, window_meta(window), now) else {
                 break;
             };
             match self.step(at, key, gcra, now_ms) {
-                Step::Admitted(gen) => return Count::Admitted { slot: at, gen },
+                Step::Admitted(gen) => {
+                    if let Some((delta, _)) = self.slot(at).sync {
+                        delta.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Count::Admitted { slot: at, gen };
+                }
                 Step::Refused(retry_after_ms) => return Count::Refused { retry_after_ms },
                 Step::Moved => continue,
                 Step::Open => break,
@@ -1199,6 +1442,11 @@ impl RateTable {
                 .compare_exchange_weak(state, new, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
+                if let Some((delta, _)) = slot.sync {
+                    // Not below 0: after a take, the event has been sent.
+                    let _ = delta
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
+                }
                 return;
             }
         }
