@@ -84,8 +84,8 @@ struct State {
 /// How long a replaced policy snapshot is kept before it is freed.
 const RETIRE_AFTER: Duration = Duration::from_secs(2);
 
-/// How often the control plane refreshes the UTC offset and looks for a
-/// changed GeoIP database.
+/// Longest time between refreshes of the UTC offset (the GeoIP database is
+/// looked at every `eval.watch_interval`, at most this long).
 const TICK: Duration = Duration::from_secs(30);
 
 struct Control {
@@ -153,7 +153,7 @@ pub fn run(mut ctx: ControlContext) -> Result<u32> {
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        let mut tick = tokio::time::interval(TICK);
+        let mut tick = tokio::time::interval(control.ctx.config.eval.watch_interval.min(TICK));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -170,9 +170,17 @@ pub fn run(mut ctx: ControlContext) -> Result<u32> {
                             Ok((generation, _)) => log::info!(
                                 "GeoIP database changed on disk; policy reloaded, generation {generation}."
                             ),
-                            Err(e) => log::error!(
-                                "GeoIP database changed on disk but the reload was refused; old policy stays: {e}"
-                            ),
+                            Err(e) => {
+                                log::error!(
+                                    "GeoIP database changed on disk but the reload was refused; old policy stays: {e}"
+                                );
+                                control
+                                    .state
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .watched
+                                    .mark_seen();
+                            }
                         }
                     }
                 }

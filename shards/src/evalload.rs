@@ -41,6 +41,14 @@ pub struct Watched {
 }
 
 impl Watched {
+    /// Takes the files' current modification times as seen (after a reload
+    /// refused them, so a broken file is not retried until it changes again).
+    pub fn mark_seen(&mut self) {
+        if let Some((path, mtime)) = &mut self.geoip {
+            *mtime = modified(path);
+        }
+    }
+
     /// Whether a watched file changed since it was loaded.
     pub fn changed(&self) -> bool {
         self.geoip

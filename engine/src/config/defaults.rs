@@ -146,3 +146,13 @@ pub const RATELIMIT_SLOTS_MIN: usize = 1 << 10;
 
 /// Largest `eval.ratelimit_slots` (1 GiB of buckets).
 pub const RATELIMIT_SLOTS_MAX: usize = 1 << 26;
+
+/// `eval.watch_interval`: 30 s between checks of the GeoIP database's
+/// modification time (one `stat`); `geoipupdate` runs weekly or daily.
+pub const WATCH_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Smallest `eval.watch_interval`.
+pub const WATCH_INTERVAL_MIN: Duration = Duration::from_secs(1);
+
+/// Largest `eval.watch_interval` (the control plane ticks every 30 s anyway).
+pub const WATCH_INTERVAL_MAX: Duration = Duration::from_secs(30);

@@ -57,6 +57,9 @@ pub struct EvalConfig {
     /// buckets (`redis://host:port/db` or `unix:///path`). `None`: limits are
     /// node-local. Start-only.
     pub redis: Option<String>,
+    /// `watch_interval`: how often the control plane checks whether the
+    /// GeoIP database changed on disk (and reloads the policy if so).
+    pub watch_interval: Duration,
     /// `redis_sync_interval`: how often the control plane reconciles the
     /// buckets with Redis. Start-only.
     pub redis_sync_interval: Duration,

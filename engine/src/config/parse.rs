@@ -49,6 +49,7 @@ const EVAL_KEYS: &[&str] = &[
     "redis_sync_interval",
     "redis_key_prefix",
     "ratelimit_seed",
+    "watch_interval",
 ];
 const SECTIONS: &[(&str, &[&str])] = &[
     ("daemon", DAEMON_KEYS),
@@ -321,6 +322,7 @@ impl Checker {
             policyd_tcp: Vec::new(),
             redis: None,
             redis_sync_interval: d::REDIS_SYNC_INTERVAL_DEFAULT,
+            watch_interval: d::WATCH_INTERVAL_DEFAULT,
             redis_key_prefix: d::REDIS_KEY_PREFIX_DEFAULT.to_owned(),
             ratelimit_seed: d::RATELIMIT_SEED_DEFAULT,
         };
@@ -363,6 +365,13 @@ impl Checker {
                             Ok(()) => out.redis = Some(url.to_owned()),
                             Err(e) => self.error(&key, format!("{e}, e.g. `{example}`")),
                         }
+                    }
+                }
+                "watch_interval" => {
+                    let range = (d::WATCH_INTERVAL_MIN, d::WATCH_INTERVAL_MAX);
+                    let example = r#"watch_interval = "30s""#;
+                    if let Some(v) = self.duration(&key, value, example, range) {
+                        out.watch_interval = v;
                     }
                 }
                 "redis_sync_interval" => {

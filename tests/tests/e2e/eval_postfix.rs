@@ -875,3 +875,77 @@ fn policy_test_prints_decisions_and_reasons() {
         describe(&out)
     );
 }
+
+/// The GeoIP database reloads without a restart: replacing the file on disk
+/// changes decisions within `eval.watch_interval`, with no signal and no
+/// `mbctl`; a broken replacement is refused and the last good one stays.
+#[test]
+fn geoip_database_replaced_on_disk_is_picked_up() {
+    let dir = TestDir::new("ev-geo-watch").unwrap();
+    let policy_dir = dir.subdir("policy").unwrap();
+    let db = policy_dir.join("country.mmdb");
+    fs::copy(geoip_db(), &db).unwrap();
+    let policy = write_policy(&policy_dir, "");
+    let text = fs::read_to_string(&policy)
+        .unwrap()
+        .replace(&geoip_db().display().to_string(), &db.display().to_string());
+    fs::write(&policy, text).unwrap();
+    let cfg = MbdConfig::with_policy(&format!(
+        "[eval]\npolicy = \"{}\"\nwatch_interval = \"1s\"\n",
+        policy.display()
+    ));
+    let mbd = Mbd::start(&dir.join("mbd"), &cfg).unwrap();
+    let decide = || {
+        let out = mbd.ctl(&[
+            "policy",
+            "test",
+            "--from",
+            "sam@source.example",
+            "--rcpt",
+            "alice@acme.example",
+            "--ip",
+            SE,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        stdout(&out).lines().next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(
+        decide(),
+        "alice@acme.example: reject (550 5.7.1 Mail from country SE is not accepted here)"
+    );
+    let generation = |mbd: &Mbd| mbd.status().unwrap()["config_generation"].as_u64().unwrap();
+    assert_eq!(generation(&mbd), 1);
+
+    // A broken database: refused, the SE client is still refused.
+    let fixtures = db_fixture_dir();
+    fs::copy(
+        fixtures.join("MaxMind-DB-test-broken-pointers-24.mmdb"),
+        &db,
+    )
+    .unwrap();
+    let err = wait_for(Duration::from_secs(15), Duration::from_millis(200), || {
+        mbd.status().ok()?["last_reload_error"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .expect("a broken database is reported in mbctl status");
+    assert!(err.contains("country.mmdb"), "{err}");
+    assert_eq!(generation(&mbd), 1);
+    assert!(decide().contains("reject (550 5.7.1"), "old database stays");
+
+    // A database without country data for that address: the client passes.
+    fs::copy(fixtures.join("MaxMind-DB-test-ipv4-24.mmdb"), &db).unwrap();
+    let passed = wait_for(Duration::from_secs(15), Duration::from_millis(200), || {
+        (decide() == "alice@acme.example: continue").then_some(())
+    });
+    assert!(
+        passed.is_some(),
+        "the new database was not picked up: {}",
+        decide()
+    );
+    assert!(generation(&mbd) >= 2);
+}
+
+fn db_fixture_dir() -> PathBuf {
+    workspace_root().join("engine/fixtures/geoip/maxmind-test-data")
+}
