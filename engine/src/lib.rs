@@ -25,6 +25,7 @@
 pub mod config;
 pub mod ctl_api;
 pub mod eval;
+pub mod filter;
 pub mod limits;
 pub mod milter;
 pub mod policy;

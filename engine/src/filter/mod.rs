@@ -1,0 +1,13 @@
+//! filter: the content scanner (issue 4), built in pieces.
+//!
+//! - [`mime`]: the message model (MIME parts, decoded headers, text and
+//!   HTML-rendered bodies, attachments, URLs) with hard caps.
+//! - [`sa`]: SpamAssassin `.cf` rule files read into rule definitions, with
+//!   a report of what is active and what is skipped, and why.
+//! - [`matcher`]: pattern sets compiled into one Hyperscan database per class
+//!   (prefilter plus confirmation where Hyperscan cannot run a pattern
+//!   exactly), aho-corasick for literals, and a naive oracle.
+
+pub mod matcher;
+pub mod mime;
+pub mod sa;
