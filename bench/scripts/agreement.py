@@ -52,15 +52,34 @@ def load_jsonl(path):
     return recs, bad
 
 
+RULE_TYPES = ("header", "body", "rawbody", "full", "uri", "meta", "mimeheader", "askdns", "uridnsbl",
+              "urirhsbl", "urirhssub", "urifullnsrhssub", "uri_detail", "hashbl_email")
+
+
 def load_sa_scores(rules_dir, scoreset=0):
-    """Rule -> score in `scoreset` from `score NAME s0 [s1 s2 s3]` lines (files in name order,
-    the last definition wins, as SpamAssassin reads them). Conditional blocks are not evaluated,
-    so this is an approximation good enough to weigh symbol differences."""
-    scores = {}
+    """Rule -> score in `scoreset`, as SpamAssassin computes it from the rule files.
+
+    `score NAME s0 [s1 s2 s3]` lines, files in name order, the last definition wins. A rule
+    defined without any score line gets SA's default (Conf/Parser.pm fix_tests): 1.0, 0.01 for
+    T_ rules, negated for `tflags ... nice`. This matters for Debian's packaged 4.0.1 rules:
+    they lack sa-update's generated 72_scores.cf, so most 72_active.cf rules score 1.0/-1.0.
+    Conditional blocks (ifplugin/if) are not evaluated: an approximation good enough to weigh
+    symbol differences."""
+    scores, tflags, defined = {}, {}, set()
     pat = re.compile(r"^\s*score\s+(\S+)\s+(.*)$")
+    tpat = re.compile(r"^\s*tflags\s+(\S+)\s+(.*)$")
+    rpat = re.compile(r"^\s*(%s)\s+([A-Za-z0-9_]+)\b" % "|".join(RULE_TYPES))
     for fn in sorted(glob.glob(os.path.join(rules_dir, "*.cf"))):
         with open(fn, encoding="utf-8", errors="replace") as f:
             for ln in f:
+                m = rpat.match(ln)
+                if m:
+                    defined.add(m.group(2))
+                    continue
+                m = tpat.match(ln)
+                if m:
+                    tflags[m.group(1)] = m.group(2).split("#", 1)[0].split()
+                    continue
                 m = pat.match(ln)
                 if not m:
                     continue
@@ -72,6 +91,11 @@ def load_sa_scores(rules_dir, scoreset=0):
                 if not nums:
                     continue
                 scores[m.group(1)] = nums[scoreset] if len(nums) == 4 else nums[0]
+    for name in defined:
+        if name.startswith("__") or name in scores:
+            continue
+        d = 0.01 if name.startswith("T_") else 1.0
+        scores[name] = -d if "nice" in tflags.get(name, ()) else d
     return scores
 
 
@@ -102,6 +126,13 @@ def ranks(xs):
             r[order[k]] = avg
         i = j + 1
     return r
+
+
+CLIP = (-20.0, 50.0)  # GTUBE (1000) and welcomelist (-100) scores would dominate a raw Pearson r
+
+
+def clip(xs):
+    return [min(max(x, CLIP[0]), CLIP[1]) for x in xs]
 
 
 def spearman(xs, ys):
@@ -234,11 +265,11 @@ def report(res, ref_name, cand_name, ref_path, cand_path, top=30, scores=None, m
         mad = (sum(abs(x - y) for x, y in zip(p["xs"], p["ys"])) / len(p["xs"])) if p["xs"] else None
         label = ("**%s**" % folder) if "/" not in folder else folder
         w.append("| %s | %d | %d | %d | %d | %s | %s | %s |" % (label, p["n"], p["ref_spam"], p["cand_spam"], p["agree"],
-                                                              pct(p["agree"], p["n"]), fnum(pearson(p["xs"], p["ys"])),
+                                                              pct(p["agree"], p["n"]), fnum(pearson(clip(p["xs"]), clip(p["ys"]))),
                                                               fnum(mad, 2)))
     w.append("| **all** | %d | %d | %d | %d | %s | %s | %s |" % (
         n, cf[(True, True)] + cf[(True, False)], cf[(True, True)] + cf[(False, True)], res["agree"], pct(res["agree"], n),
-        fnum(pearson(res["xs"], res["ys"])),
+        fnum(pearson(clip(res["xs"]), clip(res["ys"]))),
         fnum(sum(abs(x - y) for x, y in zip(res["xs"], res["ys"])) / len(res["xs"]) if res["xs"] else None, 2)))
     w.append("")
     xs, ys = res["xs"], res["ys"]
@@ -247,7 +278,10 @@ def report(res, ref_name, cand_name, ref_path, cand_path, top=30, scores=None, m
     if xs:
         d = [abs(x - y) for x, y in zip(xs, ys)]
         w.append("* messages with both scores: %d" % len(xs))
-        w.append("* Pearson r = %s, Spearman rho = %s" % (fnum(pearson(xs, ys), 4), fnum(spearman(xs, ys), 4)))
+        w.append("* Pearson r = %s (scores clipped to [%g, %g]; unclipped %s), Spearman rho = %s"
+                 % (fnum(pearson(clip(xs), clip(ys)), 4), CLIP[0], CLIP[1], fnum(pearson(xs, ys), 4), fnum(spearman(xs, ys), 4)))
+        w.append("* note: spamd prints scores rounded to one decimal, except that a ham whose score would print as 5.0 shows 4.9 (4.994 ->"
+                 " 4.9), so deltas up to 0.1 are display noise; the verdict is (rule-score sum rounded to 3 decimals) >= required_score")
         w.append("* mean abs delta %.3f; |delta| <= 0.05: %s; <= 0.5: %s; max %.2f"
                  % (sum(d) / len(d), pct(sum(1 for v in d if v <= 0.05), len(d)), pct(sum(1 for v in d if v <= 0.5), len(d)), max(d)))
         near = sum(1 for x, y in zip(xs, ys) if min(x, y) < 5.0 <= max(x, y) or abs(x - 5.0) < 1.0)

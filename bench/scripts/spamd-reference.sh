@@ -22,7 +22,10 @@
 #   5. stops spamd by its PID (SIGTERM, then SIGKILL for that PID only).
 #
 # Env: SPAMD_REF_STATE, SPAMD_REF_RULES, SPAMD_REF_CORPUS, SPAMD_REF_CHILDREN (<= 2 on the shared
-# box), SPAMD_REF_LIMIT (stop after N new messages; 0 = all), SPAMD_REF_TIMEOUT (s per message).
+# box), SPAMD_REF_LIMIT (stop after N new messages; 0 = all), SPAMD_REF_TIMEOUT (s per message),
+# SPAMD_REF_STRACE=FILE: run spamd under `strace -f -e trace=network` (from exec on, so start-up
+# is covered too) to prove that no DNS / non-loopback traffic happens; slows spamd, so do not
+# quote the throughput of such a run.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 MODE=scan
@@ -36,6 +39,7 @@ RULES=${SPAMD_REF_RULES:-/work/shared/corpus/rules/spamassassin}
 CORPUS=${SPAMD_REF_CORPUS:-/work/shared/corpus}
 CHILDREN=${SPAMD_REF_CHILDREN:-2}
 LIMIT=${SPAMD_REF_LIMIT:-0}
+STRACE_OUT=${SPAMD_REF_STRACE:-}
 TIMEOUT=${SPAMD_REF_TIMEOUT:-120}
 SOCK="$STATE/spamd.sock"
 SITE="$STATE/site"
@@ -90,6 +94,7 @@ fi
 
 # ---------------------------------------------------------------- 3. start spamd
 SPAMD_PID=
+STRACE_PID=
 stop_spamd() {
   [ -n "$SPAMD_PID" ] || return 0
   if kill -0 "$SPAMD_PID" 2>/dev/null; then
@@ -99,6 +104,11 @@ stop_spamd() {
     kill -0 "$SPAMD_PID" 2>/dev/null && kill -KILL "$SPAMD_PID" 2>/dev/null || true
   fi
   SPAMD_PID=
+  if [ -n "$STRACE_PID" ]; then  # strace exits once its tracees are gone
+    for _ in $(seq 1 100); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$STRACE_PID" 2>/dev/null && kill -TERM "$STRACE_PID" 2>/dev/null || true
+    STRACE_PID=
+  fi
 }
 trap stop_spamd EXIT
 trap 'exit 130' INT TERM
@@ -115,8 +125,17 @@ SPAMD_CMD=(spamd -L -x -u debian-spamd -g debian-spamd -H "$HOMED"
   --timeout-child=300 --pidfile="$PIDF" -s "$LOG")
 log "starting: ${SPAMD_CMD[*]}"
 printf '%s\n' "${SPAMD_CMD[*]}" > "$STATE/spamd.cmd"
-setsid "${SPAMD_CMD[@]}" >"$STATE/spamd.stdout" 2>&1 &
-SPAMD_PID=$!
+if [ -n "$STRACE_OUT" ]; then
+  command -v strace >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y strace >/dev/null
+  rm -f "$PIDF"
+  setsid strace -f -qq -e trace=network -o "$STRACE_OUT" "${SPAMD_CMD[@]}" >"$STATE/spamd.stdout" 2>&1 &
+  STRACE_PID=$!
+  for _ in $(seq 1 600); do [ -s "$PIDF" ] && break; sleep 0.1; done
+  SPAMD_PID=$(cat "$PIDF")   # spamd's own pid (a child of strace), stopped by that pid
+else
+  setsid "${SPAMD_CMD[@]}" >"$STATE/spamd.stdout" 2>&1 &
+  SPAMD_PID=$!
+fi
 python3 - "$SOCK" "$SPAMD_PID" <<'PY'
 import socket, sys, time, os
 sock, pid = sys.argv[1], int(sys.argv[2])

@@ -164,8 +164,12 @@ class AgreementTest(unittest.TestCase):
             f.write("score R4 1.0 2.0 3.0 4.0\nscore R1 2.5 # comment\nscore R_LATER 1\n")
         with open(os.path.join(d, "50_b.cf"), "w") as f:
             f.write("score R_LATER 0.7 0 0 0\n")
+        with open(os.path.join(d, "72_c.cf"), "w") as f:
+            f.write("header R_NOSCORE From =~ /x/\nmeta R_NICE R1 && R4\ntflags R_NICE nice publish\n"
+                    "body T_TESTING /y/\nbody __SUB /z/\n")
         s = agreement.load_sa_scores(d)
-        self.assertEqual(s, {"R4": 1.0, "R1": 2.5, "R_LATER": 0.7})
+        # SA defaults for rules without a score line: 1.0, -1.0 if nice, 0.01 for T_; none for __ subrules
+        self.assertEqual(s, {"R4": 1.0, "R1": 2.5, "R_LATER": 0.7, "R_NOSCORE": 1.0, "R_NICE": -1.0, "T_TESTING": 0.01})
 
 
 REAL = os.environ.get("SPAMD_REFERENCE", "/tmp/spamd-reference.jsonl")
