@@ -9,7 +9,9 @@ Both inputs are JSON lines in the format of bench/scripts/spamd-reference.sh (an
 `mbctl scan --json DIR`):
   {"file": "ham/spamassassin/easy_ham/0001...", "score": 1.2, "required": 5.0,
    "is_spam": false, "symbols": ["RULE_A", ...], "ms": 81.0}
-Only "file", "is_spam" and "symbols" are required; "score" enables the correlation.
+Only "file", "is_spam" and "symbols" are required; "score" enables the correlation. Files are
+matched by name relative to the corpus root: absolute names under --root are made relative, and
+--cand-prefix is prepended to the candidate's names (for a scan of one sub-folder).
 
 Reports: verdict agreement (is_spam equal) per folder (first --depth path components) and
 overall, with the confusion matrix; score correlation (Pearson, Spearman, mean |delta|); the symbols
@@ -30,7 +32,21 @@ from collections import Counter, defaultdict
 
 
 # ---------------------------------------------------------------- input
-def load_jsonl(path):
+def norm_name(name, root=None, prefix=""):
+    """file key: strip an absolute corpus root and "./", then prepend prefix (e.g. "ham/spamassassin/"
+    when the candidate was run as `mbctl scan --json /work/shared/corpus/ham/spamassassin`)."""
+    if root:
+        r = root.rstrip("/") + "/"
+        if name.startswith(r):
+            name = name[len(r):]
+    while name.startswith("./"):
+        name = name[2:]
+    if prefix and not name.startswith(prefix):
+        name = prefix.rstrip("/") + "/" + name
+    return name
+
+
+def load_jsonl(path, root=None, prefix=""):
     """-> (dict file -> record, number of bad lines). A file listed twice: the last line wins."""
     recs, bad = {}, 0
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -40,7 +56,8 @@ def load_jsonl(path):
                 continue
             try:
                 r = json.loads(ln)
-                name = r["file"]
+                name = norm_name(r["file"], root, prefix)
+                r["file"] = name
                 r["is_spam"] = bool(r["is_spam"])
                 r["symbols"] = sorted(set(r.get("symbols") or []))
                 if r.get("score") is not None:
@@ -370,6 +387,9 @@ def main(argv=None):
     ap.add_argument("--ref-name", default="spamd")
     ap.add_argument("--cand-name", default="mailborder")
     ap.add_argument("--rules", help="SpamAssassin rules dir, for rule scores (score set 0)")
+    ap.add_argument("--root", default="/work/shared/corpus",
+                    help="absolute corpus root stripped from file names on both sides (default /work/shared/corpus)")
+    ap.add_argument("--cand-prefix", default="", help="prepended to candidate file names (relative to --root)")
     ap.add_argument("--depth", type=int, default=2, help="path components that name a folder (default 2)")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--max-files", type=int, default=200, help="disagreeing files listed (default 200)")
@@ -377,8 +397,8 @@ def main(argv=None):
     ap.add_argument("--fail-under", type=float, help="exit 1 if overall agreement %% is below this")
     ap.add_argument("--out", help="write the Markdown here instead of stdout")
     a = ap.parse_args(argv)
-    ref, bad_r = load_jsonl(a.reference)
-    cand, bad_c = load_jsonl(a.candidate)
+    ref, bad_r = load_jsonl(a.reference, a.root)
+    cand, bad_c = load_jsonl(a.candidate, a.root, a.cand_prefix)
     scores = load_sa_scores(a.rules) if a.rules else None
     res = analyse(ref, cand, depth=max(1, a.depth), scores=scores)
     md, agree = report(res, a.ref_name, a.cand_name, a.reference, a.candidate, top=a.top, scores=scores,

@@ -149,6 +149,16 @@ class AgreementTest(unittest.TestCase):
         self.assertEqual(res["only_cand"], ["extra/only/in/cand"])
         self.assertEqual(res["agree"], 24)
 
+    def test_names_are_normalised(self):
+        self.assertEqual(agreement.norm_name("/work/shared/corpus/ham/x/1", "/work/shared/corpus"), "ham/x/1")
+        self.assertEqual(agreement.norm_name("./easy_ham/1", None, "ham/spamassassin"), "ham/spamassassin/easy_ham/1")
+        self.assertEqual(agreement.norm_name("ham/spamassassin/easy_ham/1", None, "ham/spamassassin/"),
+                         "ham/spamassassin/easy_ham/1")
+        recs = synth(12)
+        cand = [dict(r, file="/corp/" + r["file"]) for r in recs]
+        rc, md = self.run_main(self.write("r.jsonl", recs), self.write("c.jsonl", cand), "--root", "/corp")
+        self.assertIn("verdict agreement: 12 / 12 = 100.00 %", md)
+
     def test_stats(self):
         self.assertAlmostEqual(agreement.pearson([1, 2, 3], [2, 4, 6]), 1.0)
         self.assertAlmostEqual(agreement.pearson([1, 2, 3], [3, 2, 1]), -1.0)
