@@ -74,9 +74,14 @@ fn main() -> ExitCode {
             }
         }
     }
-    let sources: Vec<Source<'_>> =
-        texts.iter().map(|(f, t)| Source { file: f, text: t }).collect();
-    let options = Options { lang: args.lang, ..Options::default() };
+    let sources: Vec<Source<'_>> = texts
+        .iter()
+        .map(|(f, t)| Source { file: f, text: t })
+        .collect();
+    let options = Options {
+        lang: args.lang,
+        ..Options::default()
+    };
     let start = Instant::now();
     let mut set = sa::load(&sources, &options);
     let elapsed = start.elapsed();
@@ -86,7 +91,14 @@ fn main() -> ExitCode {
                 sa::Status::Active => "active".to_owned(),
                 sa::Status::Skipped(why) => format!("skipped:{}", why.label()),
             };
-            println!("{}\t{}\t{}\t{}\t{}", r.name, r.kind.label(), status, r.score, r.origin);
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                r.name,
+                r.kind.label(),
+                status,
+                r.score,
+                r.origin
+            );
         }
         return ExitCode::SUCCESS;
     }

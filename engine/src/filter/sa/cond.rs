@@ -32,7 +32,9 @@ fn lex(text: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
             }
             let n = text[s..i].replace('_', "");
-            out.push(Tok::Num(n.parse().map_err(|_| format!("bad number `{n}`"))?));
+            out.push(Tok::Num(
+                n.parse().map_err(|_| format!("bad number `{n}`"))?,
+            ));
         } else if c.is_ascii_alphabetic() || c == b'_' {
             let s = i;
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
@@ -60,7 +62,12 @@ struct P<'a, 'e> {
 /// Evaluates a condition; `Err` names the first thing not understood.
 pub(crate) fn eval(text: &str, env: &Env<'_>) -> Result<bool, String> {
     let toks = lex(text)?;
-    let mut p = P { toks, pos: 0, env, depth: 0 };
+    let mut p = P {
+        toks,
+        pos: 0,
+        env,
+        depth: 0,
+    };
     let v = p.or()?;
     if p.pos != p.toks.len() {
         return Err("trailing tokens in condition".to_owned());
@@ -118,7 +125,11 @@ impl P<'_, '_> {
         if self.depth > 100 {
             return Err("condition nested too deeply".to_owned());
         }
-        let tok = self.toks.get(self.pos).cloned().ok_or("condition ends early")?;
+        let tok = self
+            .toks
+            .get(self.pos)
+            .cloned()
+            .ok_or("condition ends early")?;
         self.pos += 1;
         let v = match tok {
             Tok::Num(n) => n,
@@ -153,7 +164,7 @@ impl P<'_, '_> {
                 }
                 self.pos += 1;
                 let known = if w == "plugin" {
-                    self.env.plugins.iter().any(|p| *p == arg)
+                    self.env.plugins.contains(&arg)
                 } else {
                     let plugin_loaded = match arg.rsplit_once("::") {
                         Some((pkg, _)) if pkg.starts_with("Mail::SpamAssassin::Plugin::") => {
@@ -161,7 +172,7 @@ impl P<'_, '_> {
                         }
                         _ => true,
                     };
-                    plugin_loaded && self.env.features.iter().any(|f| *f == arg)
+                    plugin_loaded && self.env.features.contains(&arg)
                 };
                 if known {
                     1.0
@@ -184,7 +195,11 @@ mod tests {
     fn conditions() {
         let plugins = vec!["Mail::SpamAssassin::Plugin::DKIM".to_owned()];
         let features = vec!["Mail::SpamAssassin::Conf::feature_x".to_owned()];
-        let env = Env { plugins: &plugins, features: &features, version: 4.000001 };
+        let env = Env {
+            plugins: &plugins,
+            features: &features,
+            version: 4.000001,
+        };
         let t = |s: &str| eval(s, &env);
         assert_eq!(t("(version >= 3.004002)"), Ok(true));
         assert_eq!(t("(version >= 4.000002)"), Ok(false));

@@ -170,10 +170,17 @@ mod tests {
             c("check_rbl('set', 'zen.example.', '127.0.0.2')"),
             Ok((
                 "check_rbl".to_owned(),
-                vec!["set".to_owned(), "zen.example.".to_owned(), "127.0.0.2".to_owned()]
+                vec![
+                    "set".to_owned(),
+                    "zen.example.".to_owned(),
+                    "127.0.0.2".to_owned()
+                ]
             ))
         );
-        assert_eq!(c("f('a,b', 3)"), Ok(("f".to_owned(), vec!["a,b".to_owned(), "3".to_owned()])));
+        assert_eq!(
+            c("f('a,b', 3)"),
+            Ok(("f".to_owned(), vec!["a,b".to_owned(), "3".to_owned()]))
+        );
         assert!(c("f('a").is_err());
         assert!(c("f(a").is_err());
         assert!(c("f-g()").is_err());

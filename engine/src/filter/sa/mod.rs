@@ -720,10 +720,7 @@ pub fn load(sources: &[Source<'_>], options: &Options) -> RuleSet {
 
 fn col(line: &str, byte: usize) -> u32 {
     let byte = byte.min(line.len());
-    let n = line
-        .char_indices()
-        .take_while(|(i, _)| *i < byte)
-        .count();
+    let n = line.char_indices().take_while(|(i, _)| *i < byte).count();
     u32::try_from(n + 1).unwrap_or(u32::MAX)
 }
 
@@ -757,7 +754,10 @@ fn word(s: &str) -> (&str, &str, usize) {
 
 impl Loader {
     fn diag(&mut self, origin: Origin, message: impl Into<String>) {
-        self.set.report.diagnostics.push(Diagnostic { origin, message: message.into() });
+        self.set.report.diagnostics.push(Diagnostic {
+            origin,
+            message: message.into(),
+        });
     }
 
     fn file(&mut self, src: &Source<'_>, options: &Options) {
@@ -796,7 +796,11 @@ impl Loader {
             if key == "lang" {
                 let (lang, rest, off) = word(value);
                 let applies = match &options.lang {
-                    Some(l) => !lang.is_empty() && l.to_ascii_lowercase().starts_with(&lang.to_ascii_lowercase()),
+                    Some(l) => {
+                        !lang.is_empty()
+                            && l.to_ascii_lowercase()
+                                .starts_with(&lang.to_ascii_lowercase())
+                    }
                     None => false,
                 };
                 if lang.is_empty() || rest.is_empty() {
@@ -816,18 +820,29 @@ impl Loader {
             match key.as_str() {
                 "ifplugin" => {
                     let v = options.plugins.iter().any(|p| p == value);
-                    stack.push(Frame { value: v, text: format!("ifplugin {value}"), origin: at(base) });
+                    stack.push(Frame {
+                        value: v,
+                        text: format!("ifplugin {value}"),
+                        origin: at(base),
+                    });
                     continue;
                 }
                 "if" => {
                     let v = match cond::eval(value, &env) {
                         Ok(v) => v,
                         Err(e) => {
-                            self.diag(at(base + voff), format!("condition not understood ({e}); taken as false"));
+                            self.diag(
+                                at(base + voff),
+                                format!("condition not understood ({e}); taken as false"),
+                            );
                             false
                         }
                     };
-                    stack.push(Frame { value: v, text: format!("if {value}"), origin: at(base) });
+                    stack.push(Frame {
+                        value: v,
+                        text: format!("if {value}"),
+                        origin: at(base),
+                    });
                     continue;
                 }
                 "else" => {
@@ -877,7 +892,10 @@ impl Loader {
             self.other(&key, value, base + voff, &at);
         }
         for f in stack {
-            self.diag(f.origin, format!("`{}` not closed by `endif` at end of file", f.text));
+            self.diag(
+                f.origin,
+                format!("`{}` not closed by `endif` at end of file", f.text),
+            );
         }
     }
 
@@ -908,7 +926,10 @@ impl Loader {
                 .map(|expr| (Kind::Meta { expr }, None))
                 .map_err(|(o, m)| (rest_at + o, m)),
             "askdns" | "urirhssub" | "uridnssub" | "urirhsbl" | "uridnsbl" => Ok((
-                Kind::Net { directive: key.to_owned(), args: rest.to_owned() },
+                Kind::Net {
+                    directive: key.to_owned(),
+                    args: rest.to_owned(),
+                },
                 None,
             )),
             _ => parse_match(key, rest).map_err(|(o, m)| (rest_at + o, m)),
@@ -921,7 +942,12 @@ impl Loader {
                 return;
             }
         };
-        let def = Def { kind, pattern, origin: at(0), inactive };
+        let def = Def {
+            kind,
+            pattern,
+            origin: at(0),
+            inactive,
+        };
         if def.inactive.is_some() {
             self.shadow.insert(name.to_owned(), def);
             return;
@@ -969,7 +995,8 @@ impl Loader {
                         return;
                     }
                 };
-                self.scores.insert(name.to_owned(), (s, immutable || vals.len() == 4));
+                self.scores
+                    .insert(name.to_owned(), (s, immutable || vals.len() == 4));
             }
             "describe" => {
                 if is_rule_name(name) {
@@ -980,8 +1007,10 @@ impl Loader {
             }
             "tflags" => {
                 if is_rule_name(name) {
-                    self.tflags
-                        .insert(name.to_owned(), rest.split_whitespace().map(str::to_owned).collect());
+                    self.tflags.insert(
+                        name.to_owned(),
+                        rest.split_whitespace().map(str::to_owned).collect(),
+                    );
                 } else {
                     self.diag(at(voff), format!("bad rule name `{name}` in tflags"));
                 }
@@ -999,7 +1028,12 @@ impl Loader {
     fn setting(&mut self, key: &str, value: &str, voff: usize, at: &dyn Fn(usize) -> Origin) {
         let known = SETTINGS.contains(&key) || SETTING_PREFIXES.iter().any(|p| key.starts_with(p));
         if !known {
-            *self.set.report.unknown_directives.entry(key.to_owned()).or_default() += 1;
+            *self
+                .set
+                .report
+                .unknown_directives
+                .entry(key.to_owned())
+                .or_default() += 1;
             return;
         }
         *self.set.report.settings.entry(key.to_owned()).or_default() += 1;
@@ -1018,7 +1052,9 @@ impl Loader {
                 self.set.util_rb_3tld.clear();
             }
             "include" => self.set.includes.push((at(voff), value.to_owned())),
-            "replace_rules" => self.replace_rules.extend(value.split_whitespace().map(str::to_owned)),
+            "replace_rules" => self
+                .replace_rules
+                .extend(value.split_whitespace().map(str::to_owned)),
             "replace_start" => self.replace_start = Some(value.to_owned()),
             "replace_end" => self.replace_end = Some(value.to_owned()),
             "replace_tag" | "replace_pre" | "replace_inter" | "replace_post" => {
@@ -1168,11 +1204,12 @@ impl Loader {
             }
             let status = match def.inactive {
                 Some(r) => Status::Skipped(r),
-                None => match skip_reason(&name, &def.kind, pattern.as_ref(), &tflags, score, options)
-                {
-                    Some(r) => Status::Skipped(r),
-                    None => Status::Active,
-                },
+                None => {
+                    match skip_reason(&name, &def.kind, pattern.as_ref(), &tflags, score, options) {
+                        Some(r) => Status::Skipped(r),
+                        None => Status::Active,
+                    }
+                }
             };
             rules.push(Rule {
                 describe: self.describe.get(&name).cloned(),
@@ -1189,12 +1226,21 @@ impl Loader {
         }
         let mut set = self.set;
         let names: HashMap<&str, ()> = rules.iter().map(|r| (r.name.as_str(), ())).collect();
-        set.report.scores_without_rule =
-            self.scores.keys().filter(|k| !names.contains_key(k.as_str())).count();
-        set.report.describe_without_rule =
-            self.describe.keys().filter(|k| !names.contains_key(k.as_str())).count();
-        set.report.tflags_without_rule =
-            self.tflags.keys().filter(|k| !names.contains_key(k.as_str())).count();
+        set.report.scores_without_rule = self
+            .scores
+            .keys()
+            .filter(|k| !names.contains_key(k.as_str()))
+            .count();
+        set.report.describe_without_rule = self
+            .describe
+            .keys()
+            .filter(|k| !names.contains_key(k.as_str()))
+            .count();
+        set.report.tflags_without_rule = self
+            .tflags
+            .keys()
+            .filter(|k| !names.contains_key(k.as_str()))
+            .count();
         set.rules = rules;
         report::tally(&mut set, options);
         set
@@ -1243,9 +1289,16 @@ fn validate(p: &mut PerlRegex) {
         return;
     }
     if let Ok(t) = &p.translated {
-        if let Err(e) = regex::bytes::RegexBuilder::new(t).size_limit(1 << 26).build() {
+        if let Err(e) = regex::bytes::RegexBuilder::new(t)
+            .size_limit(1 << 26)
+            .build()
+        {
             let msg = e.to_string();
-            let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = msg
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             p.translated = Err(format!("rejected by the regex crate: {}", last.trim()));
         }
     }
@@ -1261,11 +1314,20 @@ fn parse_match(key: &str, rest: &str) -> Result<(Kind, Option<PerlRegex>), (usiz
         "uri" => EvalTarget::Uri,
         _ => EvalTarget::Mimeheader,
     };
-    let call = rest.strip_prefix("eval:").or_else(|| rest.strip_prefix("rbleval:"));
+    let call = rest
+        .strip_prefix("eval:")
+        .or_else(|| rest.strip_prefix("rbleval:"));
     if let Some(call) = call {
         let off = rest.len() - call.len();
         let (function, args) = evals::parse_call(call).map_err(|(o, m)| (off + o, m))?;
-        return Ok((Kind::Eval { function, args, target }, None));
+        return Ok((
+            Kind::Eval {
+                function,
+                args,
+                target,
+            },
+            None,
+        ));
     }
     match key {
         "header" | "mimeheader" => {
@@ -1284,7 +1346,10 @@ fn parse_match(key: &str, rest: &str) -> Result<(Kind, Option<PerlRegex>), (usiz
                 };
                 return Ok((kind, None));
             }
-            let Some(op_at) = rest.find(['=', '!']).filter(|&i| rest[i + 1..].starts_with('~')) else {
+            let Some(op_at) = rest
+                .find(['=', '!'])
+                .filter(|&i| rest[i + 1..].starts_with('~'))
+            else {
                 return Err((0, "expected `Header =~ /regex/` or `eval:`".to_owned()));
             };
             let spec = rest[..op_at].trim();
@@ -1300,10 +1365,14 @@ fn parse_match(key: &str, rest: &str) -> Result<(Kind, Option<PerlRegex>), (usiz
             let tail = rest[tail_at..].trim();
             let mut if_unset = None;
             if !tail.is_empty() {
-                match tail.strip_prefix("[if-unset:").and_then(|t| t.strip_suffix(']')) {
+                match tail
+                    .strip_prefix("[if-unset:")
+                    .and_then(|t| t.strip_suffix(']'))
+                {
                     Some(v) => if_unset = Some(v.trim().to_owned()),
                     None => {
-                        let off = tail_at + (rest[tail_at..].len() - rest[tail_at..].trim_start().len());
+                        let off =
+                            tail_at + (rest[tail_at..].len() - rest[tail_at..].trim_start().len());
                         return Err((off, format!("unexpected text after the regex: `{tail}`")));
                     }
                 }
@@ -1333,9 +1402,20 @@ fn parse_match(key: &str, rest: &str) -> Result<(Kind, Option<PerlRegex>), (usiz
             }
             let pattern = Some(PerlRegex::new(src, flags));
             let kind = if key == "header" {
-                Kind::Header { header, form, modifiers, negate, if_unset, exists: false }
+                Kind::Header {
+                    header,
+                    form,
+                    modifiers,
+                    negate,
+                    if_unset,
+                    exists: false,
+                }
             } else {
-                Kind::Mimeheader { header, form, negate }
+                Kind::Mimeheader {
+                    header,
+                    form,
+                    negate,
+                }
             };
             Ok((kind, pattern))
         }

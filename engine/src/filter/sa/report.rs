@@ -70,8 +70,11 @@ pub(super) fn tally(set: &mut RuleSet, options: &super::Options) {
     let r = &mut set.report;
     r.rules_total = set.rules.len();
     let mut evals: BTreeMap<String, EvalUse> = BTreeMap::new();
-    let status: std::collections::HashMap<&str, bool> =
-        set.rules.iter().map(|x| (x.name.as_str(), x.is_active())).collect();
+    let status: std::collections::HashMap<&str, bool> = set
+        .rules
+        .iter()
+        .map(|x| (x.name.as_str(), x.is_active()))
+        .collect();
     for rule in &set.rules {
         let in_effect = !matches!(
             &rule.status,
@@ -166,7 +169,8 @@ fn counts(out: &mut String, head: &str, map: &BTreeMap<String, usize>) {
     table(
         out,
         &[head, "count"],
-        rows.into_iter().map(|(k, v)| vec![format!("`{k}`"), v.to_string()]),
+        rows.into_iter()
+            .map(|(k, v)| vec![format!("`{k}`"), v.to_string()]),
     );
 }
 
@@ -213,7 +217,11 @@ impl Report {
         );
         o.push_str("### Regexes (rules in effect)\n\n");
         counts(&mut o, "class", &self.regex_classes);
-        let _ = writeln!(o, "Patterns expanded by ReplaceTags: {}.\n", self.replace_tags_expanded);
+        let _ = writeln!(
+            o,
+            "Patterns expanded by ReplaceTags: {}.\n",
+            self.replace_tags_expanded
+        );
         o.push_str("Constructs needing a backtracking engine:\n\n");
         counts(&mut o, "construct", &self.backtracking_features);
         if !self.unsupported_regex.is_empty() {
@@ -223,7 +231,14 @@ impl Report {
         o.push_str("### Eval functions\n\n");
         table(
             &mut o,
-            &["function", "rules", "not in effect", "needs", "implemented", "example rule"],
+            &[
+                "function",
+                "rules",
+                "not in effect",
+                "needs",
+                "implemented",
+                "example rule",
+            ],
             self.evals.iter().map(|e| {
                 vec![
                     format!("`{}`", e.name),
@@ -231,7 +246,11 @@ impl Report {
                     e.inactive_rules.len().to_string(),
                     e.class.label().to_owned(),
                     if e.implemented { "yes" } else { "no" }.to_owned(),
-                    e.rules.first().or(e.inactive_rules.first()).cloned().unwrap_or_default(),
+                    e.rules
+                        .first()
+                        .or(e.inactive_rules.first())
+                        .cloned()
+                        .unwrap_or_default(),
                 ]
             }),
         );
@@ -244,7 +263,9 @@ impl Report {
         table(
             &mut o,
             &["needs", "functions", "rules"],
-            by_class.into_iter().map(|(k, (f, r))| vec![k, f.to_string(), r.to_string()]),
+            by_class
+                .into_iter()
+                .map(|(k, (f, r))| vec![k, f.to_string(), r.to_string()]),
         );
         o.push_str("### Other lines\n\n");
         let _ = writeln!(
