@@ -254,18 +254,19 @@ impl Report {
                 ]
             }),
         );
-        let mut by_class: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        let mut by_class: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         for e in &self.evals {
             let c = by_class.entry(e.class.label().to_owned()).or_default();
             c.0 += 1;
             c.1 += e.rules.len();
+            c.2 += e.inactive_rules.len();
         }
         table(
             &mut o,
-            &["needs", "functions", "rules"],
+            &["needs", "functions", "rules", "not in effect"],
             by_class
                 .into_iter()
-                .map(|(k, (f, r))| vec![k, f.to_string(), r.to_string()]),
+                .map(|(k, (f, r, i))| vec![k, f.to_string(), r.to_string(), i.to_string()]),
         );
         o.push_str("### Other lines\n\n");
         let _ = writeln!(
