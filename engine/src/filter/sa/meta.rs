@@ -1,0 +1,310 @@
+//! `meta` rule expressions: rule names combined with Perl's `&&`, `||`, `!`,
+//! arithmetic and comparisons, evaluated on hit counts.
+
+/// A parsed `meta` expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaExpr {
+    /// A rule name: its hit count (0 when it did not hit).
+    Rule(String),
+    /// A number literal.
+    Number(f64),
+    /// `!e`: 1 when `e` is 0, else 0.
+    Not(Box<MetaExpr>),
+    /// `-e`.
+    Neg(Box<MetaExpr>),
+    /// A binary operation.
+    Binary(BinOp, Box<MetaExpr>, Box<MetaExpr>),
+}
+
+/// Binary operators of `meta` expressions, in Perl's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    /// `&&`: the left value when it is 0, else the right one.
+    And,
+    /// `||`: the left value when it is not 0, else the right one.
+    Or,
+    /// `+`.
+    Add,
+    /// `-`.
+    Sub,
+    /// `*`.
+    Mul,
+    /// `/` (division by zero gives 0).
+    Div,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+    /// `==`.
+    Eq,
+    /// `!=`.
+    Ne,
+}
+
+impl MetaExpr {
+    /// Evaluates the expression; `hit` gives a rule's hit count (0 for no hit).
+    #[must_use]
+    pub fn eval(&self, hit: &dyn Fn(&str) -> f64) -> f64 {
+        let b = |x: bool| if x { 1.0 } else { 0.0 };
+        match self {
+            Self::Rule(name) => hit(name),
+            Self::Number(n) => *n,
+            Self::Not(e) => b(e.eval(hit) == 0.0),
+            Self::Neg(e) => -e.eval(hit),
+            Self::Binary(op, l, r) => {
+                let lv = l.eval(hit);
+                match op {
+                    BinOp::And if lv == 0.0 => lv,
+                    BinOp::Or if lv != 0.0 => lv,
+                    BinOp::And | BinOp::Or => r.eval(hit),
+                    _ => {
+                        let rv = r.eval(hit);
+                        match op {
+                            BinOp::Add => lv + rv,
+                            BinOp::Sub => lv - rv,
+                            BinOp::Mul => lv * rv,
+                            BinOp::Div if rv == 0.0 => 0.0,
+                            BinOp::Div => lv / rv,
+                            BinOp::Lt => b(lv < rv),
+                            BinOp::Le => b(lv <= rv),
+                            BinOp::Gt => b(lv > rv),
+                            BinOp::Ge => b(lv >= rv),
+                            BinOp::Eq => b(lv == rv),
+                            BinOp::Ne | BinOp::And | BinOp::Or => b(lv != rv),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rule names the expression refers to, in order, with repeats.
+    #[must_use]
+    pub fn rules(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect(&mut out);
+        out
+    }
+
+    fn collect<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Self::Rule(n) => out.push(n),
+            Self::Number(_) => {}
+            Self::Not(e) | Self::Neg(e) => e.collect(out),
+            Self::Binary(_, l, r) => {
+                l.collect(out);
+                r.collect(out);
+            }
+        }
+    }
+
+    /// Parses an expression; on error returns the 0-based byte offset in
+    /// `text` and a message.
+    pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let tokens = lex(text)?;
+        let mut p = Parser {
+            tokens,
+            pos: 0,
+            end: text.len(),
+            depth: 0,
+        };
+        let e = p.expr(0)?;
+        match p.tokens.get(p.pos) {
+            None => Ok(e),
+            Some((at, t)) => Err((*at, format!("unexpected `{}`", t.show()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Name(String),
+    Num(f64),
+    Op(&'static str),
+}
+
+impl Tok {
+    fn show(&self) -> String {
+        match self {
+            Self::Name(n) => n.clone(),
+            Self::Num(n) => n.to_string(),
+            Self::Op(o) => (*o).to_owned(),
+        }
+    }
+}
+
+const OPS: &[&str] = &[
+    "&&", "||", "<=", ">=", "==", "!=", "!", "+", "-", "*", "/", "<", ">", "(", ")",
+];
+
+fn lex(text: &str) -> Result<Vec<(usize, Tok)>, (usize, String)> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            out.push((start, Tok::Name(text[start..i].to_owned())));
+        } else if c.is_ascii_digit() || c == b'.' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+                i += 1;
+            }
+            let n = text[start..i]
+                .parse::<f64>()
+                .map_err(|_| (start, format!("bad number `{}`", &text[start..i])))?;
+            out.push((start, Tok::Num(n)));
+        } else if let Some(op) = OPS.iter().find(|op| text[i..].starts_with(**op)) {
+            out.push((i, Tok::Op(op)));
+            i += op.len();
+        } else {
+            let ch = text[i..].chars().next().unwrap_or('?');
+            return Err((i, format!("unexpected character `{ch}` in meta expression")));
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    tokens: Vec<(usize, Tok)>,
+    pos: usize,
+    end: usize,
+    depth: usize,
+}
+
+/// Binding power of binary operators (Perl precedence, higher binds tighter).
+fn binary(op: &str) -> Option<(u8, BinOp)> {
+    Some(match op {
+        "||" => (1, BinOp::Or),
+        "&&" => (2, BinOp::And),
+        "==" => (3, BinOp::Eq),
+        "!=" => (3, BinOp::Ne),
+        "<" => (4, BinOp::Lt),
+        "<=" => (4, BinOp::Le),
+        ">" => (4, BinOp::Gt),
+        ">=" => (4, BinOp::Ge),
+        "+" => (5, BinOp::Add),
+        "-" => (5, BinOp::Sub),
+        "*" => (6, BinOp::Mul),
+        "/" => (6, BinOp::Div),
+        _ => return None,
+    })
+}
+
+const MAX_DEPTH: usize = 200;
+
+impl Parser {
+    fn here(&self) -> usize {
+        self.tokens.get(self.pos).map_or(self.end, |t| t.0)
+    }
+
+    fn expr(&mut self, min: u8) -> Result<MetaExpr, (usize, String)> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err((self.here(), "meta expression nested too deeply".to_owned()));
+        }
+        let mut left = self.unary()?;
+        while let Some((_, Tok::Op(op))) = self.tokens.get(self.pos) {
+            let Some((power, bin)) = binary(op) else {
+                break;
+            };
+            if power <= min {
+                break;
+            }
+            self.pos += 1;
+            let right = self.expr(power)?;
+            left = MetaExpr::Binary(bin, Box::new(left), Box::new(right));
+        }
+        self.depth -= 1;
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<MetaExpr, (usize, String)> {
+        let at = self.here();
+        let Some((_, tok)) = self.tokens.get(self.pos).cloned() else {
+            return Err((at, "expression ends early".to_owned()));
+        };
+        self.pos += 1;
+        match tok {
+            Tok::Name(n) => Ok(MetaExpr::Rule(n)),
+            Tok::Num(n) => Ok(MetaExpr::Number(n)),
+            Tok::Op("!") => Ok(MetaExpr::Not(Box::new(self.unary_nested()?))),
+            Tok::Op("-") => Ok(MetaExpr::Neg(Box::new(self.unary_nested()?))),
+            Tok::Op("+") => self.unary_nested(),
+            Tok::Op("(") => {
+                let e = self.expr(0)?;
+                match self.tokens.get(self.pos) {
+                    Some((_, Tok::Op(")"))) => {
+                        self.pos += 1;
+                        Ok(e)
+                    }
+                    _ => Err((self.here(), "missing `)`".to_owned())),
+                }
+            }
+            t => Err((at, format!("unexpected `{}`", t.show()))),
+        }
+    }
+
+    fn unary_nested(&mut self) -> Result<MetaExpr, (usize, String)> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err((self.here(), "meta expression nested too deeply".to_owned()));
+        }
+        let e = self.unary();
+        self.depth -= 1;
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(text: &str, hits: &[(&str, f64)]) -> f64 {
+        let e = MetaExpr::parse(text)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap_or_else(|e| {
+                panic!("{text}: {e}");
+            });
+        e.eval(&|n| hits.iter().find(|h| h.0 == n).map_or(0.0, |h| h.1))
+    }
+
+    #[test]
+    fn evaluates() {
+        assert_eq!(ev("A && !B", &[("A", 1.0)]), 1.0);
+        assert_eq!(ev("A && !B", &[("A", 1.0), ("B", 1.0)]), 0.0);
+        assert_eq!(ev("(A + B + C) > 1", &[("A", 1.0), ("C", 1.0)]), 1.0);
+        assert_eq!(ev("(A + B + C) > 1", &[("A", 1.0)]), 0.0);
+        assert_eq!(ev("A || B", &[("B", 3.0)]), 3.0);
+        assert_eq!(ev("1 + 2 * 3 - 4 / 2", &[]), 5.0);
+        assert_eq!(
+            ev("A >= 2 && A <= 3 && A == 3 && A != 2", &[("A", 3.0)]),
+            1.0
+        );
+        assert_eq!(ev("-A + 1", &[("A", 3.0)]), -2.0);
+        assert_eq!(ev("A / 0", &[("A", 3.0)]), 0.0);
+        assert_eq!(ev("!(A || B) || C", &[("C", 1.0)]), 1.0);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(MetaExpr::parse("A &&").err().map(|e| e.0), Some(4));
+        assert_eq!(MetaExpr::parse("(A").err().map(|e| e.0), Some(2));
+        assert_eq!(MetaExpr::parse("A B").err().map(|e| e.0), Some(2));
+        assert_eq!(MetaExpr::parse("A $ B").err().map(|e| e.0), Some(2));
+        let deep = "(".repeat(1000) + "A" + &")".repeat(1000);
+        assert!(MetaExpr::parse(&deep).is_err());
+        let e = MetaExpr::parse("A && (B || !C)").map_err(|e| e.1);
+        assert_eq!(e.as_ref().map(MetaExpr::rules), Ok(vec!["A", "B", "C"]));
+    }
+}
