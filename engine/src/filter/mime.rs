@@ -122,8 +122,8 @@ pub struct Part {
     pub raw_text: Option<String>,
     /// The part is `text/html`.
     pub is_html: bool,
-    /// Decoded bytes of a leaf (or of the embedded message of a
-    /// `message/rfc822` part); 0 for multipart containers.
+    /// Decoded bytes of a leaf; 0 for containers (multipart, and
+    /// `message/rfc822` whose message is the next part).
     pub size: usize,
 }
 
@@ -398,12 +398,10 @@ impl Builder {
                 self.violation(Violation::DepthExceeded);
                 return;
             }
-            let inner = match self.transfer_decode(body, &cte) {
-                Some(bytes) => bytes,
-                None => body.to_vec(),
-            };
-            self.msg.parts[index].size = inner.len();
-            self.entity(&inner, depth + 1, "text/plain");
+            match self.transfer_decode(body, &cte) {
+                Some(inner) => self.entity(&inner, depth + 1, "text/plain"),
+                None => self.entity(body, depth + 1, "text/plain"),
+            }
         } else {
             let attach = filename.is_some() || is_attachment_disposition;
             let text = is_text(&ct.main);
