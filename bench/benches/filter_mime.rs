@@ -55,7 +55,10 @@ fn bench(c: &mut Criterion) {
         }
         let bytes: usize = msgs.iter().map(Vec::len).sum();
         let parts = parse_all(&msgs, &limits);
-        eprintln!("parse/{set}: {} messages, {bytes} bytes, {parts} parts", msgs.len());
+        eprintln!(
+            "parse/{set}: {} messages, {bytes} bytes, {parts} parts",
+            msgs.len()
+        );
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(set, |b| {
             b.iter(|| assert_eq!(parse_all(&msgs, &limits), parts));

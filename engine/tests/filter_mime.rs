@@ -49,22 +49,43 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The invariants every parse keeps, whatever the input.
 fn assert_within(m: &Message, l: &Limits, what: &str) {
-    assert!(!m.parts.is_empty() || l.parts_max == 0, "{what}: no top-level part");
-    assert!(m.parts.len() <= l.parts_max, "{what}: {} parts", m.parts.len());
+    assert!(
+        !m.parts.is_empty() || l.parts_max == 0,
+        "{what}: no top-level part"
+    );
+    assert!(
+        m.parts.len() <= l.parts_max,
+        "{what}: {} parts",
+        m.parts.len()
+    );
     let headers: usize = m.parts.iter().map(|p| p.headers.len()).sum();
     assert!(headers <= l.headers_max, "{what}: {headers} headers");
     for h in m.parts.iter().flat_map(|p| &p.headers) {
-        assert!(h.raw.len() <= 3 * l.header_bytes_max, "{what}: header {}", h.name);
+        assert!(
+            h.raw.len() <= 3 * l.header_bytes_max,
+            "{what}: header {}",
+            h.name
+        );
     }
     for p in &m.parts {
         assert!(p.depth <= l.depth_max, "{what}: depth {}", p.depth);
-        assert!(p.size <= l.part_bytes_max, "{what}: part of {} bytes", p.size);
+        assert!(
+            p.size <= l.part_bytes_max,
+            "{what}: part of {} bytes",
+            p.size
+        );
         for t in [&p.text, &p.raw_text].into_iter().flatten() {
-            assert!(t.len() <= 3 * p.size + 3, "{what}: text larger than its bytes");
+            assert!(
+                t.len() <= 3 * p.size + 3,
+                "{what}: text larger than its bytes"
+            );
         }
     }
     let decoded: usize = m.attachments.iter().map(|a| a.data.len()).sum();
-    assert!(decoded <= l.decoded_bytes_max, "{what}: {decoded} decoded bytes");
+    assert!(
+        decoded <= l.decoded_bytes_max,
+        "{what}: {decoded} decoded bytes"
+    );
     assert!(m.violations.len() <= 6 + mb_engine::filter::mime::MALFORMED_MAX);
 }
 
@@ -91,7 +112,11 @@ fn corpus_parses_within_limits() {
             let m = parse(&raw, &limits);
             let took = t.elapsed();
             slowest = slowest.max(took);
-            assert!(took < Duration::from_secs(5), "{}: {took:?}", path.display());
+            assert!(
+                took < Duration::from_secs(5),
+                "{}: {took:?}",
+                path.display()
+            );
             assert_within(&m, &limits, &path.display().to_string());
             bytes += raw.len();
             parts += m.parts.len();
@@ -137,7 +162,9 @@ fn golden_rfc2047_subject_in_iso_2022_jp() {
     let subject = m.header("subject").next().expect("subject");
     assert_eq!(subject.value, "しじみともものコラボレーション");
     assert!(subject.raw.starts_with("=?iso-2022-jp?B?"));
-    assert!(m.body_text().starts_with("しじみともものコラボレーション\n"));
+    assert!(m
+        .body_text()
+        .starts_with("しじみともものコラボレーション\n"));
 }
 
 #[test]
@@ -154,8 +181,16 @@ fn golden_base64_html_rendered() {
     let text = html.text.as_deref().expect("rendered");
     assert!(text.starts_with("Adult Classified 2k2\n"), "{text}");
     assert!(text.contains("--- The most comprehensive adult match making service"));
-    assert!(!text.contains('<') || !text.contains("<td"), "tags left: {text}");
-    assert!(m.urls.contains(&"http://www.xxxmatch.net/logo.jpg".to_owned()), "{:?}", m.urls);
+    assert!(
+        !text.contains('<') || !text.contains("<td"),
+        "tags left: {text}"
+    );
+    assert!(
+        m.urls
+            .contains(&"http://www.xxxmatch.net/logo.jpg".to_owned()),
+        "{:?}",
+        m.urls
+    );
     assert!(m.body_text().contains("Adult Classified 2k2"));
 }
 
@@ -171,7 +206,10 @@ fn golden_rfc2231_attachment_name() {
         .find(|a| a.filename.as_deref() == Some("HasenundFrösche.txt"))
         .unwrap_or_else(|| panic!("attachment by RFC 2231 name: {:?}", m.attachments));
     assert_eq!(a.declared_type, "text/plain");
-    let text = m.parts[a.part].text.as_deref().expect("text attachment is text");
+    let text = m.parts[a.part]
+        .text
+        .as_deref()
+        .expect("text attachment is text");
     assert!(text.starts_with("Die Hasen und die Frösche"), "{text}");
 }
 
@@ -210,7 +248,14 @@ fn golden_nested_rfc822() {
             ("text/plain", 2)
         ]
     );
-    assert_eq!(m.parts[3].headers.iter().find(|h| h.name == "Subject").map(|h| h.value.as_str()), Some("embedded message"));
+    assert_eq!(
+        m.parts[3]
+            .headers
+            .iter()
+            .find(|h| h.name == "Subject")
+            .map(|h| h.value.as_str()),
+        Some("embedded message")
+    );
     assert_eq!(
         m.body_text(),
         "test of simple embedded message/rfc822 part\nThis is the message body.\n\
@@ -225,7 +270,9 @@ fn golden_nested_rfc822() {
 fn hostile_deep_nesting() {
     let mut raw = String::new();
     for i in 0..10_000 {
-        raw.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"));
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+        ));
     }
     raw.push_str("Content-Type: text/plain\n\ndeep\n");
     for i in (0..10_000).rev() {
@@ -259,7 +306,9 @@ fn hostile_deep_nesting() {
 fn hostile_many_parts() {
     let mut raw = String::from("Content-Type: multipart/mixed; boundary=b\n\n");
     for i in 0..100_000 {
-        raw.push_str(&format!("--b\nContent-Type: text/plain\n\npart {i} http://u{i}.example/\n"));
+        raw.push_str(&format!(
+            "--b\nContent-Type: text/plain\n\npart {i} http://u{i}.example/\n"
+        ));
     }
     raw.push_str("--b--\n");
     let l = Limits::default();
@@ -302,7 +351,11 @@ fn hostile_million_headers() {
     let m = parse(&raw, &l);
     assert!(m.has(&Violation::HeadersExceeded));
     assert_eq!(m.headers.len(), l.headers_max);
-    assert_eq!(m.parts[0].text.as_deref(), Some("body\n"), "the body is still found");
+    assert_eq!(
+        m.parts[0].text.as_deref(),
+        Some("body\n"),
+        "the body is still found"
+    );
     assert_within(&m, &l, "many headers");
 }
 
@@ -373,7 +426,10 @@ fn sniffed_types_of_corpus_attachments() {
         return;
     };
     let m = parse(&raw, &Limits::default());
-    assert!(m.attachments.iter().all(|a| a.sniffed_type != Some(sniff::EXE)));
+    assert!(m
+        .attachments
+        .iter()
+        .all(|a| a.sniffed_type != Some(sniff::EXE)));
 }
 
 fn b64(data: &[u8]) -> String {

@@ -367,7 +367,8 @@ impl Builder {
             .or_else(|| ct.param("name"))
             .map(|f| f.trim().to_owned())
             .filter(|f| !f.is_empty());
-        let is_attachment_disposition = disposition.as_ref().is_some_and(|d| d.main == "attachment");
+        let is_attachment_disposition =
+            disposition.as_ref().is_some_and(|d| d.main == "attachment");
         let index = self.msg.parts.len();
         self.msg.parts.push(Part {
             headers,
@@ -497,14 +498,7 @@ impl Builder {
     }
 
     /// Decodes a leaf: text for body rules, bytes for attachments.
-    fn leaf(
-        &mut self,
-        index: usize,
-        body: &[u8],
-        cte: &str,
-        text: bool,
-        attachment: bool,
-    ) {
+    fn leaf(&mut self, index: usize, body: &[u8], cte: &str, text: bool, attachment: bool) {
         let bytes = match self.transfer_decode(body, cte) {
             Some(bytes) => bytes,
             None => {

@@ -131,7 +131,9 @@ pub(crate) fn encoding_for(charset: &str) -> Option<&'static Encoding> {
         let alias = match l.as_str() {
             "latin1" | "latin-1" | "iso8859-1" | "iso_8859_1" | "cp819" => "windows-1252",
             "cp1250" | "cp1251" | "cp1252" | "cp1253" | "cp1254" | "cp1255" | "cp1256"
-            | "cp1257" | "cp1258" => return Encoding::for_label(l.replace("cp", "windows-").as_bytes()),
+            | "cp1257" | "cp1258" => {
+                return Encoding::for_label(l.replace("cp", "windows-").as_bytes())
+            }
             "utf8" => "utf-8",
             "cp936" | "ms936" => "gbk",
             "cp949" | "ks_c_5601" => "euc-kr",
@@ -155,7 +157,10 @@ pub(crate) fn to_utf8(bytes: &[u8], charset: Option<&str>) -> String {
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
-        Err(_) => WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned(),
+        Err(_) => WINDOWS_1252
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
     }
 }
 

@@ -105,7 +105,10 @@ fn encoded_word(w: &[u8]) -> Option<(String, usize)> {
     if rest.get(text_start + text_len + 1) != Some(&b'=') {
         return None;
     }
-    if text.iter().any(|b| *b == b' ' || *b == b'\t' || *b == b'\n') {
+    if text
+        .iter()
+        .any(|b| *b == b' ' || *b == b'\t' || *b == b'\n')
+    {
         return None;
     }
     let bytes = match enc {
@@ -365,7 +368,11 @@ fn push_mailbox(out: &mut Vec<(String, String)>, seg: &str, comment: &str) {
         (Some(l), r) => {
             let r = r.filter(|r| *r > l).unwrap_or(seg.len());
             let name = seg[..l].trim();
-            let name = if name.is_empty() { comment.trim() } else { name };
+            let name = if name.is_empty() {
+                comment.trim()
+            } else {
+                name
+            };
             (name, seg[l + 1..r].trim())
         }
         (None, _) => (comment.trim(), seg),
@@ -380,7 +387,10 @@ mod tests {
 
     #[test]
     fn rfc2047_words() {
-        assert_eq!(decode_words(b"=?ISO-8859-1?Q?caf=E9?= au lait"), "café au lait");
+        assert_eq!(
+            decode_words(b"=?ISO-8859-1?Q?caf=E9?= au lait"),
+            "café au lait"
+        );
         assert_eq!(decode_words(b"=?utf-8?B?w6k=?= =?utf-8?B?w6k=?="), "éé");
         assert_eq!(decode_words(b"a =?koi8-r?B?wdXT?= b"), "a аус b");
         assert_eq!(decode_words(b"=?x?Q?bad word?="), "=?x?Q?bad word?=");
@@ -410,7 +420,10 @@ mod tests {
             b"To",
             b"\"Doe, John\" <john@x.org>, jane@y.org (Jane Roe), group: a@b.c, d@e.f;, <g@h.i>",
         );
-        assert_eq!(h.addrs(), ["john@x.org", "jane@y.org", "a@b.c", "d@e.f", "g@h.i"]);
+        assert_eq!(
+            h.addrs(),
+            ["john@x.org", "jane@y.org", "a@b.c", "d@e.f", "g@h.i"]
+        );
         assert_eq!(h.names(), ["Doe, John", "Jane Roe"]);
         let h = Header::new(b"From", b"=?utf-8?Q?Ren=C3=A9?= <rene@x.fr>");
         assert_eq!(h.names(), ["René"]);

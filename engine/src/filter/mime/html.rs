@@ -8,10 +8,46 @@ use super::url::Urls;
 
 /// Elements that start a new line in the rendered text.
 const BLOCK: &[&str] = &[
-    "address", "article", "aside", "blockquote", "br", "caption", "center", "dd", "div", "dl",
-    "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
-    "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody",
-    "td", "tfoot", "th", "thead", "title", "tr", "ul",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "br",
+    "caption",
+    "center",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+    "ul",
 ];
 
 /// Attributes whose values are link targets.
@@ -348,15 +384,16 @@ mod tests {
 
     #[test]
     fn renders_text() {
-        let (t, u) = run(
-            "<html><head><title>T</title><style>p{color:red}</style>\
+        let (t, u) = run("<html><head><title>T</title><style>p{color:red}</style>\
              <script>if (a<b) x='</p>';</script></head><body><p>Hello&nbsp;&amp; \
              <b>wor</b>ld</p><!-- hidden --><div>caf&eacute; &#233;&#xE9; &bogus; a&b</div>\
              <a href=\"http://x.example/?a=1&amp;b=2\">click</a><img src='www.y.example/i.png'>\
-             <a href=#top>t</a>1 < 2</body></html>",
-        );
+             <a href=#top>t</a>1 < 2</body></html>");
         assert_eq!(t, "T\nHello & world\ncafé éé &bogus; a&b\nclickt1 < 2");
-        assert_eq!(u, ["http://x.example/?a=1&b=2", "http://www.y.example/i.png"]);
+        assert_eq!(
+            u,
+            ["http://x.example/?a=1&b=2", "http://www.y.example/i.png"]
+        );
     }
 
     #[test]

@@ -12,7 +12,10 @@ fn single_part_plain() {
     assert_eq!(m.header_value("subject"), Some("Café"));
     assert_eq!(m.parts.len(), 1);
     assert_eq!(m.parts[0].content_type, "text/plain");
-    assert_eq!(m.parts[0].text.as_deref(), Some("hello http://x.example/\n"));
+    assert_eq!(
+        m.parts[0].text.as_deref(),
+        Some("hello http://x.example/\n")
+    );
     assert_eq!(m.body_text(), "Café\nhello http://x.example/\n");
     assert_eq!(m.urls, ["http://x.example/"]);
     assert_eq!(m.all_headers(), "Subject: Café\nFrom: A <a@b.c>\n");
@@ -40,7 +43,11 @@ PHA+Y2Fmw6k8L3A+PGEgaHJlZj0iaHR0cDovL2IuZXhhbXBsZS8iPmxpbms8L2E+\n\
 Content-Disposition: attachment; filename*=utf-8''%C3%A9.exe\nContent-Transfer-Encoding: base64\n\n\
 TVqQAAMAAAA=\n--outer--\nepilogue\n";
     let m = p(raw);
-    let types: Vec<_> = m.parts.iter().map(|p| (p.content_type.as_str(), p.depth)).collect();
+    let types: Vec<_> = m
+        .parts
+        .iter()
+        .map(|p| (p.content_type.as_str(), p.depth))
+        .collect();
     assert_eq!(
         types,
         [
@@ -53,7 +60,10 @@ TVqQAAMAAAA=\n--outer--\nepilogue\n";
     );
     assert_eq!(m.parts[2].text.as_deref(), Some("café www.a.example"));
     assert_eq!(m.parts[3].text.as_deref(), Some("café\nlink"));
-    assert!(m.parts[3].raw_text.as_deref().is_some_and(|t| t.starts_with("<p>café")));
+    assert!(m.parts[3]
+        .raw_text
+        .as_deref()
+        .is_some_and(|t| t.starts_with("<p>café")));
     assert!(m.parts[3].is_html);
     assert_eq!(m.urls, ["http://www.a.example", "http://b.example/"]);
     assert_eq!(m.attachments.len(), 1);
@@ -85,11 +95,16 @@ fn broken_structures_are_reported() {
     assert!(m.has(&Violation::Malformed("multipart without boundary".into())));
     assert_eq!(m.parts[0].text.as_deref(), Some("no boundary\n"));
     let m = p("Content-Type: multipart/mixed; boundary=z\n\n--z\n\nunterminated");
-    assert!(m.has(&Violation::Malformed("multipart without closing boundary".into())));
+    assert!(m.has(&Violation::Malformed(
+        "multipart without closing boundary".into()
+    )));
     assert_eq!(m.parts[1].text.as_deref(), Some("unterminated"));
     let m = p("Subject: x\nthis is not a header\nmore\n");
     assert_eq!(m.headers.len(), 1);
-    assert_eq!(m.parts[0].text.as_deref(), Some("this is not a header\nmore\n"));
+    assert_eq!(
+        m.parts[0].text.as_deref(),
+        Some("this is not a header\nmore\n")
+    );
 }
 
 #[test]
@@ -113,7 +128,13 @@ fn caps_hold() {
     assert_eq!(m.headers[0].raw, "01234567");
     assert!(m.has(&Violation::HeaderTooLong) && m.has(&Violation::HeadersExceeded));
     let raw = "Content-Type: multipart/mixed; boundary=b\n\n--b\n\n1\n--b\n\n2\n--b\n\n3\n--b--\n";
-    let m = parse(raw.as_bytes(), &Limits { parts_max: 3, ..Limits::default() });
+    let m = parse(
+        raw.as_bytes(),
+        &Limits {
+            parts_max: 3,
+            ..Limits::default()
+        },
+    );
     assert_eq!(m.parts.len(), 3);
     assert!(m.has(&Violation::PartsExceeded));
 }

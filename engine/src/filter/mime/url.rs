@@ -56,7 +56,9 @@ impl Urls {
         let Some(colon) = v.find(':') else { return };
         let scheme = &v[..colon];
         if scheme.is_empty()
-            || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
             || scheme.eq_ignore_ascii_case("cid")
             || scheme.eq_ignore_ascii_case("data")
         {
@@ -72,8 +74,7 @@ impl Urls {
 }
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len()
-        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 const SCHEMES: [&str; 5] = ["http://", "https://", "ftp://", "mailto:", "www."];
@@ -90,10 +91,9 @@ pub(crate) fn extract_text(text: &str, urls: &mut Urls) {
             i += 1;
             continue;
         }
-        let Some(scheme) = SCHEMES
-            .iter()
-            .find(|s| b.len() - i >= s.len() && b[i..i + s.len()].eq_ignore_ascii_case(s.as_bytes()))
-        else {
+        let Some(scheme) = SCHEMES.iter().find(|s| {
+            b.len() - i >= s.len() && b[i..i + s.len()].eq_ignore_ascii_case(s.as_bytes())
+        }) else {
             i += 1;
             continue;
         };
@@ -132,7 +132,9 @@ pub(crate) fn extract_text(text: &str, urls: &mut Urls) {
 }
 
 fn is_url_stop(b: u8) -> bool {
-    b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'"' | b'<' | b'>' | b'`')
+    b.is_ascii_whitespace()
+        || b.is_ascii_control()
+        || matches!(b, b'"' | b'<' | b'>' | b'`')
         || b == b'{'
         || b == b'}'
         || b == b'|'
@@ -161,15 +163,28 @@ mod tests {
                 "HTTPS://E.example/"
             ]
         );
-        assert_eq!(urls("http://a.example http://a.example"), ["http://a.example"]);
-        assert_eq!(urls("xhttp://no.example awww.no http:// "), Vec::<String>::new());
+        assert_eq!(
+            urls("http://a.example http://a.example"),
+            ["http://a.example"]
+        );
+        assert_eq!(
+            urls("xhttp://no.example awww.no http:// "),
+            Vec::<String>::new()
+        );
         assert_eq!(urls("<http://a.example/(x)>"), ["http://a.example/(x)"]);
     }
 
     #[test]
     fn attribute_urls() {
         let mut u = Urls::default();
-        for v in ["#top", "cid:x@y", "/rel", "data:image/png;base64,AAA", " http://a/ ", "www.b"] {
+        for v in [
+            "#top",
+            "cid:x@y",
+            "/rel",
+            "data:image/png;base64,AAA",
+            " http://a/ ",
+            "www.b",
+        ] {
             u.add_attribute(v);
         }
         assert_eq!(u.into_vec(), ["http://a/", "http://www.b"]);
