@@ -1,0 +1,152 @@
+//! Unit tests of the parser on small hand-written messages.
+
+use super::*;
+
+fn p(raw: &str) -> Message {
+    parse(raw.as_bytes(), &Limits::default())
+}
+
+#[test]
+fn single_part_plain() {
+    let m = p("Subject: =?iso-8859-1?q?Caf=E9?=\nFrom: A <a@b.c>\n\nhello http://x.example/\n");
+    assert_eq!(m.header_value("subject"), Some("Café"));
+    assert_eq!(m.parts.len(), 1);
+    assert_eq!(m.parts[0].content_type, "text/plain");
+    assert_eq!(
+        m.parts[0].text.as_deref(),
+        Some("hello http://x.example/\n")
+    );
+    assert_eq!(m.body_text(), "Café\nhello http://x.example/\n");
+    assert_eq!(m.urls, ["http://x.example/"]);
+    assert_eq!(m.all_headers(), "Subject: Café\nFrom: A <a@b.c>\n");
+    assert!(m.violations.is_empty(), "{:?}", m.violations);
+}
+
+#[test]
+fn folded_headers_and_crlf() {
+    let m = p("Subject: a\r\n  b\r\n\tc\r\nX: 1\r\n\r\nbody\r\n");
+    assert_eq!(m.header_value("Subject"), Some("a  b\tc"));
+    assert_eq!(m.header("x").count(), 1);
+    assert_eq!(m.parts[0].text.as_deref(), Some("body\r\n"));
+}
+
+#[test]
+fn multipart_alternative_with_attachment() {
+    let raw = "From: x@y\nContent-Type: multipart/mixed; boundary=\"outer\"\n\npreamble\n\
+--outer\nContent-Type: multipart/alternative; boundary=inner\n\n\
+--inner\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n\
+caf=C3=A9 www.a.example\n\
+--inner\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n\
+PHA+Y2Fmw6k8L3A+PGEgaHJlZj0iaHR0cDovL2IuZXhhbXBsZS8iPmxpbms8L2E+\n\
+--inner--\n\
+--outer\nContent-Type: application/octet-stream; name=\"x.bin\"\n\
+Content-Disposition: attachment; filename*=utf-8''%C3%A9.exe\nContent-Transfer-Encoding: base64\n\n\
+TVqQAAMAAAA=\n--outer--\nepilogue\n";
+    let m = p(raw);
+    let types: Vec<_> = m
+        .parts
+        .iter()
+        .map(|p| (p.content_type.as_str(), p.depth))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("multipart/mixed", 0),
+            ("multipart/alternative", 1),
+            ("text/plain", 2),
+            ("text/html", 2),
+            ("application/octet-stream", 1)
+        ]
+    );
+    assert_eq!(m.parts[2].text.as_deref(), Some("café www.a.example"));
+    assert_eq!(m.parts[3].text.as_deref(), Some("café\nlink"));
+    assert!(m.parts[3]
+        .raw_text
+        .as_deref()
+        .is_some_and(|t| t.starts_with("<p>café")));
+    assert!(m.parts[3].is_html);
+    assert_eq!(m.urls, ["http://www.a.example", "http://b.example/"]);
+    assert_eq!(m.attachments.len(), 1);
+    let a = &m.attachments[0];
+    assert_eq!(a.filename.as_deref(), Some("é.exe"));
+    assert_eq!(a.declared_type, "application/octet-stream");
+    assert_eq!(a.sniffed_type, Some(sniff::EXE));
+    assert_eq!((a.size, a.depth, a.part), (8, 1, 4));
+    assert_eq!(m.body_text(), "\ncafé www.a.example\ncafé\nlink\n");
+    assert!(m.violations.is_empty(), "{:?}", m.violations);
+}
+
+#[test]
+fn embedded_message() {
+    let raw = "Subject: outer\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+Content-Type: message/rfc822\n\nSubject: inner\nContent-Type: text/plain\n\ninner body\n--b--\n";
+    let m = p(raw);
+    assert_eq!(m.parts.len(), 3);
+    assert_eq!(m.parts[1].content_type, "message/rfc822");
+    assert_eq!(m.parts[2].headers[0].value, "inner");
+    assert_eq!(m.parts[2].depth, 2);
+    assert_eq!(m.parts[2].text.as_deref(), Some("inner body"));
+    assert_eq!(m.body_text(), "outer\ninner body\n");
+}
+
+#[test]
+fn broken_structures_are_reported() {
+    let m = p("Content-Type: multipart/mixed\n\nno boundary\n");
+    assert!(m.has(&Violation::Malformed("multipart without boundary".into())));
+    assert_eq!(m.parts[0].text.as_deref(), Some("no boundary\n"));
+    let m = p("Content-Type: multipart/mixed; boundary=z\n\n--z\n\nunterminated");
+    assert!(m.has(&Violation::Malformed(
+        "multipart without closing boundary".into()
+    )));
+    assert_eq!(m.parts[1].text.as_deref(), Some("unterminated"));
+    let m = p("Subject: x\nthis is not a header\nmore\n");
+    assert_eq!(m.headers.len(), 1);
+    assert_eq!(
+        m.parts[0].text.as_deref(),
+        Some("this is not a header\nmore\n")
+    );
+}
+
+#[test]
+fn boundary_prefix_is_not_a_delimiter() {
+    let raw = "Content-Type: multipart/mixed; boundary=ab\n\n--ab\n\n--abc\nx\n--ab--\n";
+    let m = p(raw);
+    assert_eq!(m.parts.len(), 2);
+    assert_eq!(m.parts[1].text.as_deref(), Some("--abc\nx"));
+}
+
+#[test]
+fn caps_hold() {
+    let limits = Limits {
+        parts_max: 3,
+        headers_max: 2,
+        header_bytes_max: 8,
+        ..Limits::default()
+    };
+    let m = parse(b"A: 0123456789\nB: 1\nC: 2\n\nx", &limits);
+    assert_eq!(m.headers.len(), 2);
+    assert_eq!(m.headers[0].raw, "01234567");
+    assert!(m.has(&Violation::HeaderTooLong) && m.has(&Violation::HeadersExceeded));
+    let raw = "Content-Type: multipart/mixed; boundary=b\n\n--b\n\n1\n--b\n\n2\n--b\n\n3\n--b--\n";
+    let m = parse(
+        raw.as_bytes(),
+        &Limits {
+            parts_max: 3,
+            ..Limits::default()
+        },
+    );
+    assert_eq!(m.parts.len(), 3);
+    assert!(m.has(&Violation::PartsExceeded));
+}
+
+#[test]
+fn streaming_matches_whole() {
+    let raw = b"Subject: s\r\nContent-Type: text/html\r\n\r\n<p>x</p>";
+    let mut s = Parser::new(Limits::default());
+    s.push_header(b"Subject", b"s");
+    s.push_header(b"Content-Type", b"text/html");
+    s.end_of_headers();
+    s.push(b"<p>");
+    s.push(b"x</p>");
+    assert_eq!(s.finish(), parse(raw, &Limits::default()));
+}
