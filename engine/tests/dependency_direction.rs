@@ -65,11 +65,57 @@ fn engine_has_no_runtime_and_no_io() {
             "sqlx",
             "sqlx-core",
             "redis",
-            "libc",
             "socket2",
             "futures-lite",
             "flume",
         ],
+    );
+}
+
+/// `libc` stays out of the engine, with one exception: the Hyperscan
+/// binding (`hyperscan`, `hyperscan-sys`, `malloc_buf`) uses it for C types
+/// and to free Hyperscan's buffers. The engine itself (`#![forbid(unsafe_code)]`)
+/// must not depend on it directly, nor through any other crate.
+#[test]
+fn engine_reaches_libc_only_through_the_hyperscan_binding() {
+    const ALLOWED: [&str; 3] = ["hyperscan", "hyperscan-sys", "malloc_buf"];
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "-i",
+            "libc",
+            "-p",
+            "mb-engine",
+        ])
+        .args(["--prefix", "depth", "--format", "{p}"])
+        .output()
+        .expect("cargo tree runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // `-i libc` fails when libc is not in the graph at all: fine
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("did not match"),
+            "cargo tree -i libc failed: {err}"
+        );
+        return;
+    }
+    let dependents: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('1'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!dependents.is_empty(), "parsed the inverted tree: {text}");
+    let other: Vec<&&str> = dependents.iter().filter(|d| !ALLOWED.contains(d)).collect();
+    assert!(
+        other.is_empty(),
+        "libc reaches mb-engine through {other:?}:\n{text}"
     );
 }
 

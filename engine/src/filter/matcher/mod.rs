@@ -1,0 +1,863 @@
+//! Pattern-set matchers: which patterns of a rule class hit a byte haystack.
+//!
+//! One [`Database`] holds all patterns of a class, compiled for one
+//! [`Backend`]:
+//!
+//! - [`Backend::Hyperscan`]: one block-mode Hyperscan database for every
+//!   pattern (`HS_FLAG_SINGLEMATCH`: we need which rules hit, not every offset;
+//!   `HS_FLAG_ALLOWEMPTY`: an always-matching rule hits). A pattern Hyperscan
+//!   rejects (backreference, lookaround, ...) is compiled with
+//!   `HS_FLAG_PREFILTER` and each Hyperscan hit is confirmed by `fancy-regex`;
+//!   a pattern that fails even as a prefilter is run by `fancy-regex` on every
+//!   scan ("confirm-only"). The [`CompileReport`] says which and why.
+//! - [`Backend::AhoCorasick`]: literal lists (one automaton per case mode).
+//! - [`Backend::Naive`]: every pattern run one after the other with `regex`
+//!   (or `fancy-regex` where needed): the oracle the other two are tested
+//!   against.
+//!
+//! # Semantics (shared by the three backends)
+//!
+//! Haystacks are bytes. Patterns mean what Perl gives SpamAssassin on a byte
+//! string: `.` is one byte, `\w`/`\d`/`\s`/`\b` are ASCII, case folding is
+//! ASCII, a non-ASCII character written in the pattern stands for its UTF-8
+//! bytes, and `$` (without multi-line) matches at the end or before a final
+//! `\n`. Hyperscan runs without `HS_FLAG_UTF8`; `regex`/`fancy-regex` run on
+//! bytes with Unicode off after the rewrites in `translate`. A pattern that
+//! asks for Unicode (`\p{..}`, a code point above `\xFF`) is matched by
+//! `fancy-regex` in its Unicode-on-bytes mode by every backend (confirm-only
+//! under Hyperscan, whose UTF-8 mode is undefined on invalid UTF-8).
+//!
+//! # Threads
+//!
+//! Compiling is a plain function (about 1 s for 5,500 patterns): the daemon
+//! calls it off the shard cores and ships the [`Database`] as an `Arc`. Each
+//! shard owns one [`Scratch`] and calls [`Scratch::fit`] when it swaps in a
+//! new database. A scan does not allocate in the steady state.
+
+mod translate;
+
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use hyperscan::prelude::{BlockDatabase, Builder as _, Matching};
+use hyperscan::{CompileFlags, HsError};
+
+/// One pattern of a rule class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pattern {
+    /// The rule's id: what [`HitSet`] reports. Ids should be dense (the hit
+    /// set is a bitset sized by the largest id).
+    pub id: u32,
+    /// Perl/PCRE-compatible pattern text, or the exact string when `literal`.
+    pub source: String,
+    /// ASCII case-insensitive (`/i`).
+    pub caseless: bool,
+    /// `.` also matches `\n` (`/s`).
+    pub dotall: bool,
+    /// `^` and `$` also match at line boundaries (`/m`).
+    pub multiline: bool,
+    /// `source` is an exact string, not a regex.
+    pub literal: bool,
+}
+
+impl Pattern {
+    /// A regex pattern with no flags.
+    pub fn regex(id: u32, source: impl Into<String>) -> Self {
+        Pattern {
+            id,
+            source: source.into(),
+            ..Pattern::default()
+        }
+    }
+
+    /// An exact string.
+    pub fn literal(id: u32, source: impl Into<String>) -> Self {
+        Pattern {
+            id,
+            source: source.into(),
+            literal: true,
+            ..Pattern::default()
+        }
+    }
+
+    /// The same pattern, ASCII case-insensitive.
+    #[must_use]
+    pub fn caseless(mut self) -> Self {
+        self.caseless = true;
+        self
+    }
+
+    /// The same pattern with `.` matching `\n`.
+    #[must_use]
+    pub fn dotall(mut self) -> Self {
+        self.dotall = true;
+        self
+    }
+
+    /// The same pattern in multi-line mode.
+    #[must_use]
+    pub fn multiline(mut self) -> Self {
+        self.multiline = true;
+        self
+    }
+}
+
+/// The engine a [`Database`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One Hyperscan database, plus `fancy-regex` confirmation.
+    Hyperscan,
+    /// aho-corasick automata; literal patterns only (others are rejected).
+    AhoCorasick,
+    /// Each pattern on its own with `regex`/`fancy-regex`: the oracle.
+    Naive,
+}
+
+/// How one pattern is run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Run as written by the backend's own engine.
+    Exact,
+    /// Hyperscan runs a relaxed form (`HS_FLAG_PREFILTER`); each of its hits is
+    /// confirmed by `fancy-regex`. `reason`: why the exact form was refused.
+    Prefiltered {
+        /// Hyperscan's error for the exact form.
+        reason: String,
+    },
+    /// Not in the Hyperscan database: `fancy-regex` runs it on every scan.
+    ConfirmOnly {
+        /// Why Hyperscan cannot run it, even as a prefilter.
+        reason: String,
+    },
+    /// Never matches: the pattern is invalid for this backend.
+    Rejected {
+        /// The engine's error.
+        reason: String,
+    },
+}
+
+/// The outcome for one pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatternReport {
+    /// The pattern's id.
+    pub id: u32,
+    /// How it is run.
+    pub mode: Mode,
+}
+
+/// Per pattern, how the backend runs it (in input order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompileReport {
+    /// One entry per input pattern, in input order.
+    pub entries: Vec<PatternReport>,
+}
+
+impl CompileReport {
+    /// The mode of pattern `id` (its first entry).
+    pub fn mode(&self, id: u32) -> Option<&Mode> {
+        self.entries.iter().find(|e| e.id == id).map(|e| &e.mode)
+    }
+
+    /// How many patterns are exact, prefiltered, confirm-only and rejected.
+    pub fn counts(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for e in &self.entries {
+            let k = match e.mode {
+                Mode::Exact => 0,
+                Mode::Prefiltered { .. } => 1,
+                Mode::ConfirmOnly { .. } => 2,
+                Mode::Rejected { .. } => 3,
+            };
+            n[k] += 1;
+        }
+        n
+    }
+}
+
+impl fmt::Display for CompileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [exact, pre, confirm, rejected] = self.counts();
+        write!(
+            f,
+            "{exact} exact, {pre} prefiltered+confirmed, {confirm} confirm-only, \
+             {rejected} rejected"
+        )
+    }
+}
+
+/// Why a scan's hit set may be incomplete (the hits it holds are real).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanIssue {
+    /// Hyperscan failed (no scratch, scratch allocation failed, ...).
+    Hyperscan(String),
+    /// The backtracking engine gave up on pattern `id` (backtrack limit).
+    Confirm {
+        /// The pattern not decided.
+        id: u32,
+        /// `fancy-regex`'s error.
+        reason: String,
+    },
+    /// The haystack is longer than Hyperscan's 4 GiB block limit.
+    TooLarge,
+}
+
+/// The reusable set of pattern ids that hit.
+#[derive(Clone, Debug, Default)]
+pub struct HitSet {
+    words: Vec<u64>,
+    ids: Vec<u32>,
+    issue: Option<ScanIssue>,
+}
+
+impl HitSet {
+    /// An empty set sized for ids below `capacity` (it grows when needed;
+    /// [`Database::id_bound`] is the right size).
+    pub fn new(capacity: usize) -> Self {
+        HitSet {
+            words: vec![0; capacity.div_ceil(64)],
+            ids: Vec::with_capacity(capacity.min(1024)),
+            issue: None,
+        }
+    }
+
+    /// Empties the set (keeps its memory).
+    pub fn clear(&mut self) {
+        for &id in &self.ids {
+            if let Some(w) = self.words.get_mut(id as usize / 64) {
+                *w = 0;
+            }
+        }
+        self.ids.clear();
+        self.issue = None;
+    }
+
+    /// Adds `id`; true when it was not there yet.
+    pub fn insert(&mut self, id: u32) -> bool {
+        let (word, bit) = (id as usize / 64, id % 64);
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        let mask = 1u64 << bit;
+        if self.words[word] & mask != 0 {
+            return false;
+        }
+        self.words[word] |= mask;
+        self.ids.push(id);
+        true
+    }
+
+    /// Whether `id` hit.
+    pub fn contains(&self, id: u32) -> bool {
+        self.words
+            .get(id as usize / 64)
+            .is_some_and(|w| w & (1u64 << (id % 64)) != 0)
+    }
+
+    /// The ids that hit, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let base = i as u32 * 64;
+            BitIter(w).map(move |b| base + b)
+        })
+    }
+
+    /// How many ids hit.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nothing hit.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Why the last scan may have missed hits, if it may have.
+    pub fn issue(&self) -> Option<&ScanIssue> {
+        self.issue.as_ref()
+    }
+
+    fn report(&mut self, issue: ScanIssue) {
+        if self.issue.is_none() {
+            self.issue = Some(issue);
+        }
+    }
+}
+
+struct BitIter(u64);
+
+impl Iterator for BitIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(b)
+    }
+}
+
+/// A backtracking or automaton regex that decides one pattern on its own.
+#[derive(Debug)]
+enum Oracle {
+    Plain(regex::bytes::Regex),
+    Fancy(fancy_regex::Regex),
+}
+
+impl Oracle {
+    fn compile(p: &Pattern) -> Result<Oracle, String> {
+        let (text, fancy, unicode) = if p.literal {
+            (translate::escape_literal(&p.source), false, false)
+        } else {
+            let t = translate::translate(&p.source, p.multiline);
+            (t.text, t.needs_fancy || t.needs_unicode, t.needs_unicode)
+        };
+        if fancy {
+            let mode = if unicode {
+                fancy_regex::BytesMode::UnicodeBytes
+            } else {
+                fancy_regex::BytesMode::Ascii
+            };
+            fancy_regex::RegexBuilder::new(&text)
+                .bytes_mode(mode)
+                .case_insensitive(p.caseless)
+                .multi_line(p.multiline)
+                .dot_matches_new_line(p.dotall)
+                .build()
+                .map(Oracle::Fancy)
+                .map_err(|e| e.to_string())
+        } else {
+            regex::bytes::RegexBuilder::new(&text)
+                .unicode(false)
+                .case_insensitive(p.caseless)
+                .multi_line(p.multiline)
+                .dot_matches_new_line(p.dotall)
+                .build()
+                .map(Oracle::Plain)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    fn is_match(&self, haystack: &[u8]) -> Result<bool, String> {
+        match self {
+            Oracle::Plain(re) => Ok(re.is_match(haystack)),
+            Oracle::Fancy(re) => re.is_match(haystack).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn confirm(&self, id: u32, haystack: &[u8], hits: &mut HitSet) {
+        match self.is_match(haystack) {
+            Ok(true) => {
+                hits.insert(id);
+            }
+            Ok(false) => {}
+            Err(reason) => hits.report(ScanIssue::Confirm { id, reason }),
+        }
+    }
+}
+
+/// One pattern inside the Hyperscan database (indexed by Hyperscan id).
+#[derive(Debug)]
+struct HsEntry {
+    id: u32,
+    /// `Some` when Hyperscan runs a prefilter of the pattern.
+    confirm: Option<Oracle>,
+}
+
+struct HsPart {
+    db: BlockDatabase,
+    entries: Vec<HsEntry>,
+}
+
+impl fmt::Debug for HsPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HsPart")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct AcPart {
+    automaton: AhoCorasick,
+    ids: Vec<u32>,
+}
+
+/// A compiled pattern set. `Send + Sync`: share it across shards as an `Arc`.
+#[derive(Debug)]
+pub struct Database {
+    backend: Backend,
+    len: usize,
+    id_bound: usize,
+    hyperscan: Option<HsPart>,
+    automata: Vec<AcPart>,
+    /// Run one after the other on every scan: the whole set for
+    /// [`Backend::Naive`], the confirm-only patterns for Hyperscan.
+    oracles: Vec<(u32, Oracle)>,
+}
+
+/// Per-shard (per-thread) scan state: the Hyperscan scratch and buffers.
+#[derive(Default)]
+pub struct Scratch {
+    hyperscan: Option<hyperscan::Scratch>,
+    error: Option<String>,
+    candidates: Vec<u32>,
+}
+
+impl fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scratch")
+            .field("size", &self.size())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl Scratch {
+    /// Makes this scratch fit `db` (reallocates the Hyperscan scratch when the
+    /// new database needs more; call it when swapping in a new database).
+    pub fn fit(&mut self, db: &Database) {
+        self.error = None;
+        let Some(hs) = &db.hyperscan else { return };
+        let result = match &mut self.hyperscan {
+            Some(s) => hs.db.realloc_scratch(s).map(|_| ()),
+            None => hs.db.alloc_scratch().map(|s| self.hyperscan = Some(s)),
+        };
+        if let Err(e) = result {
+            self.error = Some(format!("scratch allocation: {e}"));
+        }
+        if self.candidates.capacity() < hs.entries.len() {
+            self.candidates
+                .reserve(hs.entries.len() - self.candidates.len());
+        }
+    }
+
+    /// Bytes of Hyperscan scratch held (0 when none).
+    pub fn size(&self) -> usize {
+        self.hyperscan
+            .as_ref()
+            .and_then(|s| s.size().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// What compiling one pattern for Hyperscan decided so far.
+enum Plan {
+    Exact,
+    Prefilter(String, Oracle),
+    /// In the database as a prefilter; its oracle moved into the database.
+    Confirmed(String),
+    ConfirmOnly(String, Oracle),
+    Rejected(String),
+}
+
+impl Database {
+    /// Compiles `patterns` for `backend`. Every pattern gets an entry in the
+    /// report; rejected ones never hit. This is slow (≈1 s for 5,500 patterns
+    /// on Hyperscan): never call it on a shard core.
+    pub fn compile(patterns: &[Pattern], backend: Backend) -> (Database, CompileReport) {
+        let id_bound = patterns
+            .iter()
+            .map(|p| p.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut db = Database {
+            backend,
+            len: 0,
+            id_bound,
+            hyperscan: None,
+            automata: Vec::new(),
+            oracles: Vec::new(),
+        };
+        let modes = match backend {
+            Backend::Naive => db.compile_naive(patterns),
+            Backend::AhoCorasick => db.compile_aho_corasick(patterns),
+            Backend::Hyperscan => db.compile_hyperscan(patterns),
+        };
+        db.len = modes
+            .iter()
+            .filter(|m| !matches!(m, Mode::Rejected { .. }))
+            .count();
+        let entries = patterns
+            .iter()
+            .zip(modes)
+            .map(|(p, mode)| PatternReport { id: p.id, mode })
+            .collect();
+        (db, CompileReport { entries })
+    }
+
+    fn compile_naive(&mut self, patterns: &[Pattern]) -> Vec<Mode> {
+        patterns
+            .iter()
+            .map(|p| match Oracle::compile(p) {
+                Ok(o) => {
+                    self.oracles.push((p.id, o));
+                    Mode::Exact
+                }
+                Err(reason) => Mode::Rejected { reason },
+            })
+            .collect()
+    }
+
+    fn compile_aho_corasick(&mut self, patterns: &[Pattern]) -> Vec<Mode> {
+        let mut modes: Vec<Mode> = patterns
+            .iter()
+            .map(|p| {
+                if p.literal {
+                    Mode::Exact
+                } else {
+                    Mode::Rejected {
+                        reason: "not a literal: the aho-corasick backend runs literal lists only"
+                            .to_owned(),
+                    }
+                }
+            })
+            .collect();
+        for caseless in [false, true] {
+            let members: Vec<usize> = (0..patterns.len())
+                .filter(|&i| patterns[i].literal && patterns[i].caseless == caseless)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let built = AhoCorasick::builder()
+                .ascii_case_insensitive(caseless)
+                .match_kind(MatchKind::Standard)
+                .build(members.iter().map(|&i| patterns[i].source.as_bytes()));
+            match built {
+                Ok(automaton) => self.automata.push(AcPart {
+                    automaton,
+                    ids: members.iter().map(|&i| patterns[i].id).collect(),
+                }),
+                Err(e) => {
+                    for &i in &members {
+                        modes[i] = Mode::Rejected {
+                            reason: e.to_string(),
+                        };
+                    }
+                }
+            }
+        }
+        modes
+    }
+
+    fn compile_hyperscan(&mut self, patterns: &[Pattern]) -> Vec<Mode> {
+        let mut plans: Vec<Plan> = Vec::with_capacity(patterns.len());
+        let mut texts: Vec<String> = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let (text, unicode) = if p.literal {
+                (translate::escape_literal(&p.source), false)
+            } else {
+                let t = translate::translate(&p.source, p.multiline);
+                (translate::hyperscan_text(&p.source), t.needs_unicode)
+            };
+            let plan = if unicode {
+                demote(
+                    p,
+                    "needs Unicode semantics (\\p{..} or a code point above \\xFF); \
+                     Hyperscan's UTF-8 mode is undefined on invalid UTF-8"
+                        .to_owned(),
+                    true,
+                )
+            } else {
+                match hs_pattern(&text, p, false).info() {
+                    Ok(_) => Plan::Exact,
+                    Err(e) => {
+                        let prefilter_ok = hs_pattern(&text, p, true).info().is_ok();
+                        demote(p, hs_message(&e), !prefilter_ok)
+                    }
+                }
+            };
+            plans.push(plan);
+            texts.push(text);
+        }
+        // A pattern can pass hs_expression_info and still fail the database
+        // compile (size limits): demote it one step and compile again.
+        for _ in 0..=2 * patterns.len() {
+            let mut in_db: Vec<usize> = Vec::new();
+            let mut list: Vec<hyperscan::Pattern> = Vec::new();
+            for (i, plan) in plans.iter().enumerate() {
+                let prefilter = match plan {
+                    Plan::Exact => false,
+                    Plan::Prefilter(..) => true,
+                    _ => continue,
+                };
+                let mut hp = hs_pattern(&texts[i], &patterns[i], prefilter);
+                hp.id = Some(in_db.len());
+                in_db.push(i);
+                list.push(hp);
+            }
+            if list.is_empty() {
+                break;
+            }
+            match hyperscan::Patterns(list).build::<hyperscan::Block>() {
+                Ok(db) => {
+                    let mut entries = Vec::with_capacity(in_db.len());
+                    for &i in &in_db {
+                        let confirm = match std::mem::replace(&mut plans[i], Plan::Exact) {
+                            Plan::Prefilter(reason, oracle) => {
+                                plans[i] = Plan::Confirmed(reason);
+                                Some(oracle)
+                            }
+                            other => {
+                                plans[i] = other;
+                                None
+                            }
+                        };
+                        entries.push(HsEntry {
+                            id: patterns[i].id,
+                            confirm,
+                        });
+                    }
+                    self.hyperscan = Some(HsPart { db, entries });
+                    break;
+                }
+                Err(e) => {
+                    let message = hs_message(&e);
+                    let culprit = match &e {
+                        hyperscan::Error::Hyperscan(HsError::CompileError(ce)) => {
+                            ce.expression().and_then(|k| in_db.get(k).copied())
+                        }
+                        _ => None,
+                    };
+                    match culprit {
+                        Some(i) => {
+                            let p = &patterns[i];
+                            plans[i] = match std::mem::replace(&mut plans[i], Plan::Exact) {
+                                Plan::Exact => demote(p, message, false),
+                                Plan::Prefilter(_, o) => Plan::ConfirmOnly(message, o),
+                                other => other,
+                            };
+                        }
+                        None => {
+                            // not attributable: nothing runs on Hyperscan
+                            for (i, p) in patterns.iter().enumerate() {
+                                if matches!(plans[i], Plan::Exact | Plan::Prefilter(..)) {
+                                    let reason = format!("database compile failed: {message}");
+                                    plans[i] = demote(p, reason, true);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut modes = Vec::with_capacity(patterns.len());
+        for (p, plan) in patterns.iter().zip(plans) {
+            modes.push(match plan {
+                Plan::Exact => Mode::Exact,
+                Plan::Prefilter(reason, _) | Plan::Confirmed(reason) => {
+                    Mode::Prefiltered { reason }
+                }
+                Plan::Rejected(reason) => Mode::Rejected { reason },
+                Plan::ConfirmOnly(reason, oracle) => {
+                    self.oracles.push((p.id, oracle));
+                    Mode::ConfirmOnly { reason }
+                }
+            });
+        }
+        modes
+    }
+
+    /// A scratch fitted to this database.
+    pub fn scratch(&self) -> Scratch {
+        let mut s = Scratch::default();
+        s.fit(self);
+        s
+    }
+
+    /// Adds the ids of the patterns that match `haystack` to `hits` (call
+    /// [`HitSet::clear`] between messages). If a hit may be missing,
+    /// [`HitSet::issue`] says why.
+    pub fn scan(&self, scratch: &mut Scratch, haystack: &[u8], hits: &mut HitSet) {
+        if let Some(hs) = &self.hyperscan {
+            scan_hyperscan(hs, scratch, haystack, hits);
+        }
+        for part in &self.automata {
+            for m in part.automaton.find_overlapping_iter(haystack) {
+                if let Some(&id) = part.ids.get(m.pattern().as_usize()) {
+                    hits.insert(id);
+                }
+            }
+        }
+        for (id, oracle) in &self.oracles {
+            if !hits.contains(*id) {
+                oracle.confirm(*id, haystack, hits);
+            }
+        }
+    }
+
+    /// The backend this database was compiled for.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Patterns that can hit (all but the rejected ones).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no pattern can hit.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// One more than the largest pattern id: the capacity for [`HitSet::new`].
+    pub fn id_bound(&self) -> usize {
+        self.id_bound
+    }
+
+    /// Patterns run by the backtracking engine on every scan.
+    pub fn confirm_only(&self) -> usize {
+        match self.backend {
+            Backend::Hyperscan => self.oracles.len(),
+            _ => 0,
+        }
+    }
+
+    /// Size in bytes of the Hyperscan database (0 for other backends).
+    pub fn hyperscan_size(&self) -> usize {
+        self.hyperscan
+            .as_ref()
+            .and_then(|h| h.db.size().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn scan_hyperscan(hs: &HsPart, scratch: &mut Scratch, haystack: &[u8], hits: &mut HitSet) {
+    if u32::try_from(haystack.len()).is_err() {
+        hits.report(ScanIssue::TooLarge);
+        return;
+    }
+    if scratch.hyperscan.is_none() {
+        hits.report(ScanIssue::Hyperscan(
+            scratch
+                .error
+                .clone()
+                .unwrap_or_else(|| "no scratch: call Scratch::fit".to_owned()),
+        ));
+        return;
+    }
+    scratch.candidates.clear();
+    let mut result = Ok(());
+    for attempt in 0..2 {
+        let Scratch {
+            hyperscan: Some(s),
+            candidates,
+            ..
+        } = scratch
+        else {
+            return;
+        };
+        result = hs.db.scan(haystack, s, |index: u32, _from, _to, _flags| {
+            if let Some(entry) = hs.entries.get(index as usize) {
+                if entry.confirm.is_some() {
+                    candidates.push(index);
+                } else {
+                    hits.insert(entry.id);
+                }
+            }
+            Matching::Continue
+        });
+        // a scratch from an older, smaller database: fit it once and retry
+        if attempt == 0 && matches!(result, Err(hyperscan::Error::Hyperscan(HsError::Invalid))) {
+            scratch.fit_hyperscan(hs);
+            scratch.candidates.clear();
+            continue;
+        }
+        break;
+    }
+    if let Err(e) = result {
+        hits.report(ScanIssue::Hyperscan(e.to_string()));
+    }
+    for &index in &scratch.candidates {
+        if let Some(HsEntry {
+            id,
+            confirm: Some(oracle),
+        }) = hs.entries.get(index as usize)
+        {
+            if !hits.contains(*id) {
+                oracle.confirm(*id, haystack, hits);
+            }
+        }
+    }
+}
+
+impl Scratch {
+    fn fit_hyperscan(&mut self, hs: &HsPart) {
+        if let Some(s) = &mut self.hyperscan {
+            if let Err(e) = hs.db.realloc_scratch(s) {
+                self.error = Some(format!("scratch allocation: {e}"));
+            }
+        }
+    }
+}
+
+/// The Hyperscan form of a pattern.
+fn hs_pattern(text: &str, p: &Pattern, prefilter: bool) -> hyperscan::Pattern {
+    let mut flags = CompileFlags::SINGLEMATCH | CompileFlags::ALLOWEMPTY;
+    if p.caseless {
+        flags |= CompileFlags::CASELESS;
+    }
+    if !p.literal {
+        if p.dotall {
+            flags |= CompileFlags::DOTALL;
+        }
+        if p.multiline {
+            flags |= CompileFlags::MULTILINE;
+        }
+    }
+    if prefilter {
+        flags |= CompileFlags::PREFILTER;
+    }
+    hyperscan::Pattern {
+        expression: text.to_owned(),
+        flags,
+        id: None,
+        ext: Default::default(),
+        som: None,
+    }
+}
+
+fn hs_message(e: &hyperscan::Error) -> String {
+    match e {
+        hyperscan::Error::Hyperscan(HsError::CompileError(ce)) => ce.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The plan for a pattern Hyperscan cannot run exactly: prefilter plus
+/// confirmation, or confirm-only; rejected when the backtracking engine cannot
+/// compile it either.
+fn demote(p: &Pattern, reason: String, confirm_only: bool) -> Plan {
+    match Oracle::compile(p) {
+        Ok(o) if confirm_only => Plan::ConfirmOnly(reason, o),
+        Ok(o) => Plan::Prefilter(reason, o),
+        Err(e) => Plan::Rejected(format!("hyperscan: {reason}; fancy-regex: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Database>();
+        fn send<T: Send>() {}
+        send::<Scratch>();
+    }
+
+    #[test]
+    fn hit_set_basics() {
+        let mut h = HitSet::new(10);
+        assert!(h.insert(3));
+        assert!(!h.insert(3));
+        assert!(h.insert(200));
+        assert_eq!(h.iter().collect::<Vec<_>>(), vec![3, 200]);
+        assert_eq!(h.len(), 2);
+        h.clear();
+        assert!(h.is_empty() && !h.contains(3) && h.iter().next().is_none());
+    }
+}

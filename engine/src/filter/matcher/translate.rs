@@ -1,0 +1,284 @@
+//! Pattern text rewriting, so that three engines agree on one meaning.
+//!
+//! Rule patterns use Perl/PCRE syntax and are matched against message
+//! **bytes** (SpamAssassin matches byte strings; Perl's default `/d` rules
+//! then give ASCII-only `\w`, `\d`, `\s`, `\b` and ASCII-only case folding).
+//! Hyperscan in non-UTF-8 mode already has these semantics. The `regex` and
+//! `fancy-regex` crates get them from a bytes regex with Unicode off, after
+//! the rewrites below:
+//!
+//! - a non-ASCII character in the pattern becomes one `\xHH` escape per UTF-8
+//!   byte (Perl reads the pattern source as bytes: `[é]` is a class of the two
+//!   bytes `C3`, `A9`, exactly as Hyperscan reads it);
+//! - `$` outside multi-line scope and `\Z` get Perl's meaning "end, or before a
+//!   final `\n`" (the `regex` crate's `$` is the end only); a multi-line `^`
+//!   does not match after a final `\n` (Perl and Hyperscan; the `regex` crate
+//!   matches there), which takes a lookahead;
+//! - inside a class, `[` (unless it opens `[:name:]`), `&` and `~` are escaped:
+//!   the `regex` crate reads nested classes and `&&`/`~~` as set operations,
+//!   Perl reads them as plain characters;
+//! - backreferences and lookaround mark the pattern for `fancy-regex`.
+//!
+//! A pattern that uses `\p{..}`/`\P{..}` or a code point above `\xFF` needs
+//! Unicode semantics: it keeps its text and is matched by `fancy-regex` in its
+//! Unicode-on-bytes mode (never by Hyperscan, whose UTF-8 mode is undefined on
+//! the invalid UTF-8 that mail carries).
+
+use std::fmt::Write as _;
+
+/// The rewritten text and what it needs from the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Translated {
+    /// Text for `regex::bytes` / `fancy-regex` (bytes mode).
+    pub(crate) text: String,
+    /// Uses a backreference, lookaround, atomic group or a `$` whose Perl
+    /// meaning needs a lookahead: only `fancy-regex` runs it.
+    pub(crate) needs_fancy: bool,
+    /// Uses Unicode properties or code points above `\xFF`.
+    pub(crate) needs_unicode: bool,
+}
+
+/// Escapes a literal string as a pattern matching exactly its UTF-8 bytes:
+/// ASCII letters and digits stay, every other byte becomes `\xHH`. The same
+/// text serves Hyperscan, `regex::bytes` (Unicode off) and `fancy-regex`.
+pub(crate) fn escape_literal(literal: &str) -> String {
+    let mut out = String::with_capacity(literal.len() * 2);
+    for b in literal.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "\\x{b:02X}");
+        }
+    }
+    out
+}
+
+/// The pattern text handed to Hyperscan: the source unchanged except that a
+/// NUL character (which a C string cannot hold) becomes `\x00`.
+pub(crate) fn hyperscan_text(source: &str) -> String {
+    source.replace('\0', "\\x00")
+}
+
+/// Whether the pattern needs Unicode semantics (see the module doc).
+fn needs_unicode(source: &str) -> bool {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            match bytes[i + 1] {
+                b'p' | b'P' | b'X' => return true,
+                b'x' if bytes.get(i + 2) == Some(&b'{') => {
+                    let rest = &source[i + 3..];
+                    let hex: String = rest.chars().take_while(|c| *c != '}').collect();
+                    let value = u32::from_str_radix(hex.trim(), 16).unwrap_or(0);
+                    if value > 0xFF {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Rewrites a regex pattern (see the module doc). `multiline` is the
+/// pattern-level flag; inline `(?m)`/`(?-m)` groups are tracked.
+pub(crate) fn translate(source: &str, multiline: bool) -> Translated {
+    let unicode = needs_unicode(source);
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len() + 16);
+    let mut needs_fancy = false;
+    // multi-line flag per open group; the last entry is the current scope
+    let mut scopes: Vec<bool> = vec![multiline];
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    let mut i = 0usize;
+    let push_char = |out: &mut String, c: char| {
+        if c.is_ascii() || unicode {
+            if c == '\0' {
+                out.push_str("\\x00");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "\\x{b:02X}");
+            }
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            let Some(&next) = chars.get(i + 1) else {
+                out.push('\\');
+                break;
+            };
+            match next {
+                'Z' if !in_class => {
+                    out.push_str("(?=\\n?\\z)");
+                    needs_fancy = true;
+                }
+                '1'..='9' | 'k' | 'g' | 'G' if !in_class => {
+                    needs_fancy = true;
+                    out.push('\\');
+                    out.push(next);
+                }
+                _ => {
+                    out.push('\\');
+                    push_char(&mut out, next);
+                }
+            }
+            i += 2;
+            continue;
+        }
+        if in_class {
+            match c {
+                ']' if i > class_start => in_class = false,
+                '[' if chars.get(i + 1) == Some(&':') => {
+                    // POSIX class `[:name:]`: copy through its closing `:]`
+                    let mut j = i + 2;
+                    while j + 1 < chars.len() && !(chars[j] == ':' && chars[j + 1] == ']') {
+                        j += 1;
+                    }
+                    let end = (j + 2).min(chars.len());
+                    out.extend(&chars[i..end]);
+                    i = end;
+                    continue;
+                }
+                '[' | '&' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            push_char(&mut out, c);
+            i += 1;
+            continue;
+        }
+        match c {
+            '[' => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                // a `]` first in the class is a literal
+                class_start = i;
+                if chars.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+                continue;
+            }
+            '(' => {
+                let current = scopes.last().copied().unwrap_or(multiline);
+                if chars.get(i + 1) == Some(&'?') {
+                    let kind = chars.get(i + 2).copied();
+                    let kind2 = chars.get(i + 3).copied();
+                    match (kind, kind2) {
+                        (Some('=' | '!' | '>'), _) | (Some('<'), Some('=' | '!')) => {
+                            needs_fancy = true;
+                            scopes.push(current);
+                        }
+                        (Some(f), _) if "imsxuU-".contains(f) => {
+                            // inline flags: `(?flags)` or `(?flags:...)`
+                            let mut j = i + 2;
+                            let mut on = true;
+                            let mut m = current;
+                            while let Some(&fc) = chars.get(j) {
+                                match fc {
+                                    '-' => on = false,
+                                    'm' => m = on,
+                                    ':' | ')' => break,
+                                    _ => {}
+                                }
+                                j += 1;
+                            }
+                            if chars.get(j) == Some(&')') {
+                                // applies to the rest of the enclosing group
+                                if let Some(top) = scopes.last_mut() {
+                                    *top = m;
+                                }
+                                out.extend(&chars[i..=j]);
+                                i = j + 1;
+                                continue;
+                            }
+                            scopes.push(m);
+                        }
+                        _ => scopes.push(current),
+                    }
+                } else {
+                    scopes.push(current);
+                }
+                out.push('(');
+                i += 1;
+                continue;
+            }
+            ')' => {
+                if scopes.len() > 1 {
+                    scopes.pop();
+                }
+                out.push(')');
+            }
+            '^' if scopes.last().copied().unwrap_or(multiline) => {
+                // Perl's multi-line `^` does not match after a final `\n`
+                out.push_str("(?:\\A|(?m:^)(?!\\z))");
+                needs_fancy = true;
+            }
+            '$' => {
+                let multi = scopes.last().copied().unwrap_or(multiline);
+                if multi {
+                    out.push_str("(?m:$)");
+                } else if chars[i + 1..].iter().all(|&r| r == ')') {
+                    // nothing can follow: consuming the final `\n` is the same
+                    out.push_str("(?:\\n?\\z)");
+                } else {
+                    out.push_str("(?=\\n?\\z)");
+                    needs_fancy = true;
+                }
+            }
+            _ => push_char(&mut out, c),
+        }
+        i += 1;
+    }
+    Translated {
+        text: out,
+        needs_fancy,
+        needs_unicode: unicode,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites() {
+        let t = translate("é$", false);
+        assert_eq!(t.text, "\\xC3\\xA9(?:\\n?\\z)");
+        assert!(!t.needs_fancy);
+        assert_eq!(translate("a$b", false).text, "a(?=\\n?\\z)b");
+        assert_eq!(translate("a$", true).text, "a(?m:$)");
+        assert_eq!(translate("(?m)a$", false).text, "(?m)a(?m:$)");
+        assert_eq!(translate("(?-m:a$)", true).text, "(?-m:a(?:\\n?\\z))");
+        assert_eq!(translate("[]a[&]", false).text, "[\\]a\\[\\&]");
+        assert_eq!(translate("[^b]([a]$)", false).text, "[^b]([a](?:\\n?\\z))");
+        assert_eq!(translate("[[:alpha:]x]", false).text, "[[:alpha:]x]");
+        assert!(translate("(a)\\1", false).needs_fancy);
+        assert!(translate("foo(?=bar)", false).needs_fancy);
+        assert!(!translate("[\\1]", false).needs_fancy);
+        assert!(translate("\\p{L}", false).needs_unicode);
+        assert!(translate("\\x{263A}", false).needs_unicode);
+        assert!(!translate("\\x{E9}", false).needs_unicode);
+        assert_eq!(escape_literal("a.b"), "a\\x2Eb");
+    }
+}

@@ -1,0 +1,439 @@
+//! Golden tests for the matcher backends: Hyperscan (with prefilter and
+//! confirmation), aho-corasick and the naive oracle give the same hit sets.
+
+use mb_engine::filter::matcher::{Backend, Database, HitSet, Mode, Pattern};
+use proptest::prelude::*;
+
+fn hits(db: &Database, haystack: &[u8]) -> Vec<u32> {
+    let mut scratch = db.scratch();
+    let mut set = HitSet::new(db.id_bound());
+    db.scan(&mut scratch, haystack, &mut set);
+    assert_eq!(set.issue(), None, "scan complete");
+    set.iter().collect()
+}
+
+/// Hyperscan and naive (and aho-corasick for literal sets) agree; returns the hits.
+fn agree(patterns: &[Pattern], haystack: &[u8]) -> Vec<u32> {
+    let (naive, report) = Database::compile(patterns, Backend::Naive);
+    for e in &report.entries {
+        assert_eq!(e.mode, Mode::Exact, "naive compiles {e:?}");
+    }
+    let (hs, _) = Database::compile(patterns, Backend::Hyperscan);
+    let want = hits(&naive, haystack);
+    assert_eq!(
+        hits(&hs, haystack),
+        want,
+        "hyperscan vs naive on {:?} over {:?}",
+        patterns,
+        String::from_utf8_lossy(&haystack[..haystack.len().min(200)])
+    );
+    if patterns.iter().all(|p| p.literal) {
+        let (ac, _) = Database::compile(patterns, Backend::AhoCorasick);
+        assert_eq!(hits(&ac, haystack), want, "aho-corasick vs naive");
+    }
+    want
+}
+
+fn one(p: Pattern, haystack: &[u8]) -> bool {
+    !agree(&[p], haystack).is_empty()
+}
+
+#[test]
+fn golden_table() {
+    let r = Pattern::regex;
+    // (pattern, haystack, expected)
+    let table: Vec<(Pattern, &[u8], bool)> = vec![
+        (r(0, "foo"), b"a foo b", true),
+        (r(0, "FOO"), b"a foo b", false),
+        (r(0, "FOO").caseless(), b"a foo b", true),
+        (r(0, "a.b"), b"a\nb", false),
+        (r(0, "a.b").dotall(), b"a\nb", true),
+        (r(0, "^b"), b"a\nb", false),
+        (r(0, "^b").multiline(), b"a\nb", true),
+        (r(0, "a$"), b"a\nb", false),
+        (r(0, "a$").multiline(), b"a\nb", true),
+        (r(0, "a$"), b"xa\n", true),
+        (r(0, "a$"), b"xa\n\n", false),
+        (r(0, "a\\Z"), b"xa\n", true),
+        (r(0, "a\\z"), b"xa\n", false),
+        (r(0, "(?m)^b$"), b"a\nb\nc", true),
+        // Perl: a multi-line `^` does not match after the final newline
+        (r(0, "^$").multiline(), b"1\n", false),
+        (r(0, "^$").multiline(), b"1\n\n", true),
+        (r(0, "^$").multiline(), b"", true),
+        (r(0, "\\bfoo\\b"), b"a foo.", true),
+        (r(0, "\\bfoo\\b"), b"afoo", false),
+        // ASCII \b and \w: a UTF-8 letter is not a word byte
+        (r(0, "\\bfoo\\b"), "éfooé".as_bytes(), true),
+        (r(0, "\\w"), "é".as_bytes(), false),
+        (r(0, "."), b"\xff", true),
+        (r(0, "\\xff"), b"\x00\xff", true),
+        (r(0, "é"), "café".as_bytes(), true),
+        (r(0, "[é]"), b"\xa9", true),
+        (r(0, "É").caseless(), "é".as_bytes(), false),
+        (r(0, "cat|dog"), b"hotdog", true),
+        (r(0, "[0-9]{3,5}"), b"ab12c", false),
+        (r(0, "[0-9]{3,5}"), b"ab1234c", true),
+        (r(0, "[^a-z]"), b"abc", false),
+        (r(0, "\\s+x"), b"a \t x", true),
+        (r(0, "(a)\\1"), b"xaay", true),
+        (r(0, "(a)\\1"), b"xaya", false),
+        (r(0, "foo(?=bar)"), b"foobar", true),
+        (r(0, "foo(?=bar)"), b"foobaz", false),
+        (r(0, "(?<!x)foo"), b"xfoo", false),
+        (r(0, "(?<!x)foo"), b"yfoo", true),
+        (r(0, "a*"), b"", true),
+        (r(0, "^$"), b"", true),
+        (r(0, "^$"), b"x", false),
+        (r(0, "x?"), b"abc", true),
+        (r(0, "\\x00\\x01"), b"\x00\x01\x02", true),
+        (Pattern::literal(0, "a.b"), b"axb", false),
+        (Pattern::literal(0, "a.b"), b"a.b", true),
+        (Pattern::literal(0, "A.B").caseless(), b"a.b", true),
+        (Pattern::literal(0, "ÄB").caseless(), "äb".as_bytes(), false),
+        (r(0, "[]a]"), b"]", true),
+        (r(0, "[a[]"), b"[", true),
+        (r(0, "[[:digit:]]+"), b"x9", true),
+    ];
+    for (p, haystack, expected) in table {
+        let got = one(p.clone(), haystack);
+        assert_eq!(
+            got,
+            expected,
+            "{p:?} over {:?}",
+            String::from_utf8_lossy(haystack)
+        );
+    }
+}
+
+#[test]
+fn report_says_what_is_confirmed_and_why() {
+    let patterns = [
+        Pattern::regex(0, "foo"),
+        Pattern::regex(1, "(a)\\1"),
+        Pattern::regex(2, "foo(?=bar)"),
+        Pattern::regex(3, "\\p{Greek}"),
+        Pattern::regex(4, "(unclosed"),
+        Pattern::literal(5, "lit"),
+    ];
+    let (db, report) = Database::compile(&patterns, Backend::Hyperscan);
+    assert_eq!(report.mode(0), Some(&Mode::Exact));
+    assert!(matches!(report.mode(1), Some(Mode::Prefiltered { reason }) if !reason.is_empty()));
+    assert!(matches!(report.mode(2), Some(Mode::Prefiltered { .. })));
+    assert!(matches!(report.mode(3), Some(Mode::ConfirmOnly { .. })));
+    assert!(matches!(report.mode(4), Some(Mode::Rejected { .. })));
+    assert_eq!(report.mode(5), Some(&Mode::Exact));
+    assert_eq!(db.len(), 5);
+    assert_eq!(db.confirm_only(), 1);
+    assert_eq!(hits(&db, "aa foobar lit α".as_bytes()), vec![0, 1, 2, 3, 5]);
+    let (ac, report) = Database::compile(&patterns, Backend::AhoCorasick);
+    assert_eq!(report.counts(), [1, 0, 0, 5]);
+    assert_eq!(hits(&ac, b"lit"), vec![5]);
+}
+
+#[test]
+fn literal_lists_empty_binary_and_large_haystacks() {
+    let lits: Vec<Pattern> = ["viagra", "Cheap", "a\u{0}b", "\u{ff}", "x.y", "", "zz"]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let p = Pattern::literal(i as u32, *s);
+            if i % 2 < 1 {
+                p.caseless()
+            } else {
+                p
+            }
+        })
+        .collect();
+    for hay in [
+        &b""[..],
+        b"VIAGRA cheap",
+        b"\x00\x01a\x00b\xff\xc3\xbf",
+        b"x.y zz Cheap",
+    ] {
+        agree(&lits, hay);
+    }
+    let mut big = vec![b'q'; 1 << 20];
+    big[(1 << 20) - 3..].copy_from_slice(b"zz\n");
+    big[17..23].copy_from_slice(b"ViAgRa");
+    let mut set = lits.clone();
+    set.push(Pattern::regex(20, "zz$"));
+    set.push(Pattern::regex(21, "^q+V"));
+    set.push(Pattern::regex(22, "(q)\\1{5}V"));
+    let got = agree(&set, &big);
+    assert_eq!(got, vec![0, 5, 6, 20, 21, 22]);
+}
+
+/// A small deterministic generator (no clock, no rand crate).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn word(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| char::from(b'a' + (self.next() % 26) as u8))
+            .collect()
+    }
+}
+
+pub fn big_set() -> (Vec<Pattern>, Vec<u8>) {
+    let mut g = Lcg(7);
+    let mut patterns = Vec::new();
+    for i in 0..5000 {
+        let len = 5 + (g.next() % 6) as usize;
+        let w = g.word(len);
+        let s = match i % 4 {
+            0 => w,
+            1 => format!("{w}.tld"),
+            2 => format!("{w} {}", g.word(4)),
+            _ => format!("{w}{}", g.next() % 1000),
+        };
+        patterns.push(Pattern::literal(i, s).caseless());
+    }
+    let templates = [
+        "\\b{w}\\s+[0-9]{{2,6}}",
+        "https?://[a-z0-9.-]*{w}",
+        "{w}.{{0,20}}{v}",
+        "(?:{w}|{v})\\W{{1,3}}",
+        "\\${w}[0-9]+",
+        "{w}[^a-z]{v}",
+        "\\b{w}\\b",
+        "[a-z0-9._-]+@{w}\\.com",
+        "({w})\\s\\1",
+        "{w}(?={v})",
+    ];
+    for i in 0..500u32 {
+        let t = templates[i as usize % templates.len()];
+        let n = 3 + (g.next() % 3) as usize;
+        let w = g.word(n);
+        let v = g.word(3);
+        let src = t
+            .replace("{w}", &w)
+            .replace("{v}", &v)
+            .replace("{{", "{")
+            .replace("}}", "}");
+        let mut p = Pattern::regex(5000 + i, src);
+        p.caseless = i % 3 < 1;
+        patterns.push(p);
+    }
+    let mut msg = Vec::with_capacity(50 * 1024);
+    while msg.len() < 50 * 1024 {
+        match g.next() % 200 {
+            0 => {
+                let k = (g.next() % 5000) as usize;
+                msg.extend_from_slice(patterns[k].source.to_uppercase().as_bytes());
+            }
+            1 => {
+                let k = 5000 + (g.next() % 500) as usize;
+                let w: String = patterns[k]
+                    .source
+                    .chars()
+                    .filter(|c| c.is_ascii_lowercase())
+                    .take(5)
+                    .collect();
+                msg.extend_from_slice(format!("{w} 1234 {w}.com").as_bytes());
+            }
+            _ => {
+                let len = 2 + (g.next() % 8) as usize;
+                msg.extend_from_slice(g.word(len).as_bytes());
+            }
+        }
+        msg.push(if g.next() % 12 < 1 { b'\n' } else { b' ' });
+    }
+    (patterns, msg)
+}
+
+#[test]
+fn five_thousand_literals_and_five_hundred_regexes() {
+    let (patterns, msg) = big_set();
+    let (hs, report) = Database::compile(&patterns, Backend::Hyperscan);
+    let [exact, pre, confirm, rejected] = report.counts();
+    assert_eq!(rejected, 0, "{report}");
+    assert_eq!(exact + pre + confirm, 5500);
+    assert!(
+        pre >= 100,
+        "backrefs and lookaheads are prefiltered: {report}"
+    );
+    let (naive, _) = Database::compile(&patterns, Backend::Naive);
+    let want = hits(&naive, &msg);
+    assert!(
+        want.len() > 20,
+        "the message hits something: {}",
+        want.len()
+    );
+    assert_eq!(hits(&hs, &msg), want);
+    let (ac, _) = Database::compile(&patterns[..5000], Backend::AhoCorasick);
+    let (naive_lits, _) = Database::compile(&patterns[..5000], Backend::Naive);
+    assert_eq!(hits(&ac, &msg), hits(&naive_lits, &msg));
+}
+
+#[test]
+fn scratch_refits_for_a_new_database() {
+    let (small, _) = Database::compile(&[Pattern::regex(0, "a")], Backend::Hyperscan);
+    let (patterns, msg) = big_set();
+    let (big, _) = Database::compile(&patterns[4900..], Backend::Hyperscan);
+    let mut scratch = small.scratch();
+    let mut set = HitSet::new(0);
+    small.scan(&mut scratch, b"a", &mut set);
+    assert_eq!(set.iter().collect::<Vec<_>>(), vec![0]);
+    scratch.fit(&big);
+    set.clear();
+    big.scan(&mut scratch, &msg, &mut set);
+    assert_eq!(set.issue(), None);
+    let (naive, _) = Database::compile(&patterns[4900..], Backend::Naive);
+    assert_eq!(set.iter().collect::<Vec<_>>(), hits(&naive, &msg));
+}
+
+// ---------------------------------------------------------------- proptest
+
+fn atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[abc]{1,3}",
+        Just("[a-c]".to_owned()),
+        Just("[^b]".to_owned()),
+        Just("\\w".to_owned()),
+        Just("\\s".to_owned()),
+        Just("\\d".to_owned()),
+        Just(".".to_owned()),
+        Just("\\b".to_owned()),
+        Just("\\xff".to_owned()),
+        Just("é".to_owned()),
+    ]
+}
+
+fn piece() -> impl Strategy<Value = String> {
+    (
+        atom(),
+        prop_oneof![
+            Just(""),
+            Just("*"),
+            Just("+"),
+            Just("?"),
+            Just("{1,2}"),
+            Just("*?")
+        ],
+    )
+        .prop_map(|(a, q)| {
+            if q.is_empty() || a == "\\b" {
+                a
+            } else {
+                format!("(?:{a}){q}")
+            }
+        })
+}
+
+fn regex_source() -> impl Strategy<Value = String> {
+    let seq = prop::collection::vec(piece(), 1..4).prop_map(|v| v.concat());
+    (
+        prop::collection::vec(seq, 1..3),
+        any::<bool>(),
+        any::<bool>(),
+        0..5u8,
+    )
+        .prop_map(|(alts, start, end, fancy)| {
+            let mut s = alts.join("|");
+            if alts.len() > 1 {
+                s = format!("(?:{s})");
+            }
+            match fancy {
+                1 => s = format!("({s})\\1"),
+                2 => s = format!("{s}(?=[ab])"),
+                3 => s = format!("(?<!c){s}"),
+                _ => {}
+            }
+            if start {
+                s = format!("^{s}");
+            }
+            if end {
+                s.push('$');
+            }
+            s
+        })
+}
+
+fn pattern_set() -> impl Strategy<Value = Vec<Pattern>> {
+    prop::collection::vec(
+        (regex_source(), any::<bool>(), any::<bool>(), any::<bool>()),
+        1..6,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (source, c, d, m))| Pattern {
+                id: i as u32,
+                source,
+                caseless: c,
+                dotall: d,
+                multiline: m,
+                literal: false,
+            })
+            .collect()
+    })
+}
+
+fn haystack() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(b'a'),
+            Just(b'b'),
+            Just(b'c'),
+            Just(b'A'),
+            Just(b' '),
+            Just(b'\n'),
+            Just(b'1'),
+            Just(0xffu8),
+            Just(0xc3u8),
+            Just(0xa9u8),
+        ],
+        0..24,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn hyperscan_equals_naive(patterns in pattern_set(), hays in prop::collection::vec(haystack(), 1..4)) {
+        let (naive, report) = Database::compile(&patterns, Backend::Naive);
+        prop_assume!(report.counts()[3] == 0);
+        let (hs, _) = Database::compile(&patterns, Backend::Hyperscan);
+        let mut s_n = naive.scratch();
+        let mut s_h = hs.scratch();
+        let mut a = HitSet::new(8);
+        let mut b = HitSet::new(8);
+        for hay in &hays {
+            a.clear();
+            b.clear();
+            naive.scan(&mut s_n, hay, &mut a);
+            hs.scan(&mut s_h, hay, &mut b);
+            prop_assert_eq!(a.issue(), None);
+            prop_assert_eq!(b.issue(), None);
+            prop_assert_eq!(
+                a.iter().collect::<Vec<_>>(),
+                b.iter().collect::<Vec<_>>(),
+                "haystack {:?}",
+                String::from_utf8_lossy(hay)
+            );
+        }
+    }
+
+    #[test]
+    fn aho_corasick_equals_naive(
+        lits in prop::collection::vec(("[abAB\u{e9} ]{0,4}", any::<bool>()), 1..8),
+        hays in prop::collection::vec(haystack(), 1..4),
+    ) {
+        let patterns: Vec<Pattern> = lits
+            .iter()
+            .enumerate()
+            .map(|(i, (s, c))| Pattern { caseless: *c, ..Pattern::literal(i as u32, s.clone()) })
+            .collect();
+        for hay in &hays {
+            agree(&patterns, hay);
+        }
+    }
+}
