@@ -10,6 +10,7 @@
 //! mbctl policy reload
 //! mbctl policy check [FILE]           (no daemon needed)
 //! mbctl ratelimit show KEY            (192.0.2.0/24, sender=a@example.com, LIMIT:KEY)
+//! mbctl scan [--rules DIR|FILE].. [--backend hyperscan|naive] FILE|DIR..   (no daemon needed)
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure (daemon unreachable, error answer, config
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod scan;
 mod table;
 mod test_socket;
 
@@ -84,6 +86,21 @@ enum Cmd {
     Ratelimit {
         #[command(subcommand)]
         cmd: RatelimitCmd,
+    },
+    /// Scan messages offline with the content filter's rule engine (SpamAssassin rules).
+    Scan {
+        /// Message files or directories (read recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Rule files or directories of *.cf files, in order [default: /usr/share/spamassassin].
+        #[arg(long = "rules", value_name = "DIR|FILE")]
+        rules: Vec<PathBuf>,
+        /// Matcher: hyperscan (one database per rule class) or naive (every regex in turn: the oracle).
+        #[arg(long, default_value = "hyperscan", value_parser = ["hyperscan", "naive"])]
+        backend: String,
+        /// Print file names relative to this directory.
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
 }
 
@@ -276,6 +293,32 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Cmd::Policy {
             cmd: PolicyCmd::Check { file },
         } => check_policy(file, cli.json),
+        Cmd::Scan {
+            paths,
+            rules,
+            backend,
+            root,
+        } => {
+            let default_rules = [PathBuf::from(scan::STOCK_RULES)];
+            let rules: &[PathBuf] = if rules.is_empty() {
+                &default_rules
+            } else {
+                rules
+            };
+            let backend = if backend == "naive" {
+                mb_engine::filter::matcher::Backend::Naive
+            } else {
+                mb_engine::filter::matcher::Backend::Hyperscan
+            };
+            scan::run(&scan::Args {
+                paths,
+                rules,
+                backend,
+                json: cli.json,
+                root: root.as_deref(),
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Ratelimit {
             cmd: RatelimitCmd::Show { key },
         } => match client().request(&Request::RatelimitShow { key: key.clone() })? {

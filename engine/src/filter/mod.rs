@@ -7,7 +7,10 @@
 //! - [`matcher`]: pattern sets compiled into one Hyperscan database per class
 //!   (prefilter plus confirmation where Hyperscan cannot run a pattern
 //!   exactly), aho-corasick for literals, and a naive oracle.
+//! - [`scan`]: the three put together: rules per class, one scan per class,
+//!   meta rules, score and symbols.
 
 pub mod matcher;
 pub mod mime;
 pub mod sa;
+pub mod scan;

@@ -1,0 +1,194 @@
+//! `mbctl scan FILE|DIR`: scans messages offline with the daemon's rule
+//! engine (SpamAssassin `.cf` rules compiled into Hyperscan databases), and
+//! prints verdicts, symbols and timings.
+//!
+//! `--json` prints one JSON object per message, the format
+//! `bench/scripts/agreement.py` compares with spamd's:
+//! `{"file", "score", "required", "is_spam", "symbols", "ms"}`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::mime::{self, Limits};
+use mb_engine::filter::sa::{self, Options, Source};
+use mb_engine::filter::scan::Scanner;
+use serde_json::json;
+
+/// Where Debian's `spamassassin` package installs the stock rules.
+pub const STOCK_RULES: &str = "/usr/share/spamassassin";
+
+/// What to scan and how.
+pub struct Args<'a> {
+    /// Files or directories (read recursively).
+    pub paths: &'a [PathBuf],
+    /// Rule files or directories of `*.cf` files, in order.
+    pub rules: &'a [PathBuf],
+    /// Matcher backend.
+    pub backend: Backend,
+    /// JSON lines instead of a table.
+    pub json: bool,
+    /// Paths in the output relative to this directory.
+    pub root: Option<&'a Path>,
+}
+
+/// The `.cf` files of `paths`, in order (a directory's files sorted by name,
+/// as SpamAssassin reads them).
+fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read rules directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "cf"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    if out.is_empty() {
+        bail!("no rule files (*.cf) found; give --rules DIR (Debian: apt-get install spamassassin, rules in {STOCK_RULES})");
+    }
+    Ok(out)
+}
+
+/// Message files under `paths`, sorted, recursively.
+fn message_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        if meta.is_dir() {
+            for e in
+                std::fs::read_dir(&p).with_context(|| format!("cannot read {}", p.display()))?
+            {
+                let path = e?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with('.') || name == "SOURCE.md" || name.ends_with(".md") {
+                    continue;
+                }
+                stack.push(path);
+            }
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs the scan; returns the number of spam verdicts.
+pub fn run(args: &Args<'_>) -> Result<usize> {
+    let started = Instant::now();
+    let files = rule_files(args.rules)?;
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+            Ok((
+                f.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let sources: Vec<Source<'_>> = texts
+        .iter()
+        .map(|(file, text)| Source { file, text })
+        .collect();
+    let set = sa::load(&sources, &Options::default());
+    let scanner = Scanner::compile(&set, args.backend);
+    let compiled = started.elapsed();
+    let mut state = scanner.state();
+    let messages = message_files(args.paths)?;
+    eprintln!(
+        "mbctl scan: {} rules loaded from {} files, {} active, compiled in {:.2} s; {} messages",
+        set.rules.len(),
+        files.len(),
+        scanner.active_rules(),
+        compiled.as_secs_f64(),
+        messages.len()
+    );
+    let progress = !args.json && std::io::stderr().is_terminal() && messages.len() > 50;
+    let limits = Limits::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let (mut spam, mut total_bytes, mut scan_time) = (0usize, 0u64, Duration::ZERO);
+    for (n, path) in messages.iter().enumerate() {
+        let raw = match std::fs::read(path) {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("mbctl scan: {}: {e}", path.display());
+                continue;
+            }
+        };
+        let t = Instant::now();
+        let message = mime::parse(&raw, &limits);
+        let result = scanner.scan(&mut state, &raw, &message);
+        let elapsed = t.elapsed();
+        scan_time += elapsed;
+        total_bytes += raw.len() as u64;
+        spam += usize::from(result.is_spam());
+        let shown = args
+            .root
+            .and_then(|r| path.strip_prefix(r).ok())
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        if args.json {
+            let line = json!({
+                "file": shown,
+                "score": (f64::from(result.score) * 1000.0).round() / 1000.0,
+                "required": result.required_score,
+                "is_spam": result.is_spam(),
+                "symbols": result.symbols.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+                "ms": (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
+                "violations": message.violations.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            let symbols: Vec<String> = result
+                .symbols
+                .iter()
+                .map(|(s, v)| format!("{s}={v}"))
+                .collect();
+            writeln!(
+                out,
+                "{} {:>6.2}/{:.1} {:>8.3} ms  {}  {}",
+                if result.is_spam() { "SPAM" } else { "ham " },
+                result.score,
+                result.required_score,
+                elapsed.as_secs_f64() * 1000.0,
+                shown,
+                symbols.join(",")
+            )?;
+        }
+        if progress && (n % 64 == 0 || n + 1 == messages.len()) {
+            let done = n + 1;
+            let width = 30;
+            let filled = done * width / messages.len().max(1);
+            eprint!(
+                "\r[{}{}] {done}/{} messages, {spam} spam",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                messages.len()
+            );
+        }
+    }
+    out.flush()?;
+    if progress {
+        eprintln!();
+    }
+    let secs = scan_time.as_secs_f64().max(1e-9);
+    eprintln!(
+        "mbctl scan: {} messages, {spam} spam, {:.0} msgs/s, {:.1} MB/s (parse + scan, one core)",
+        messages.len(),
+        messages.len() as f64 / secs,
+        total_bytes as f64 / secs / 1e6
+    );
+    Ok(spam)
+}

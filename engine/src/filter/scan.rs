@@ -1,0 +1,426 @@
+//! The scanner: SpamAssassin rules ([`super::sa`]) compiled into one matcher
+//! database per class ([`super::matcher`]) and run over the message model
+//! ([`super::mime`]), then meta rules and scores.
+//!
+//! Classes follow SpamAssassin's: one database per header (and form) that
+//! header rules look at, one for the rendered body, one for the raw body,
+//! one for the full message, one for URIs and one per MIME-part header. Each
+//! class is scanned once per message whatever its number of rules. Negated
+//! header rules (`!~`) hit when their pattern does not; `exists:` and eval
+//! rules are decided without a pattern. Meta rules are evaluated last, in
+//! dependency order, over the hits of everything else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::matcher::{Backend, CompileReport, Database, HitSet, Pattern, Scratch};
+use super::mime::{Header, Message};
+use super::sa::{HeaderForm, Kind, Rule, RuleSet};
+
+/// Where a class takes its text from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    /// A header by lower-case name, in one form (`ALL` for all headers).
+    Header(String, HeaderForm),
+    /// The rendered body (Subject line first), as SpamAssassin's `body`.
+    Body,
+    /// Transfer- and charset-decoded text parts, HTML not rendered.
+    Rawbody,
+    /// The raw message.
+    Full,
+    /// Every URI, one per line.
+    Uri,
+    /// A header of the MIME parts, by lower-case name.
+    MimeHeader(String, HeaderForm),
+}
+
+/// One compiled class.
+#[derive(Debug)]
+struct Class {
+    source: Source,
+    database: Database,
+}
+
+/// What a rule needs besides its class's pattern.
+#[derive(Debug, Clone)]
+enum Check {
+    /// Hit when its class matched its pattern.
+    Pattern { class: usize, id: u32, negate: bool },
+    /// `exists:Header`.
+    Exists(String),
+    /// A meta rule.
+    Meta,
+    /// Not run (eval without an implementation, untranslatable regex).
+    Skipped,
+}
+
+/// A compiled scanner: immutable, shared by every shard.
+#[derive(Debug)]
+pub struct Scanner {
+    rules: Vec<Rule>,
+    checks: Vec<Check>,
+    classes: Vec<Class>,
+    index: HashMap<String, usize>,
+    meta_order: Vec<usize>,
+    required_score: f32,
+    reports: Vec<CompileReport>,
+}
+
+/// Per-shard state for scanning: one scratch and one hit set per class.
+#[derive(Debug)]
+pub struct ScanState {
+    scratches: Vec<Scratch>,
+    hits: Vec<HitSet>,
+}
+
+/// The outcome of one scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanResult {
+    /// Sum of the scores of the rules that hit.
+    pub score: f32,
+    /// The threshold of the rule set (`required_score`, 5 by default).
+    pub required_score: f32,
+    /// Rules that hit, with their scores, in rule-set order (sub-rules, whose
+    /// names start with `__`, are left out).
+    pub symbols: Vec<(String, f32)>,
+}
+
+impl ScanResult {
+    /// SpamAssassin's verdict: score at or above the threshold.
+    #[must_use]
+    pub fn is_spam(&self) -> bool {
+        self.score >= self.required_score
+    }
+}
+
+impl Scanner {
+    /// Compiles a rule set with `backend` for every class.
+    #[must_use]
+    pub fn compile(set: &RuleSet, backend: Backend) -> Self {
+        let rules = set.rules.clone();
+        let index: HashMap<String, usize> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let mut by_source: HashMap<Source, Vec<(usize, Pattern)>> = HashMap::new();
+        let mut order: Vec<Source> = Vec::new();
+        let mut checks = vec![Check::Skipped; rules.len()];
+        for (i, rule) in rules.iter().enumerate() {
+            if !rule.is_active() {
+                continue;
+            }
+            let (source, negate) = match &rule.kind {
+                Kind::Header {
+                    header,
+                    form,
+                    negate,
+                    exists,
+                    ..
+                } => {
+                    if *exists {
+                        checks[i] = Check::Exists(header.to_ascii_lowercase());
+                        continue;
+                    }
+                    (Source::Header(header.to_ascii_lowercase(), *form), *negate)
+                }
+                Kind::Body => (Source::Body, false),
+                Kind::Rawbody => (Source::Rawbody, false),
+                Kind::Full => (Source::Full, false),
+                Kind::Uri => (Source::Uri, false),
+                Kind::Mimeheader {
+                    header,
+                    form,
+                    negate,
+                } => (
+                    Source::MimeHeader(header.to_ascii_lowercase(), *form),
+                    *negate,
+                ),
+                Kind::Meta { .. } => {
+                    checks[i] = Check::Meta;
+                    continue;
+                }
+                Kind::Eval { .. } | Kind::Net { .. } => continue,
+            };
+            let Some(regex) = rule.pattern.as_ref() else {
+                continue;
+            };
+            // The matcher reads Perl syntax itself (after ReplaceTags) and
+            // makes its three engines agree on Perl's byte semantics.
+            let mut text = regex
+                .expanded
+                .clone()
+                .unwrap_or_else(|| regex.source.clone());
+            if regex.flags.contains('x') {
+                text.insert_str(0, "(?x)");
+            }
+            let list = by_source.entry(source.clone()).or_insert_with(|| {
+                order.push(source.clone());
+                Vec::new()
+            });
+            let id = u32::try_from(list.len()).unwrap_or(u32::MAX);
+            // SpamAssassin matches body and rawbody rules line by line and
+            // URI rules one URI at a time; the class text joins them with
+            // newlines, so `^`/`$` must match at line boundaries.
+            let per_line = matches!(source, Source::Body | Source::Rawbody | Source::Uri);
+            list.push((
+                i,
+                Pattern {
+                    id,
+                    source: text,
+                    caseless: regex.flags.contains('i'),
+                    dotall: regex.flags.contains('s'),
+                    multiline: per_line || regex.flags.contains('m'),
+                    literal: false,
+                },
+            ));
+            checks[i] = Check::Pattern {
+                class: 0,
+                id,
+                negate,
+            };
+        }
+        let mut classes = Vec::with_capacity(order.len());
+        let mut reports = Vec::with_capacity(order.len());
+        for source in order {
+            let list = by_source.remove(&source).unwrap_or_default();
+            let patterns: Vec<Pattern> = list.iter().map(|(_, p)| p.clone()).collect();
+            let (database, report) = Database::compile(&patterns, backend);
+            let class = classes.len();
+            for (rule, _) in &list {
+                if let Check::Pattern { class: c, .. } = &mut checks[*rule] {
+                    *c = class;
+                }
+            }
+            classes.push(Class { source, database });
+            reports.push(report);
+        }
+        let meta_order = meta_order(&rules, &index);
+        Self {
+            rules,
+            checks,
+            classes,
+            index,
+            meta_order,
+            required_score: set.required_score,
+            reports,
+        }
+    }
+
+    /// Per-shard scratch space for this scanner.
+    #[must_use]
+    pub fn state(&self) -> ScanState {
+        ScanState {
+            scratches: self.classes.iter().map(|c| c.database.scratch()).collect(),
+            hits: self
+                .classes
+                .iter()
+                .map(|c| HitSet::new(c.database.id_bound()))
+                .collect(),
+        }
+    }
+
+    /// The compile reports, one per class.
+    #[must_use]
+    pub fn reports(&self) -> &[CompileReport] {
+        &self.reports
+    }
+
+    /// Number of rules that can hit (patterns compiled, metas, exists).
+    #[must_use]
+    pub fn active_rules(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| !matches!(c, Check::Skipped))
+            .count()
+    }
+
+    /// Scans one message. `raw` is the message as received; `message` its
+    /// parsed model.
+    pub fn scan(&self, state: &mut ScanState, raw: &[u8], message: &Message) -> ScanResult {
+        let mut text = String::new();
+        for (c, class) in self.classes.iter().enumerate() {
+            let (Some(scratch), Some(hits)) = (state.scratches.get_mut(c), state.hits.get_mut(c))
+            else {
+                continue;
+            };
+            hits.clear();
+            let haystack: &[u8] = match &class.source {
+                Source::Full => raw,
+                other => {
+                    text.clear();
+                    fill(other, message, &mut text);
+                    text.as_bytes()
+                }
+            };
+            class.database.scan(scratch, haystack, hits);
+        }
+        let mut hit = vec![false; self.rules.len()];
+        for (i, check) in self.checks.iter().enumerate() {
+            hit[i] = match check {
+                Check::Pattern { class, id, negate } => {
+                    let matched = state.hits.get(*class).is_some_and(|h| h.contains(*id));
+                    // A negated header rule only means something when the
+                    // header exists (SpamAssassin: `!~` on a missing header
+                    // hits unless [if-unset] says otherwise).
+                    matched != *negate
+                }
+                Check::Exists(name) => message.header(name).next().is_some(),
+                Check::Meta | Check::Skipped => false,
+            };
+        }
+        for &m in &self.meta_order {
+            if let Kind::Meta { expr } = &self.rules[m].kind {
+                let value = expr.eval(&|name: &str| {
+                    self.index
+                        .get(name)
+                        .map_or(0.0, |&r| if hit[r] { 1.0 } else { 0.0 })
+                });
+                hit[m] = value != 0.0;
+            }
+        }
+        let mut score = 0.0f32;
+        let mut symbols = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if hit[i] && !rule.is_subrule() && rule.score != 0.0 {
+                score += rule.score;
+                symbols.push((rule.name.clone(), rule.score));
+            }
+        }
+        ScanResult {
+            score,
+            required_score: self.required_score,
+            symbols,
+        }
+    }
+
+    /// Rules of this scanner, in rule-set order.
+    #[must_use]
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Shares the scanner.
+    #[must_use]
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}
+
+/// Appends a class's text for `message` to `out`.
+fn fill(source: &Source, message: &Message, out: &mut String) {
+    match source {
+        Source::Header(name, form) if name == "all" => {
+            for h in &message.headers {
+                out.push_str(&h.name);
+                out.push_str(": ");
+                push_form(h, *form, out);
+                out.push('\n');
+            }
+        }
+        Source::Header(name, form) => {
+            let single = [name.as_str()];
+            let names: &[&str] = match name.as_str() {
+                "tocc" => &["to", "cc"],
+                "messageid" => &["message-id", "resent-message-id", "x-message-id"],
+                _ => &single,
+            };
+            let mut first = true;
+            for n in names {
+                for h in message.header(n) {
+                    if !first {
+                        out.push('\n');
+                    }
+                    first = false;
+                    push_form(h, *form, out);
+                }
+            }
+        }
+        Source::Body => out.push_str(&message.body_text()),
+        Source::Rawbody => {
+            for part in &message.parts {
+                if let Some(t) = &part.raw_text {
+                    out.push_str(t);
+                    out.push('\n');
+                }
+            }
+        }
+        Source::Full => {}
+        Source::Uri => {
+            for u in &message.urls {
+                out.push_str(u);
+                out.push('\n');
+            }
+        }
+        Source::MimeHeader(name, form) => {
+            for part in &message.parts {
+                for h in part
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name))
+                {
+                    push_form(h, *form, out);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+}
+
+fn push_form(h: &Header, form: HeaderForm, out: &mut String) {
+    match form {
+        HeaderForm::Raw => out.push_str(&h.raw),
+        HeaderForm::Addr => out.push_str(&h.addrs().join("\n")),
+        HeaderForm::Name => out.push_str(&h.names().join("\n")),
+        HeaderForm::Host => {
+            let addrs = h.addrs();
+            let hosts: Vec<&str> = addrs
+                .iter()
+                .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('>')))
+                .collect();
+            out.push_str(&hosts.join("\n"));
+        }
+        _ => out.push_str(&h.value),
+    }
+}
+
+/// Meta rules in an order where every meta comes after the metas it uses
+/// (cycles are broken by leaving the rest in file order).
+fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
+    let metas: Vec<usize> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r.kind, Kind::Meta { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let mut state = vec![0u8; rules.len()]; // 0 new, 1 visiting, 2 done
+    let mut out = Vec::with_capacity(metas.len());
+    fn visit(
+        i: usize,
+        rules: &[Rule],
+        index: &HashMap<String, usize>,
+        state: &mut [u8],
+        out: &mut Vec<usize>,
+        depth: usize,
+    ) {
+        if state[i] != 0 || depth > 64 {
+            return;
+        }
+        state[i] = 1;
+        if let Kind::Meta { expr } = &rules[i].kind {
+            for name in expr.rules() {
+                if let Some(&d) = index.get(name) {
+                    if matches!(rules[d].kind, Kind::Meta { .. }) {
+                        visit(d, rules, index, state, out, depth + 1);
+                    }
+                }
+            }
+            out.push(i);
+        }
+        state[i] = 2;
+    }
+    for m in metas {
+        visit(m, rules, index, &mut state, &mut out, 0);
+    }
+    out
+}

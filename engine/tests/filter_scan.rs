@@ -1,0 +1,129 @@
+//! The scanner end to end: `.cf` text → rule set → one database per class →
+//! symbols and score for parsed messages, with every backend agreeing.
+
+use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::mime::{self, Limits};
+use mb_engine::filter::sa::{self, Options, Source};
+use mb_engine::filter::scan::{ScanResult, Scanner};
+
+const RULES: &str = r#"
+required_score 5.0
+header   SUBJ_FREE      Subject =~ /free\s+money/i
+score    SUBJ_FREE      3.0
+header   SUBJ_NOT_HELLO Subject !~ /hello/
+score    SUBJ_NOT_HELLO 0.5
+header   HAS_LIST_ID    exists:List-Id
+score    HAS_LIST_ID    -1.0
+header   FROM_ADDR      From:addr =~ /\@bad\.example$/
+score    FROM_ADDR      1.5
+body     BODY_WINNER    /you (?:are|were) (?:a|the) winner/i
+score    BODY_WINNER    2.0
+rawbody  RAW_HTML_FONT  /<font\s+size=/i
+score    RAW_HTML_FONT  0.7
+uri      URI_EVIL       /\bevil\.example\b/i
+score    URI_EVIL       1.25
+full     FULL_XMAILER   /^X-Mailer: spamblaster/m
+score    FULL_XMAILER   0.3
+body     __SUB_CLICK    /click here/i
+body     BACKREF_DOUBLE /\b(\w{4,})\s+\1\b/
+score    BACKREF_DOUBLE 0.1
+meta     META_COMBO     (SUBJ_FREE && URI_EVIL) || (__SUB_CLICK && BODY_WINNER)
+score    META_COMBO     2.5
+"#;
+
+const SPAMMY: &str = "From: \"Prize Team\" <prizes@bad.example>\r\n\
+To: you@example.com\r\n\
+Subject: FREE   money inside\r\n\
+X-Mailer: spamblaster 2.0\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=us-ascii\r\n\
+\r\n\
+<html><body><font size=5>You are a WINNER!</font> <a href=\"http://www.evil.example/claim\">Click here</a> today today</body></html>\r\n";
+
+const HAMMY: &str = "From: alice@good.example\r\n\
+To: bob@example.com\r\n\
+Subject: hello bob\r\n\
+List-Id: <team.lists.example>\r\n\
+\r\n\
+See you at lunch. The page is http://intranet.example/menu\r\n";
+
+fn scan(backend: Backend, raw: &str) -> ScanResult {
+    let set = sa::load(
+        &[Source {
+            file: "test.cf",
+            text: RULES,
+        }],
+        &Options::default(),
+    );
+    assert!(
+        set.report.diagnostics.is_empty(),
+        "{:?}",
+        set.report.diagnostics
+    );
+    let scanner = Scanner::compile(&set, backend);
+    let mut state = scanner.state();
+    let message = mime::parse(raw.as_bytes(), &Limits::default());
+    scanner.scan(&mut state, raw.as_bytes(), &message)
+}
+
+fn names(r: &ScanResult) -> Vec<&str> {
+    r.symbols.iter().map(|(s, _)| s.as_str()).collect()
+}
+
+#[test]
+fn spammy_message_hits_every_class_and_the_meta() {
+    let r = scan(Backend::Hyperscan, SPAMMY);
+    assert_eq!(
+        names(&r),
+        [
+            "SUBJ_FREE",
+            "SUBJ_NOT_HELLO",
+            "FROM_ADDR",
+            "BODY_WINNER",
+            "RAW_HTML_FONT",
+            "URI_EVIL",
+            "FULL_XMAILER",
+            "BACKREF_DOUBLE",
+            "META_COMBO"
+        ],
+        "{r:?}"
+    );
+    let expected = 3.0 + 0.5 + 1.5 + 2.0 + 0.7 + 1.25 + 0.3 + 0.1 + 2.5;
+    assert!((r.score - expected).abs() < 1e-4, "{r:?}");
+    assert!(r.is_spam());
+}
+
+#[test]
+fn hammy_message_hits_only_the_negative_rule() {
+    let r = scan(Backend::Hyperscan, HAMMY);
+    assert_eq!(names(&r), ["HAS_LIST_ID"], "{r:?}");
+    assert!((r.score + 1.0).abs() < 1e-6);
+    assert!(!r.is_spam());
+}
+
+#[test]
+fn backends_agree() {
+    for raw in [SPAMMY, HAMMY] {
+        assert_eq!(scan(Backend::Hyperscan, raw), scan(Backend::Naive, raw));
+    }
+}
+
+#[test]
+fn sub_rules_never_score_and_inactive_rules_never_hit() {
+    let r = scan(Backend::Naive, SPAMMY);
+    assert!(!names(&r).iter().any(|n| n.starts_with("__")), "{r:?}");
+    let set = sa::load(
+        &[Source {
+            file: "t.cf",
+            text: "body ZERO /winner/i\nscore ZERO 0\n",
+        }],
+        &Options::default(),
+    );
+    let scanner = Scanner::compile(&set, Backend::Hyperscan);
+    let mut state = scanner.state();
+    let message = mime::parse(SPAMMY.as_bytes(), &Limits::default());
+    assert!(scanner
+        .scan(&mut state, SPAMMY.as_bytes(), &message)
+        .symbols
+        .is_empty());
+}
