@@ -10,6 +10,7 @@
 //! - [`scan`]: the three put together: rules per class, one scan per class,
 //!   meta rules, score and symbols.
 
+pub mod attach;
 pub mod matcher;
 pub mod mime;
 pub mod sa;
