@@ -665,6 +665,13 @@ fn truncated_and_malformed_zips() {
     assert_eq!(f[0].path, "j.zip/x.exe");
     // a file called .zip that is no ZIP at all is not an archive finding
     assert!(one("notes.zip", b"just text").is_empty());
+    // nor is the trick hidden one level down
+    let mut inner = b"junk".to_vec();
+    inner.extend_from_slice(&zip_of(&[E::deflated("y.exe", b"y")]));
+    let z = zip_of(&[E::deflated("in.zip", &inner), E::stored("t.zip", b"text")]);
+    let f = check_attachment(&AttachPolicy::default(), &attachment(z, "o.zip"));
+    assert_eq!(rules(&f), [Rule::BlockedExtension]);
+    assert_eq!(f[0].path, "o.zip/in.zip/y.exe");
 }
 
 #[test]
@@ -687,6 +694,20 @@ fn unsupported_archives_are_refused_only_when_asked() {
     let f = check_attachment(&policy, &attachment(z.clone(), "z.zip"));
     assert_eq!(rules(&f), [Rule::ArchiveUnsupported]);
     assert!(check_attachment(&AttachPolicy::default(), &attachment(z, "z.zip")).is_empty());
+}
+
+#[test]
+fn texts_fit_an_smtp_reply() {
+    let name = format!("{}.exe", "\u{e9}\r\n".repeat(300));
+    let f = one(&name, b"x");
+    assert_eq!(rules(&f), [Rule::BlockedExtension]);
+    assert!(
+        f[0].text.len() <= 200 && f[0].text.ends_with("..."),
+        "{}",
+        f[0].text
+    );
+    assert!(f[0].text.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));
+    assert!(!f[0].path.contains(['\r', '\n']), "{}", f[0].path);
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub const RATIO_MIN_BYTES: u64 = 1024 * 1024;
 /// Longest file name (in characters) kept in a finding's path and text.
 pub const NAME_CHARS_MAX: usize = 128;
 
+/// Longest [`Finding::text`], in characters: it must fit an SMTP reply line
+/// with room for the code and the daemon's own words.
+pub const TEXT_CHARS_MAX: usize = 200;
+
 /// The attachment policy. Every field is plain data so the daemon can fill
 /// it from its config file; lists are compared ASCII-case-insensitively, and
 /// extensions may be written with or without the leading dot.
@@ -293,7 +297,8 @@ pub struct Finding {
     pub path: String,
     /// The rule.
     pub rule: Rule,
-    /// A short sentence for logs and SMTP replies: printable ASCII only.
+    /// A short sentence for logs and SMTP replies: printable ASCII only, at
+    /// most [`TEXT_CHARS_MAX`] characters.
     pub text: String,
 }
 
@@ -386,12 +391,7 @@ fn check_into(policy: &AttachPolicy, a: &Attachment, out: &mut Findings) {
     }
     if policy.inspect_zip {
         let sniffed = a.sniffed_type == Some(sniff::ZIP);
-        let named = a.filename.as_deref().is_some_and(|n| {
-            let n = n.trim_end_matches(['.', ' ']);
-            n.len() > 4
-                && n.is_char_boundary(n.len() - 4)
-                && n[n.len() - 4..].eq_ignore_ascii_case(".zip")
-        });
+        let named = a.filename.as_deref().is_some_and(zip_named);
         let declared = matches!(
             a.declared_type.as_str(),
             "application/zip" | "application/x-zip-compressed" | "application/x-zip"
@@ -539,9 +539,19 @@ fn display_name(name: &str) -> String {
     out
 }
 
-/// Printable ASCII only (for SMTP replies): anything else becomes `?`.
+/// Whether a file name ends in `.zip` (trailing dots and spaces ignored,
+/// as Windows does).
+fn zip_named(name: &str) -> bool {
+    let n = name.trim_end_matches(['.', ' ']).as_bytes();
+    n.len() > 4 && n[n.len() - 4..].eq_ignore_ascii_case(b".zip")
+}
+
+/// Printable ASCII only (for SMTP replies), at most [`TEXT_CHARS_MAX`]
+/// characters: anything else becomes `?`.
 fn ascii_text(s: &str) -> String {
-    s.chars()
+    let mut out: String = s
+        .chars()
+        .take(TEXT_CHARS_MAX)
         .map(|c| {
             if c == ' ' || c.is_ascii_graphic() {
                 c
@@ -549,5 +559,10 @@ fn ascii_text(s: &str) -> String {
                 '?'
             }
         })
-        .collect()
+        .collect();
+    if s.chars().nth(TEXT_CHARS_MAX).is_some() {
+        out.truncate(TEXT_CHARS_MAX - 3);
+        out.push_str("...");
+    }
+    out
 }

@@ -8,8 +8,8 @@
 //! magic bytes, and nested ZIPs inflated within the budget and walked.
 
 use super::{
-    check_content, check_name, AttachPolicy, Findings, Place, Rule, RATIO_MIN_BYTES, SNIFF_BYTES,
-    ZIP_DEPTH_HARD_MAX,
+    check_content, check_name, zip_named, AttachPolicy, Findings, Place, Rule, RATIO_MIN_BYTES,
+    SNIFF_BYTES, ZIP_DEPTH_HARD_MAX,
 };
 use crate::filter::mime::sniff;
 use miniz_oxide::inflate::{decompress_to_vec_with_limit, TINFLStatus};
@@ -231,7 +231,10 @@ impl Walker<'_, '_> {
         let head = &head[..];
         let sniffed = sniff::sniff(head);
         check_content(self.policy, head, sniffed, place, self.out);
-        if sniffed != Some(sniff::ZIP) {
+        // a nested archive: by its magic, or by its name (junk before a ZIP
+        // hides the magic but not the archive from 7-Zip and WinRAR)
+        let is_zip = sniffed == Some(sniff::ZIP);
+        if !is_zip && !zip_named(&e.name) {
             return;
         }
         if depth >= self.depth_max {
@@ -268,6 +271,9 @@ impl Walker<'_, '_> {
             }
         };
         self.inflate_left -= nested.len();
+        if !is_zip && directory(&nested).is_none() {
+            return;
+        }
         self.archive(&nested, place, depth + 1);
     }
 
