@@ -30,4 +30,5 @@ pub mod limits;
 pub mod milter;
 pub mod policy;
 pub mod policyd;
+pub mod spool;
 pub mod verdict;

@@ -1,0 +1,316 @@
+//! The spool's on-disk format: every record kind round-trips, the encoder
+//! refuses fields over their maxima, and the segment reader reports damage
+//! and resynchronises: truncation at every byte offset of a small segment,
+//! a bit flip at every byte, zero holes, foreign nonces, a damaged header.
+
+use mb_engine::spool::{
+    decode_record, encode_record, encode_segment_header, Damage, EncodeError, Item, MessageId,
+    MessageRecord, Phase, Rcpt, RcptState, Record, ScanAction, ScanSummary, SegmentHeader,
+    SegmentId, SegmentReader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+
+const NONCE: u64 = 0x5EED_1234_ABCD_0001;
+const SEG: SegmentId = SegmentId(7);
+
+fn message(body: &[u8]) -> Record<'_> {
+    Record::Message(MessageRecord {
+        received_unix_ms: 1_700_000_000_000,
+        phase: Phase::Received,
+        attempts: 0,
+        next_try_unix_ms: 0,
+        scan: None,
+        sender: b"alice@example.org",
+        rcpts: vec![
+            Rcpt {
+                address: b"bob@example.net",
+                state: RcptState::Pending,
+            },
+            Rcpt {
+                address: b"carol@example.net",
+                state: RcptState::Pending,
+            },
+        ],
+        facts: vec![(b"ADDR".as_slice(), b"192.0.2.1".as_slice())],
+        body,
+    })
+}
+
+fn all_kinds() -> Vec<Record<'static>> {
+    vec![
+        message(b"Subject: hi\r\n\r\nbody\r\n"),
+        Record::Message(MessageRecord {
+            received_unix_ms: 5,
+            phase: Phase::Deferred,
+            attempts: 3,
+            next_try_unix_ms: 99,
+            scan: Some(ScanSummary {
+                action: ScanAction::AddHeader,
+                score_milli: -1500,
+                symbols: b"A,B",
+            }),
+            sender: b"",
+            rcpts: vec![
+                Rcpt {
+                    address: b"x@y",
+                    state: RcptState::Delivered,
+                },
+                Rcpt {
+                    address: b"z@y",
+                    state: RcptState::Pending,
+                },
+            ],
+            facts: vec![],
+            body: b"",
+        }),
+        Record::Scanned(ScanSummary {
+            action: ScanAction::Quarantine,
+            score_milli: 12_345,
+            symbols: b"BAYES_99,URIBL",
+        }),
+        Record::Deferred {
+            next_try_unix_ms: 1_700_000_300_000,
+            attempts: 2,
+            reason: b"451 4.3.0 try later",
+        },
+        Record::Delivered { rcpts: vec![0, 1] },
+        Record::Bounced {
+            rcpts: vec![1],
+            reason: b"550 5.1.1 no such user",
+        },
+        Record::Quarantined { reason: b"spam" },
+        Record::Deleted,
+    ]
+}
+
+/// A segment with the header and one record of each kind; returns the bytes
+/// and each record's (offset, len).
+fn segment() -> (Vec<u8>, Vec<(usize, usize)>) {
+    let mut buf = Vec::new();
+    encode_segment_header(
+        &mut buf,
+        &SegmentHeader {
+            id: SEG,
+            nonce: NONCE,
+            created_unix_ms: 1,
+        },
+    );
+    let mut spans = Vec::new();
+    for (i, r) in all_kinds().iter().enumerate() {
+        let start = buf.len();
+        let n = encode_record(&mut buf, 100 + i as u64, NONCE, MessageId(i as u128), r)
+            .expect("encodes");
+        assert_eq!(n % 8, 0);
+        spans.push((start, n));
+    }
+    (buf, spans)
+}
+
+fn read(bytes: &[u8]) -> (Vec<(u64, u64)>, Vec<mb_engine::spool::Corruption>) {
+    let mut recs = Vec::new();
+    let mut bad = Vec::new();
+    for item in SegmentReader::new(SEG, bytes) {
+        match item {
+            Item::Record(d) => recs.push((d.seq, d.at.offset)),
+            Item::Corruption(c) => bad.push(c),
+        }
+    }
+    (recs, bad)
+}
+
+#[test]
+fn every_kind_round_trips() {
+    for (i, r) in all_kinds().iter().enumerate() {
+        let mut buf = vec![0xAA; 3];
+        let n = encode_record(&mut buf, i as u64, NONCE, MessageId(42), r).expect("encodes");
+        assert_eq!(buf.len(), 3 + n);
+        let (h, back) = decode_record(&buf[3..]).expect("decodes");
+        assert_eq!(&back, r);
+        assert_eq!(
+            (h.seq, h.nonce, h.id, h.kind),
+            (i as u64, NONCE, MessageId(42), r.kind())
+        );
+        assert_eq!(h.total_len(), n);
+    }
+}
+
+#[test]
+fn encoder_refuses_oversized_fields_and_leaves_the_buffer() {
+    let long = vec![b'a'; 2000];
+    let mut buf = vec![1, 2, 3];
+    let r = Record::Quarantined { reason: &long };
+    assert!(matches!(
+        encode_record(&mut buf, 1, NONCE, MessageId(1), &r),
+        Err(EncodeError::TooLarge {
+            field: "reason",
+            ..
+        })
+    ));
+    assert_eq!(buf, [1, 2, 3]);
+    let Record::Message(mut m) = message(b"x") else {
+        unreachable!()
+    };
+    for r in &mut m.rcpts {
+        r.state = RcptState::Delivered;
+    }
+    assert_eq!(
+        encode_record(&mut buf, 1, NONCE, MessageId(1), &Record::Message(m)),
+        Err(EncodeError::NoPendingRecipient)
+    );
+    assert_eq!(buf, [1, 2, 3]);
+}
+
+#[test]
+fn clean_segment_reads_every_record_and_no_damage() {
+    let (mut buf, spans) = segment();
+    let (recs, bad) = read(&buf);
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(recs.len(), spans.len());
+    // A pre-zeroed tail is the end of data, not damage.
+    buf.resize(buf.len() + 4096, 0);
+    let (recs2, bad) = read(&buf);
+    assert!(bad.is_empty());
+    assert_eq!(recs, recs2);
+    // Empty and all-zero files are empty segments.
+    assert_eq!(read(&[]), (vec![], vec![]));
+    assert_eq!(read(&[0; 4096]), (vec![], vec![]));
+}
+
+/// Truncation at every byte offset: the records wholly before the cut are
+/// read, at most one damage report covers the cut record, and it lies at or
+/// after that record's start.
+#[test]
+fn truncation_at_every_offset() {
+    let (buf, spans) = segment();
+    for cut in 0..=buf.len() {
+        let (recs, bad) = read(&buf[..cut]);
+        let whole: Vec<usize> = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (o, n))| {
+                o + n <= cut || o + RECORD_HEADER_BYTES + payload(&buf, *o) <= cut
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(recs.len(), whole.len(), "cut {cut}: {recs:?} {bad:?}");
+        for (r, i) in recs.iter().zip(&whole) {
+            assert_eq!(r.0, 100 + *i as u64);
+        }
+        assert!(bad.len() <= 1, "cut {cut}: {bad:?}");
+        if let Some(c) = bad.first() {
+            if cut < SEGMENT_HEADER_BYTES {
+                assert_eq!(c.offset, 0);
+            } else {
+                let next = spans.get(whole.len()).map_or(usize::MAX, |s| s.0);
+                assert_eq!(c.offset as usize, next, "cut {cut}");
+                assert_eq!(c.reason, Damage::Truncated, "cut {cut}");
+            }
+        }
+    }
+}
+
+fn payload(buf: &[u8], offset: usize) -> usize {
+    u32::from_le_bytes(buf[offset + 8..offset + 12].try_into().expect("4")) as usize
+}
+
+/// A flipped bit anywhere: each record not containing the flipped byte is
+/// still read; the damaged record is reported (unless the flip is in
+/// padding, which no check covers and nothing reads).
+#[test]
+fn bit_flip_at_every_byte_loses_only_that_record() {
+    let (buf, spans) = segment();
+    for pos in 0..buf.len() {
+        let mut b = buf.clone();
+        b[pos] ^= 1 << (pos % 8);
+        let (recs, bad) = read(&b);
+        let hit = spans.iter().position(|(o, n)| pos >= *o && pos < o + n);
+        for (i, _) in spans.iter().enumerate() {
+            let present = recs.iter().any(|r| r.0 == 100 + i as u64);
+            if Some(i) != hit {
+                assert!(present, "flip at {pos}: record {i} lost; {bad:?}");
+            }
+        }
+        match hit {
+            Some(i) => {
+                let (o, _) = spans[i];
+                let in_padding = pos >= o + RECORD_HEADER_BYTES + payload(&buf, o);
+                if !in_padding {
+                    assert!(
+                        bad.iter().any(|c| c.offset as usize == o),
+                        "flip at {pos} in record {i} not reported: {bad:?}"
+                    );
+                    assert!(recs.iter().all(|r| r.0 != 100 + i as u64));
+                }
+            }
+            None => {
+                assert!(pos < SEGMENT_HEADER_BYTES);
+                // Bytes 36..64 of the header are zero and not checked.
+                if pos < 36 {
+                    assert_eq!(bad.first().map(|c| c.offset), Some(0), "flip at {pos}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_hole_is_reported_and_skipped() {
+    let (mut buf, spans) = segment();
+    let (o, n) = spans[3];
+    buf[o..o + n].fill(0);
+    let (recs, bad) = read(&buf);
+    assert_eq!(recs.len(), spans.len() - 1);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(
+        (bad[0].offset, bad[0].len, bad[0].reason),
+        (o as u64, n as u64, Damage::Hole)
+    );
+}
+
+#[test]
+fn foreign_nonce_records_are_not_adopted() {
+    // A record-shaped message body written under another nonce, placed at an
+    // aligned offset after damage, is skipped by the resync.
+    let (mut buf, spans) = segment();
+    let mut forged = Vec::new();
+    encode_record(&mut forged, 999, NONCE ^ 1, MessageId(9), &Record::Deleted).expect("enc");
+    let (o, n) = spans[2];
+    assert!(n >= forged.len());
+    buf[o..o + forged.len()].copy_from_slice(&forged);
+    let (recs, bad) = read(&buf);
+    assert!(recs.iter().all(|r| r.0 != 999));
+    assert_eq!(bad[0].reason, Damage::ForeignNonce);
+    assert_eq!(recs.len(), spans.len() - 1);
+}
+
+#[test]
+fn damaged_segment_header_keeps_the_records() {
+    let (mut buf, spans) = segment();
+    buf[0] = b'X';
+    let (recs, bad) = read(&buf);
+    assert_eq!(recs.len(), spans.len());
+    assert_eq!(bad[0].offset, 0);
+    // Wrong id in an intact header: reported, records still read.
+    let (buf, _) = segment();
+    let mut n = 0;
+    let mut ids = 0;
+    for item in SegmentReader::new(SegmentId(8), &buf) {
+        match item {
+            Item::Record(_) => n += 1,
+            Item::Corruption(c) => {
+                assert_eq!(c.reason, Damage::SegmentId);
+                ids += 1;
+            }
+        }
+    }
+    assert_eq!((n, ids), (spans.len(), 1));
+}
+
+#[test]
+fn huge_declared_lengths_do_not_allocate() {
+    let (buf, spans) = segment();
+    let (o, _) = spans[4];
+    let mut b = buf.clone();
+    b[o + 8..o + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let (_, bad) = read(&b);
+    assert_eq!(bad[0].reason, Damage::TooLong);
+}
