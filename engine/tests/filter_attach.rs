@@ -573,6 +573,42 @@ fn zip_bomb_is_flagged_quickly_within_memory() {
 }
 
 #[test]
+fn recursive_bomb_stops_at_the_first_broken_rule() {
+    // the shape of 42.zip: layers of copies, the innermost files 1 GiB of
+    // zeros each (declared honestly, here only 1 MiB of real stream)
+    let body = zeros_deflate(1);
+    let zeros = E {
+        name: "0.dat".to_owned(),
+        compressed: body.len() as u32,
+        uncompressed: 1 << 30,
+        crc: 0,
+        body,
+        method: 8,
+        flags: 0,
+    };
+    let mut layer = zip_of(&vec![zeros; 4]);
+    for level in 0..4 {
+        let copies: Vec<E> = (0..4)
+            .map(|i| E::deflated(&format!("l{level}-{i}.zip"), &layer))
+            .collect();
+        layer = zip_of(&copies);
+    }
+    let a = attachment(layer, "42.zip");
+    let t = Instant::now();
+    let (f, peak) = peak_of(|| check_attachment(&AttachPolicy::default(), &a));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(rules(&f), [Rule::ArchiveTooDeep], "{f:#?}");
+    assert!(peak < 2 * MIB, "peak {peak}");
+    let policy = AttachPolicy {
+        zip_depth_max: 5,
+        ..AttachPolicy::default()
+    };
+    let f = check_attachment(&policy, &a);
+    assert_eq!(rules(&f), [Rule::ArchiveBomb], "{f:#?}");
+    assert!(f[0].path.ends_with("l0-0.zip"), "{}", f[0].path);
+}
+
+#[test]
 fn overlapping_entries_are_a_bomb() {
     // Fifield's construction, in miniature: three central entries pointing
     // at one local header and its data

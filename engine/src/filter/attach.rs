@@ -246,7 +246,8 @@ pub enum Rule {
     BlockedType,
     /// The attachment is larger than the policy allows.
     OversizedPart,
-    /// Archives nested deeper than the policy opens.
+    /// Archives nested deeper than the policy opens (reported once per
+    /// attachment; the other entries are still inspected).
     ArchiveTooDeep,
     /// More archive entries than the policy reads.
     ArchiveTooManyEntries,

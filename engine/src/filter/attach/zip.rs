@@ -55,6 +55,7 @@ pub(super) fn inspect(
         declared_total: 0,
         depth_max: policy.zip_depth_max.clamp(1, ZIP_DEPTH_HARD_MAX),
         stop: false,
+        too_deep: false,
     };
     w.archive(data, place, 1);
 }
@@ -73,6 +74,8 @@ struct Walker<'p, 'o> {
     depth_max: usize,
     /// A bomb or the entry cap was found: read nothing more.
     stop: bool,
+    /// [`Rule::ArchiveTooDeep`] was reported (once per attachment).
+    too_deep: bool,
 }
 
 /// One central directory entry, checked against the archive bounds.
@@ -238,6 +241,9 @@ impl Walker<'_, '_> {
             return;
         }
         if depth >= self.depth_max {
+            if std::mem::replace(&mut self.too_deep, true) {
+                return;
+            }
             let text = format!(
                 "{}: archives nested deeper than {}",
                 place.path, self.depth_max
