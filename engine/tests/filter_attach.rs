@@ -691,6 +691,21 @@ fn truncated_and_malformed_zips() {
     e.body = vec![0xff; e.body.len()];
     let f = check_attachment(&AttachPolicy::default(), &attachment(zip_of(&[e]), "c.zip"));
     assert_eq!(rules(&f), [Rule::ArchiveMalformed]);
+    // a nested archive whose deflate stream is cut short
+    let text: Vec<u8> = (0..20_000u32)
+        .map(|i| b"abcdefghij"[(i.wrapping_mul(2_654_435_761) >> 28) as usize % 10])
+        .collect();
+    let mut e = E::deflated("in.zip", &zip_of(&[E::stored("t.txt", &text)]));
+    e.body.truncate(e.body.len() / 2);
+    e.compressed = e.body.len() as u32;
+    let f = check_attachment(&AttachPolicy::default(), &attachment(zip_of(&[e]), "c.zip"));
+    assert_eq!(rules(&f), [Rule::ArchiveMalformed], "{f:#?}");
+    assert!(f[0].text.contains("truncated"), "{}", f[0].text);
+    // a stored entry whose two sizes differ
+    let mut e = E::stored("a.txt", b"hello");
+    e.uncompressed = 10;
+    let f = check_attachment(&AttachPolicy::default(), &attachment(zip_of(&[e]), "s.zip"));
+    assert_eq!(rules(&f), [Rule::ArchiveMalformed], "{f:#?}");
     // junk before the archive (a self-extractor stub) is tolerated
     let mut z = b"junk before the archive".to_vec();
     z.extend_from_slice(&zip_of(&[E::deflated("x.exe", b"x")]));

@@ -214,6 +214,10 @@ impl Walker<'_, '_> {
                 return;
             }
         };
+        if e.method == METHOD_STORED && e.compressed != e.uncompressed {
+            self.malformed(place, "stored entry with two sizes");
+            return;
+        }
         if e.method != METHOD_STORED && e.method != METHOD_DEFLATE {
             if self.policy.block_unsupported_archives {
                 let text = format!(
@@ -225,7 +229,7 @@ impl Walker<'_, '_> {
             return;
         }
         let head = match self.inflate(body, e.method, SNIFF_BYTES) {
-            Ok(h) | Err(Inflated::Partial(h)) => h,
+            Ok(h) | Err(Inflated::Partial(h) | Inflated::Truncated(h)) => h,
             Err(Inflated::Corrupt) => {
                 self.malformed(place, "corrupt deflate data");
                 return;
@@ -271,6 +275,10 @@ impl Walker<'_, '_> {
             Err(Inflated::Partial(_)) => {
                 return self.bomb(place, "an entry inflates past its declared size".to_owned());
             }
+            Err(Inflated::Truncated(_)) => {
+                self.malformed(place, "truncated deflate data");
+                return;
+            }
             Err(Inflated::Corrupt) => {
                 self.malformed(place, "corrupt deflate data");
                 return;
@@ -304,8 +312,7 @@ impl Walker<'_, '_> {
             Ok(v) => Err(Inflated::Partial(v)),
             Err(e) if e.status == TINFLStatus::HasMoreOutput => Err(Inflated::Partial(e.output)),
             Err(e) if e.status == TINFLStatus::FailedCannotMakeProgress && !e.output.is_empty() => {
-                // truncated stream: what came out is still worth sniffing
-                Err(Inflated::Partial(e.output))
+                Err(Inflated::Truncated(e.output))
             }
             Err(_) => Err(Inflated::Corrupt),
         }
@@ -314,8 +321,11 @@ impl Walker<'_, '_> {
 
 /// An inflate that did not end cleanly within its cap.
 enum Inflated {
-    /// The cap was reached (or the stream was cut): the bytes so far.
+    /// The cap was reached: the bytes so far.
     Partial(Vec<u8>),
+    /// The stream ends before its last block: the bytes so far (still worth
+    /// sniffing).
+    Truncated(Vec<u8>),
     /// Not deflate data.
     Corrupt,
 }
