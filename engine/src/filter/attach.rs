@@ -29,6 +29,10 @@
 //! [`ZIP_DEPTH_HARD_MAX`] deep, and at most [`FINDINGS_MAX`] findings are kept
 //! per message.
 //!
+//! Only what the MIME parser reached is checked: parts past its limits are
+//! [`Message::violations`] (`PartsExceeded`, `DepthExceeded`,
+//! `DecodedTooLarge`), which the daemon must judge on their own.
+//!
 //! Not done: RAR, 7-Zip, CAB, gzip/bzip2/xz and tar are not opened (see
 //! [`AttachPolicy::block_unsupported_archives`]); ZIP entries compressed with
 //! methods other than stored and deflate are not inspected; CRCs are not
