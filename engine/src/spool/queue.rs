@@ -19,11 +19,13 @@
 //!   any live ──Bounced(all left)/Delivered(all left)/Deleted──▶ dead (terminal)
 //! ```
 //!
-//! Terminal messages leave the queue. Their last record is a *tombstone*
-//! that must outlive every older `Message` record of the same id (otherwise a
-//! deleted segment could resurrect a delivered message): the queue remembers
-//! such tombstones in `dead` until the segments holding those older records
-//! are gone.
+//! Terminal messages leave the queue. The records that made them terminal
+//! (every record since the newest `Message` record: `Delivered` for some
+//! recipients and `Bounced` for the others together are terminal) must
+//! outlive every `Message` record of the same id, otherwise a deleted segment
+//! could resurrect a delivered message. The queue keeps such [`Tombstone`]s
+//! until the segments holding `Message` records of the id are gone, and
+//! compaction replaces evidence it would delete with one `Deleted` record.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,13 +77,21 @@ impl Entry {
     }
 }
 
-/// A terminal message whose tombstone must be kept.
+/// A terminal message whose terminal evidence must be kept.
+///
+/// "Terminal" may follow from several records (`Delivered` for some
+/// recipients, then `Bounced` for the rest), so the evidence is every record
+/// since the newest `Message` record; compaction replaces it with one
+/// self-contained `Deleted` record when it deletes a segment holding any of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tombstone {
     /// Where the terminal record is.
     pub at: Location,
-    /// Other segments still holding `Message` records of the id.
+    /// Segments still holding `Message` records of the id: while any is left,
+    /// the evidence must be too.
     bases: BTreeSet<SegmentId>,
+    /// Bytes of the evidence per segment.
+    evidence: BTreeMap<SegmentId, u64>,
 }
 
 /// Why a record was not applied.
@@ -342,10 +352,7 @@ impl Queue {
             // copied forward by compaction (or an old one).
             if let Some(t) = self.dead.get_mut(&id) {
                 t.at = at;
-                t.bases.remove(&at.segment);
-                if t.bases.is_empty() {
-                    self.dead.remove(&id);
-                }
+                t.evidence = BTreeMap::from([(at.segment, u64::from(at.len))]);
             }
             return Ok(());
         }
@@ -387,11 +394,24 @@ impl Queue {
         }
         if terminal {
             if let Some(e) = self.live.remove(&id) {
-                let mut bases = e.bases;
-                bases.remove(&at.segment);
-                if !bases.is_empty() {
-                    self.dead.insert(id, Tombstone { at, bases });
-                }
+                // `bases` holds at least the base record's segment.
+                debug_assert!(!e.bases.is_empty());
+                // A `Deleted` record is terminal on its own; `Delivered` and
+                // `Bounced` are terminal together with the records before.
+                // (Canonical, so a recovered queue equals the live one.)
+                let evidence = if matches!(record, Record::Deleted) {
+                    BTreeMap::from([(at.segment, u64::from(at.len))])
+                } else {
+                    e.live
+                };
+                self.dead.insert(
+                    id,
+                    Tombstone {
+                        at,
+                        bases: e.bases,
+                        evidence,
+                    },
+                );
             }
         } else {
             self.index(id);
@@ -460,7 +480,9 @@ impl Queue {
             }
         }
         for t in self.dead.values() {
-            out.entry(t.at.segment).or_default().live += u64::from(t.at.len);
+            for (s, n) in &t.evidence {
+                out.entry(*s).or_default().live += n;
+            }
         }
         out
     }
@@ -475,11 +497,12 @@ impl Queue {
             .collect()
     }
 
-    /// Kept tombstones whose terminal record is in one of `segments`.
+    /// Kept tombstones with evidence in one of `segments` (compaction
+    /// writes a `Deleted` record for each).
     pub fn tombstones_in(&self, segments: &BTreeSet<SegmentId>) -> Vec<MessageId> {
         self.dead
             .iter()
-            .filter(|(_, t)| segments.contains(&t.at.segment))
+            .filter(|(_, t)| t.evidence.keys().any(|s| segments.contains(s)))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -530,15 +553,20 @@ impl Queue {
             }
         }
         self.dead.retain(|id, t| {
-            assert!(
-                !segments.contains(&t.at.segment),
-                "spool segment {:?} deleted with the kept tombstone of {id:?}",
-                t.at.segment
-            );
             for s in segments {
                 t.bases.remove(s);
             }
-            !t.bases.is_empty()
+            if t.bases.is_empty() {
+                // Nothing left to resurrect: the evidence is not needed.
+                return false;
+            }
+            for s in segments {
+                assert!(
+                    !t.evidence.contains_key(s),
+                    "spool segment {s:?} deleted with the terminal evidence of {id:?}"
+                );
+            }
+            true
         });
     }
 }
