@@ -236,8 +236,11 @@ impl Harness {
     fn append(&mut self, id: MessageId, record: &Record<'_>) -> u64 {
         assert_eq!(self.queue.check(id, record), Ok(()), "{id:?} {record:?}");
         if self.disk.files[&self.active.0].data.len() >= self.segment_target {
-            // A record never spans segments; the old segment is synced with
-            // the next commit (sync covers every file).
+            // A record never spans segments, and the old segment is synced
+            // before the new one gets a record: the log then survives a crash
+            // as a prefix across files (the simulated crash keeps a prefix of
+            // each file's unsynced bytes).
+            self.sync();
             let next = SegmentId(self.active.0 + 1);
             self.open_segment(next);
         }

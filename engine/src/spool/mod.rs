@@ -56,7 +56,9 @@ pub mod segment;
 
 pub use commit::{AckGate, CommitState, GroupCommit, SyncDecision, SyncTicket};
 pub use compact::{plan as plan_compaction, CompactionPlan, CompactionPolicy};
-pub use queue::{recover, Entry, Queue, Recovery, RecoveryReport, Reject, SegmentUsage};
+pub use queue::{
+    recover, Entry, Queue, Recoverer, Recovery, RecoveryReport, Reject, SegmentUsage, Tombstone,
+};
 pub use record::{
     decode_record, decode_segment_header, encode_record, encode_segment_header, Damage,
     EncodeError, MessageRecord, Phase, Rcpt, RcptState, Record, RecordHeader, ScanAction,
@@ -112,6 +114,11 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = 80 * 1024 * 1024;
 /// never spans segments, so a segment may exceed it by one record).
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// Largest segment file recovery reads (the target plus one record, with
+/// headroom for a raised target); a larger file is refused by the runtime as
+/// not a segment of ours.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+
 const MESSAGE_RECORD_BYTES_MAX: usize = 8
     + 1
     + 4
@@ -127,6 +134,8 @@ const MESSAGE_RECORD_BYTES_MAX: usize = 8
     + BODY_BYTES_MAX;
 const _: () = assert!(MESSAGE_RECORD_BYTES_MAX <= RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX < u32::MAX as usize);
+const _: () =
+    assert!(SEGMENT_FILE_BYTES_MAX > SEGMENT_BYTES_DEFAULT + RECORD_PAYLOAD_BYTES_MAX as u64);
 const _: () = assert!(BODY_BYTES_MAX as u64 >= crate::limits::MESSAGE_BYTES_DEFAULT);
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));

@@ -130,7 +130,12 @@ pub struct SegmentUsage {
 }
 
 /// The queue. See the module doc.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Equality compares the state (messages, tombstones, order, segments), not
+/// `last_seq`: the live queue remembers sequence numbers of records that
+/// compaction has since deleted, a recovered one cannot (harmless: new
+/// records still get numbers above every record on disk).
+#[derive(Debug, Clone, Default)]
 pub struct Queue {
     live: BTreeMap<MessageId, Entry>,
     dead: BTreeMap<MessageId, Tombstone>,
@@ -140,6 +145,17 @@ pub struct Queue {
     segments: BTreeMap<SegmentId, u64>,
     last_seq: Option<u64>,
 }
+
+impl PartialEq for Queue {
+    fn eq(&self, other: &Self) -> bool {
+        self.live == other.live
+            && self.dead == other.dead
+            && self.due == other.due
+            && self.segments == other.segments
+    }
+}
+
+impl Eq for Queue {}
 
 /// What recovery found besides the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,12 +188,32 @@ pub fn recover<'a, I>(segments: I) -> Recovery
 where
     I: IntoIterator<Item = (SegmentId, &'a [u8])>,
 {
-    let mut queue = Queue::new();
-    let mut report = RecoveryReport::default();
+    let mut r = Recoverer::new();
     for (segment, bytes) in segments {
+        r.segment(segment, bytes);
+    }
+    r.finish()
+}
+
+/// Recovery one segment at a time, so the runtime holds one segment's bytes
+/// in memory at once (the queue keeps no borrow of them).
+#[derive(Debug, Default)]
+pub struct Recoverer {
+    queue: Queue,
+    report: RecoveryReport,
+}
+
+impl Recoverer {
+    /// Nothing read yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the next segment (ascending id order).
+    pub fn segment(&mut self, segment: SegmentId, bytes: &[u8]) {
+        let (queue, report) = (&mut self.queue, &mut self.report);
         queue.add_segment(segment);
-        let mut reader = SegmentReader::new(segment, bytes);
-        for item in &mut reader {
+        for item in SegmentReader::new(segment, bytes) {
             match item {
                 Item::Corruption(c) => {
                     queue.note_end(segment, c.offset + c.len);
@@ -195,7 +231,14 @@ where
             }
         }
     }
-    Recovery { queue, report }
+
+    /// The queue and the report.
+    pub fn finish(self) -> Recovery {
+        Recovery {
+            queue: self.queue,
+            report: self.report,
+        }
+    }
 }
 
 impl Queue {
