@@ -17,11 +17,18 @@ use super::matcher::{Backend, CompileReport, Database, HitSet, Pattern, Scratch}
 use super::mime::{Header, Message};
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
 
+pub mod evals;
+pub mod relays;
+
+use evals::Facts;
+pub use evals::IMPLEMENTED as IMPLEMENTED_EVALS;
+
 /// Where a class takes its text from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Source {
-    /// A header by lower-case name, in one form (`ALL` for all headers).
-    Header(String, HeaderForm),
+    /// A header by lower-case name, in one form (`ALL` for all headers),
+    /// with the `[if-unset: X]` value used when it is absent.
+    Header(String, HeaderForm, Option<String>),
     /// The rendered body (Subject line first), as SpamAssassin's `body`.
     Body,
     /// Transfer- and charset-decoded text parts, HTML not rendered.
@@ -50,6 +57,8 @@ enum Check {
     Exists(String),
     /// A meta rule.
     Meta,
+    /// An implemented eval function ([`evals::run`]).
+    Eval { function: String, args: Vec<String> },
     /// Not run (eval without an implementation, untranslatable regex).
     Skipped,
 }
@@ -64,6 +73,7 @@ pub struct Scanner {
     meta_order: Vec<usize>,
     required_score: f32,
     reports: Vec<CompileReport>,
+    config: evals::Config,
 }
 
 /// Per-shard state for scanning: one scratch and one hit set per class.
@@ -116,13 +126,17 @@ impl Scanner {
                     form,
                     negate,
                     exists,
+                    if_unset,
                     ..
                 } => {
                     if *exists {
                         checks[i] = Check::Exists(header.to_ascii_lowercase());
                         continue;
                     }
-                    (Source::Header(header.to_ascii_lowercase(), *form), *negate)
+                    (
+                        Source::Header(header.to_ascii_lowercase(), *form, if_unset.clone()),
+                        *negate,
+                    )
                 }
                 Kind::Body => (Source::Body, false),
                 Kind::Rawbody => (Source::Rawbody, false),
@@ -140,7 +154,14 @@ impl Scanner {
                     checks[i] = Check::Meta;
                     continue;
                 }
-                Kind::Eval { .. } | Kind::Net { .. } => continue,
+                Kind::Eval { function, args, .. } => {
+                    checks[i] = Check::Eval {
+                        function: function.clone(),
+                        args: args.clone(),
+                    };
+                    continue;
+                }
+                Kind::Net { .. } => continue,
             };
             let Some(regex) = rule.pattern.as_ref() else {
                 continue;
@@ -204,6 +225,7 @@ impl Scanner {
             meta_order,
             required_score: set.required_score,
             reports,
+            config: evals::Config::from_set(set),
         }
     }
 
@@ -238,6 +260,7 @@ impl Scanner {
     /// Scans one message. `raw` is the message as received; `message` its
     /// parsed model.
     pub fn scan(&self, state: &mut ScanState, raw: &[u8], message: &Message) -> ScanResult {
+        let facts = Facts::of(message);
         let mut text = String::new();
         for (c, class) in self.classes.iter().enumerate() {
             let (Some(scratch), Some(hits)) = (state.scratches.get_mut(c), state.hits.get_mut(c))
@@ -249,7 +272,7 @@ impl Scanner {
                 Source::Full => raw,
                 other => {
                     text.clear();
-                    fill(other, message, &mut text);
+                    fill(other, message, &facts, &mut text);
                     text.as_bytes()
                 }
             };
@@ -265,7 +288,18 @@ impl Scanner {
                     // hits unless [if-unset] says otherwise).
                     matched != *negate
                 }
-                Check::Exists(name) => message.header(name).next().is_some(),
+                Check::Exists(name) => match name.as_str() {
+                    "tocc" => message
+                        .header("to")
+                        .chain(message.header("cc"))
+                        .next()
+                        .is_some(),
+                    "envelopefrom" => facts.envfrom.is_some(),
+                    _ => message.header(name).next().is_some(),
+                },
+                Check::Eval { function, args } => {
+                    evals::run(function, args, message, &facts, &self.config)
+                }
                 Check::Meta | Check::Skipped => false,
             };
         }
@@ -308,9 +342,9 @@ impl Scanner {
 }
 
 /// Appends a class's text for `message` to `out`.
-fn fill(source: &Source, message: &Message, out: &mut String) {
+fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
     match source {
-        Source::Header(name, form) if name == "all" => {
+        Source::Header(name, form, _) if name == "all" => {
             for h in &message.headers {
                 out.push_str(&h.name);
                 out.push_str(": ");
@@ -318,7 +352,23 @@ fn fill(source: &Source, message: &Message, out: &mut String) {
                 out.push('\n');
             }
         }
-        Source::Header(name, form) => {
+        Source::Header(name, _, _) if name.starts_with("x-spam-relays-") => {
+            out.push_str(match name.as_str() {
+                "x-spam-relays-trusted" | "x-spam-relays-internal" => &facts.trusted_str,
+                "x-spam-relays-untrusted" | "x-spam-relays-external" => &facts.untrusted_str,
+                _ => "",
+            });
+        }
+        Source::Header(name, form, if_unset) if name == "envelopefrom" => match &facts.envfrom {
+            Some(a) => out.push_str(a),
+            None => {
+                if let Some(v) = if_unset {
+                    out.push_str(v);
+                }
+                let _ = form;
+            }
+        },
+        Source::Header(name, form, if_unset) => {
             let single = [name.as_str()];
             let names: &[&str] = match name.as_str() {
                 "tocc" => &["to", "cc"],
@@ -333,6 +383,11 @@ fn fill(source: &Source, message: &Message, out: &mut String) {
                     }
                     first = false;
                     push_form(h, *form, out);
+                }
+            }
+            if first {
+                if let Some(v) = if_unset {
+                    out.push_str(v);
                 }
             }
         }

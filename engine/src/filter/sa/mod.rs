@@ -216,7 +216,10 @@ impl Default for Options {
             features: DEFAULT_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
             version: (4, 0, 1),
             lang: None,
-            evals: Vec::new(),
+            evals: crate::filter::scan::IMPLEMENTED_EVALS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             validate: true,
         }
     }

@@ -1,0 +1,728 @@
+//! SpamAssassin's local `eval:` functions, sans I/O: each reads the parsed
+//! message, the per-message [`Facts`] computed once per scan (relays, the
+//! envelope sender, date difference, MIME counts) and the rule set's
+//! settings ([`Config`]: FreeMail domains). Named after and checked against
+//! the Perl plugins of SpamAssassin 4.0.1 (HeaderEval, RelayEval, MIMEEval,
+//! HTMLEval, FreeMail); where one is simplified the function says how.
+
+use std::collections::HashSet;
+
+use super::relays::{self, Relays};
+use crate::filter::mime::Message;
+use crate::filter::sa::RuleSet;
+
+/// The eval functions implemented here (what `sa::Options::evals` lists by
+/// default).
+pub const IMPLEMENTED: &[&str] = &[
+    "check_equal_from_domains",
+    "check_freemail_from",
+    "check_freemail_header",
+    "check_freemail_replyto",
+    "check_all_trusted",
+    "check_no_relays",
+    "check_relays_unparseable",
+    "check_for_missing_to_header",
+    "check_for_shifted_date",
+    "subject_is_all_caps",
+    "check_outlook_message_id",
+    "html_test",
+    "check_for_mime_html",
+    "check_for_mime_html_only",
+    "check_for_mime",
+    "check_for_ascii_text_illegal",
+    "check_for_no_rdns_dotcom_helo",
+    "check_for_forged_yahoo_received_headers",
+    "check_for_faraway_charset",
+    "check_for_faraway_charset_in_headers",
+    "html_tag_exists",
+    "tvd_vertical_words",
+];
+
+/// Settings the evals read from the rule set.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    freemail: HashSet<String>,
+    freemail_wild: Vec<Vec<String>>,
+    freemail_welcome: HashSet<String>,
+}
+
+impl Config {
+    /// Reads `freemail_domains` and `freemail_welcomelist` (and its old
+    /// spelling) from the rule set's settings.
+    #[must_use]
+    pub fn from_set(set: &RuleSet) -> Self {
+        let mut c = Self::default();
+        for s in &set.settings {
+            match s.name.as_str() {
+                "freemail_domains" => {
+                    for d in s.value.split_whitespace() {
+                        let d = d.to_ascii_lowercase();
+                        if d.contains('*') {
+                            c.freemail_wild
+                                .push(d.split('.').map(str::to_owned).collect());
+                        } else {
+                            c.freemail.insert(d);
+                        }
+                    }
+                }
+                "freemail_welcomelist" | "freemail_whitelist" => {
+                    for d in s.value.split_whitespace() {
+                        c.freemail_welcome.insert(d.to_ascii_lowercase());
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// FreeMail's `_is_freemail` (without the welcomelist_auth imports).
+    fn is_freemail(&self, email: &str) -> bool {
+        let Some((_, domain)) = email.rsplit_once('@') else {
+            return false;
+        };
+        if email.is_empty()
+            || self.freemail_welcome.contains(email)
+            || self.freemail_welcome.contains(domain)
+        {
+            return false;
+        }
+        if self.freemail.contains(domain) {
+            return true;
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        self.freemail_wild.iter().any(|pat| {
+            pat.len() == labels.len() && pat.iter().zip(&labels).all(|(p, l)| glob(p, l))
+        })
+    }
+}
+
+/// `*` matches any run of characters within one label.
+fn glob(pat: &str, s: &str) -> bool {
+    match pat.split_once('*') {
+        None => pat == s,
+        Some((head, tail)) => {
+            let Some(rest) = s.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob(tail, &rest[i..]))
+        }
+    }
+}
+
+/// What several evals and pseudo-headers share, computed once per message.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The relays and the trust boundary.
+    pub relays: Relays,
+    /// `X-Spam-Relays-Untrusted` / `-External`.
+    pub untrusted_str: String,
+    /// `X-Spam-Relays-Trusted` / `-Internal`.
+    pub trusted_str: String,
+    /// The envelope sender, as `PerMsgStatus::get_envelope_from` finds it.
+    pub envfrom: Option<String>,
+    /// Date header minus the nearest Received date, in seconds (0 if either
+    /// is missing).
+    date_diff: i64,
+    html_count: usize,
+    text_count: usize,
+    base64_text: bool,
+    ascii_illegal: bool,
+    /// Lower-case names of the tags seen in the HTML parts.
+    html_tags: HashSet<String>,
+    html_font_face_bad: bool,
+    /// BodyEval's `tvd_vertical_words` value (-1 when no line is long enough).
+    vertical_words: i64,
+}
+
+impl Facts {
+    /// Computes the facts of `message`.
+    #[must_use]
+    pub fn of(message: &Message) -> Self {
+        let received: Vec<&str> = message
+            .header("received")
+            .map(|h| h.value.as_str())
+            .collect();
+        let relays = Relays::parse(received.iter().copied());
+        let envfrom = envelope_from(message, &relays);
+        let mut f = Self {
+            untrusted_str: relays.untrusted_str(),
+            trusted_str: relays.trusted_str(),
+            relays,
+            envfrom,
+            date_diff: date_diff(message, &received),
+            ..Self::default()
+        };
+        for part in message
+            .parts
+            .iter()
+            .skip(usize::from(message.parts.len() > 1))
+        {
+            if part.content_type.starts_with("multipart/") || part.content_type == "message/rfc822"
+            {
+                continue;
+            }
+            let cte = part_header(part, "content-transfer-encoding").to_ascii_lowercase();
+            let cd = part_header(part, "content-disposition").to_ascii_lowercase();
+            let charset = part.charset.as_deref().unwrap_or("").to_ascii_lowercase();
+            if part.content_type == "text/html" {
+                f.html_count += 1;
+            } else if part.content_type.starts_with("text") {
+                f.text_count += 1;
+            }
+            if part.content_type.starts_with("text")
+                && cte.contains("base64")
+                && (charset.is_empty() || charset.contains("ascii") || charset == "us")
+                && !(cd.starts_with("attachment") || cd.starts_with("inline"))
+            {
+                f.base64_text = true;
+            }
+            if part.content_type == "text/plain"
+                && (charset.is_empty() || charset == "us-ascii")
+                && !cte.contains("base64")
+                && !cte.contains("quoted-printable")
+            {
+                if let Some(t) = &part.raw_text {
+                    if t.chars().any(|c| c == '\0' || c == '\r' || !c.is_ascii()) {
+                        f.ascii_illegal = true;
+                    }
+                }
+            }
+        }
+        for part in message.parts.iter().filter(|p| p.is_html) {
+            if let Some(t) = &part.raw_text {
+                scan_html(t, &mut f);
+            }
+        }
+        f.vertical_words = vertical_words(message);
+        // A single-part message: its only part is the top level.
+        if message.parts.len() == 1 {
+            f.html_count = usize::from(message.parts[0].content_type == "text/html");
+            f.text_count = usize::from(
+                message.parts[0].content_type != "text/html"
+                    && message.parts[0].content_type.starts_with("text"),
+            );
+        }
+        f
+    }
+}
+
+/// Records the tags of an HTML text and HTMLEval's `font_face_bad`.
+fn scan_html(html: &str, f: &mut Facts) {
+    let b = html.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'<', &b[i..]) {
+        let start = i + off + 1;
+        let name_end = b[start..]
+            .iter()
+            .position(|c| !c.is_ascii_alphanumeric())
+            .map_or(b.len(), |p| start + p);
+        if name_end == start {
+            i = start;
+            continue;
+        }
+        let name = html[start..name_end].to_ascii_lowercase();
+        let end = memchr::memchr(b'>', &b[name_end..]).map_or(b.len(), |p| name_end + p);
+        let attrs = &html[name_end..end];
+        if name == "font" && !f.html_font_face_bad {
+            if let Some(face) = attribute(attrs, "face") {
+                f.html_font_face_bad = !face_ok(&face);
+            }
+        }
+        f.html_tags.insert(name);
+        i = end.max(start);
+    }
+}
+
+/// The value of attribute `name` in a tag's attribute text.
+fn attribute(attrs: &str, name: &str) -> Option<String> {
+    let lower = attrs.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find(name) {
+        let at = from + p;
+        from = at + name.len();
+        let before_ok = at == 0 || lower.as_bytes()[at - 1].is_ascii_whitespace();
+        let rest = lower[from..].trim_start();
+        if !before_ok || !rest.starts_with('=') {
+            continue;
+        }
+        let vstart = attrs.len() - rest.len() + 1;
+        let v = attrs[vstart..].trim_start();
+        let value = if let Some(q) = v.strip_prefix('"') {
+            q.split('"').next().unwrap_or("")
+        } else if let Some(q) = v.strip_prefix('\'') {
+            q.split('\'').next().unwrap_or("")
+        } else {
+            v.split(|c: char| c.is_whitespace()).next().unwrap_or("")
+        };
+        return Some(value.to_owned());
+    }
+    None
+}
+
+/// HTML.pm's font face check: `^\s*["'.]?[a-z ][a-z -]*[a-z]\d?["']?(?:,\s*…)*;?$`.
+fn face_ok(face: &str) -> bool {
+    let name_ok = |n: &str, first: bool| -> bool {
+        let mut n = n;
+        if first {
+            n = n.trim_start();
+            n = n.strip_prefix(['"', '\'', '.']).unwrap_or(n);
+        } else {
+            n = n.trim_start();
+            n = n.strip_prefix(['"', '\'']).unwrap_or(n);
+        }
+        n = n.strip_suffix(['"', '\'']).unwrap_or(n);
+        if let Some(last) = n.chars().last() {
+            if last.is_ascii_digit() {
+                n = &n[..n.len() - 1];
+            }
+        }
+        let c: Vec<char> = n.chars().collect();
+        c.len() >= 2
+            && (c[0].is_ascii_alphabetic() || (first && c[0] == ' '))
+            && c[c.len() - 1].is_ascii_alphabetic()
+            && c.iter()
+                .all(|x| x.is_ascii_alphabetic() || *x == ' ' || *x == '-')
+            && (first || c[0].is_ascii_alphabetic())
+    };
+    let face = face.strip_suffix(';').unwrap_or(face);
+    face.split(',').enumerate().all(|(i, n)| name_ok(n, i == 0))
+}
+
+/// BodyEval's `tvd_vertical_words` over the rendered body lines.
+fn vertical_words(message: &Message) -> i64 {
+    let mut best = -1i64;
+    let body = message.body_text();
+    for line in body.split('\n') {
+        let l = line.chars().count();
+        if l <= 5 {
+            continue;
+        }
+        let spaces = line.chars().filter(|c| *c == ' ').count();
+        let non = l - spaces;
+        let pct = if spaces > non || non == 0 {
+            100
+        } else {
+            i64::try_from(100 * spaces / non).unwrap_or(100)
+        };
+        best = best.max(pct);
+    }
+    best
+}
+
+fn part_header<'a>(part: &'a crate::filter::mime::Part, name: &str) -> &'a str {
+    part.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map_or("", |h| h.value.trim())
+}
+
+/// `PerMsgStatus::get_envelope_from` without `envelope_sender_header`.
+fn envelope_from(message: &Message, relays: &Relays) -> Option<String> {
+    let lasthop = relays.untrusted.first().or_else(|| relays.trusted.last());
+    if let Some(hop) = lasthop {
+        if hop.envfrom.contains('@') && !hop.envfrom.starts_with('@') {
+            return Some(hop.envfrom.clone());
+        }
+    }
+    let first_addr = |name: &str| -> Option<String> {
+        message
+            .header(name)
+            .next()
+            .and_then(|h| h.addrs().into_iter().next())
+    };
+    if first_addr("x-sender").is_some_and(|a| a.contains('@'))
+        && message
+            .header("received")
+            .any(|h| h.value.contains("(fetchmail"))
+    {
+        return None;
+    }
+    // A header counts only when no Received header comes before it.
+    let before_received = |name: &str| -> bool {
+        for h in &message.headers {
+            if h.name.eq_ignore_ascii_case("received") {
+                return false;
+            }
+            if h.name.eq_ignore_ascii_case(name) {
+                return true;
+            }
+        }
+        false
+    };
+    if let Some(a) = first_addr("x-envelope-from") {
+        return before_received("x-envelope-from").then_some(a);
+    }
+    for name in ["envelope-sender", "return-path"] {
+        if let Some(a) = first_addr(name) {
+            if before_received(name) {
+                return Some(a);
+            }
+        }
+    }
+    None
+}
+
+/// HeaderEval's `_check_date_diff`.
+fn date_diff(message: &Message, received: &[&str]) -> i64 {
+    let date = ["resent-date", "date"]
+        .iter()
+        .find_map(|n| message.header(n).find_map(|h| relays::parse_date(&h.value)));
+    let Some(date) = date else { return 0 };
+    let times: Vec<i64> = received
+        .iter()
+        .filter_map(|r| r.rsplit_once(';').and_then(|(_, d)| relays::parse_date(d)))
+        .collect();
+    let mut diffs: Vec<i64> = times.iter().map(|t| date - t).collect();
+    if diffs.len() > 1 && diffs.last() == Some(&0) {
+        diffs.pop();
+    }
+    diffs.sort_by_key(|d| d.abs());
+    diffs.first().copied().unwrap_or(0)
+}
+
+/// Runs eval `name` with `args`; false for a function not implemented.
+#[must_use]
+pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &Config) -> bool {
+    let arg = |i: usize| args.get(i).map_or("", String::as_str);
+    match name {
+        "check_equal_from_domains" => equal_from_domains(message, facts),
+        "check_freemail_from" => {
+            let re = regex_arg(arg(0));
+            from_addrs(message, facts)
+                .iter()
+                .any(|e| cfg.is_freemail(e) && re.as_ref().is_none_or(|r| r.is_match(e)))
+        }
+        "check_freemail_header" => {
+            let re = regex_arg(arg(1));
+            header_addrs(message, facts, arg(0))
+                .iter()
+                .any(|e| cfg.is_freemail(e) && re.as_ref().is_none_or(|r| r.is_match(e)))
+        }
+        "check_freemail_replyto" => freemail_replyto(message, facts, cfg),
+        "check_all_trusted" => {
+            !facts.relays.trusted.is_empty()
+                && facts.relays.untrusted.is_empty()
+                && facts.relays.unparseable == 0
+        }
+        "check_no_relays" => {
+            facts.relays.trusted.is_empty()
+                && facts.relays.untrusted.is_empty()
+                && facts.relays.unparseable == 0
+        }
+        "check_relays_unparseable" => facts.relays.unparseable > 0,
+        "check_for_missing_to_header" => {
+            header_text(message, "to").trim().is_empty()
+                && header_text(message, "apparently-to").trim().is_empty()
+        }
+        "check_for_shifted_date" => {
+            let bound = |s: &str| -> Option<Option<i64>> {
+                if s == "undef" {
+                    Some(None)
+                } else {
+                    s.trim().parse::<i64>().ok().map(Some)
+                }
+            };
+            match (bound(arg(0)), bound(arg(1))) {
+                (Some(min), Some(max)) => {
+                    min.is_none_or(|m| facts.date_diff >= 3600 * m)
+                        && max.is_none_or(|m| facts.date_diff < 3600 * m)
+                }
+                _ => false,
+            }
+        }
+        "subject_is_all_caps" => subject_is_all_caps(message),
+        "check_outlook_message_id" => outlook_message_id(message),
+        "html_test" => match arg(0) {
+            "html" => message
+                .parts
+                .iter()
+                .any(|p| p.is_html && p.raw_text.as_deref().is_some_and(|t| !t.is_empty())),
+            "font_face_bad" => facts.html_font_face_bad,
+            _ => false,
+        },
+        "check_for_mime_html" => top_ctype_html(message) || facts.html_count > 0,
+        "check_for_mime_html_only" => {
+            top_ctype_html(message) || (facts.html_count > 0 && facts.text_count == 0)
+        }
+        "check_for_mime" => match arg(0) {
+            "mime_base64_encoded_text" => facts.base64_text,
+            _ => false,
+        },
+        "check_for_ascii_text_illegal" => facts.ascii_illegal,
+        "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
+        "tvd_vertical_words" => {
+            let (Ok(min), Ok(max)) = (arg(0).trim().parse::<i64>(), arg(1).trim().parse::<i64>())
+            else {
+                return false;
+            };
+            let max = if max >= 100 { 101 } else { max };
+            facts.vertical_words >= min && facts.vertical_words < max
+        }
+        "check_for_no_rdns_dotcom_helo" => no_rdns_dotcom_helo(facts),
+        "check_for_forged_yahoo_received_headers" => forged_yahoo(message, facts),
+        // `ok_locales all` (the default) makes both return false.
+        _ => false,
+    }
+}
+
+fn regex_arg(s: &str) -> Option<regex::Regex> {
+    if s.is_empty() {
+        None
+    } else {
+        regex::Regex::new(s).ok()
+    }
+}
+
+/// All values of a header joined by newlines ('' when absent).
+fn header_text(message: &Message, name: &str) -> String {
+    message
+        .header(name)
+        .map(|h| h.value.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn top_ctype_html(message: &Message) -> bool {
+    message
+        .header_value("content-type")
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// Lower-cased addresses of a header (`EnvelopeFrom` included).
+fn header_addrs(message: &Message, facts: &Facts, name: &str) -> Vec<String> {
+    if name.eq_ignore_ascii_case("envelopefrom") {
+        return facts
+            .envfrom
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
+    }
+    message
+        .header(&name.to_ascii_lowercase())
+        .flat_map(|h| h.addrs())
+        .map(|a| a.to_ascii_lowercase())
+        .collect()
+}
+
+/// `PerMsgStatus::all_from_addrs`.
+fn from_addrs(message: &Message, facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in [
+        "from",
+        "envelope-sender",
+        "resent-sender",
+        "x-envelope-from",
+        "envelopefrom",
+    ] {
+        for a in header_addrs(message, facts, name) {
+            if !a.is_empty() && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+fn last_two_labels(addr: &str) -> String {
+    let domain = addr.rsplit_once('@').map_or("", |(_, d)| d);
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() > 2 && !labels[..labels.len() - 2].join(".").is_empty() {
+        labels[labels.len() - 2..].join(".")
+    } else {
+        domain.to_owned()
+    }
+}
+
+/// HeaderEval's `check_equal_from_domains`.
+fn equal_from_domains(message: &Message, facts: &Facts) -> bool {
+    let from = message
+        .header("from")
+        .next()
+        .and_then(|h| h.addrs().into_iter().next())
+        .unwrap_or_default();
+    let env = facts.envfrom.clone().unwrap_or_default();
+    let (a, b) = (last_two_labels(&from), last_two_labels(&env));
+    !a.is_empty() && !b.is_empty() && !a.eq_ignore_ascii_case(&b)
+}
+
+/// FreeMail's `check_freemail_replyto` (the body-address branch is not
+/// implemented: it returns false there).
+fn freemail_replyto(message: &Message, facts: &Facts, cfg: &Config) -> bool {
+    let from = header_addrs(message, facts, "from");
+    let reply = header_addrs(message, facts, "reply-to");
+    let from_fm = from.iter().any(|a| cfg.is_freemail(a));
+    let reply_fm = reply.iter().any(|a| cfg.is_freemail(a));
+    let not_in = !from.iter().any(|f| reply.contains(f));
+    from_fm && reply_fm && not_in
+}
+
+/// HeaderEval's `subject_is_all_caps`.
+fn subject_is_all_caps(message: &Message) -> bool {
+    let subject = header_text(message, "subject");
+    let mut s = subject.trim();
+    loop {
+        let lower = s.to_ascii_lowercase();
+        let mut stripped = false;
+        for p in [
+            "re", "fwd", "fw", "aw", "antwort", "wg", "sv", "vb", "vs", "vl",
+        ] {
+            if lower.starts_with(p) && lower[p.len()..].starts_with(':') {
+                s = s[p.len() + 1..].trim_start();
+                stripped = true;
+                break;
+            }
+        }
+        if !stripped {
+            break;
+        }
+    }
+    if !s.contains(char::is_whitespace) || s.len() < 10 {
+        return false;
+    }
+    let raw = message
+        .header("subject")
+        .map(|h| h.raw.to_ascii_lowercase())
+        .collect::<String>();
+    for cs in [
+        "=?iso-2022-jp?",
+        "=?euc-kr?",
+        "=?gb2312?",
+        "=?big5?",
+        "=?koi8-r?",
+        "=?windows-1251?",
+        "=?shift_jis?",
+        "=?euc-jp?",
+        "=?ks_c_5601-1987?",
+        "=?utf-8?",
+    ] {
+        if raw.contains(cs) {
+            return false;
+        }
+    }
+    let letters: String = s.chars().filter(char::is_ascii_alphabetic).collect();
+    !letters.is_empty() && letters == letters.to_ascii_uppercase()
+}
+
+/// HeaderEval's `check_outlook_message_id`.
+fn outlook_message_id(message: &Message) -> bool {
+    let id = ["message-id", "resent-message-id", "x-message-id"]
+        .iter()
+        .find_map(|n| message.header(n).next().map(|h| h.value.trim().to_owned()))
+        .unwrap_or_default();
+    let b = id.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b.get(r.clone()).is_some_and(|s| {
+            s.iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        })
+    };
+    if !(b.first() == Some(&b'<')
+        && hex(1..13)
+        && b.get(13) == Some(&b'$')
+        && hex(14..22)
+        && b.get(22) == Some(&b'$')
+        && hex(23..31)
+        && b.get(31) == Some(&b'@'))
+    {
+        return false;
+    }
+    let Ok(token) = i64::from_str_radix(&id[5..13], 16) else {
+        return false;
+    };
+    let expected = |t: i64| {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let e = (t as f64 * 0.002_328_306_436_538_7 + 27_111_902.832_984_9) as i64;
+        e
+    };
+    let date = message
+        .header("date")
+        .next()
+        .and_then(|h| relays::parse_date(&h.value))
+        .unwrap_or(0);
+    if (token - expected(date)).abs() < 250 {
+        return false;
+    }
+    // The last Received header's date.
+    let rcvd = message
+        .header("received")
+        .last()
+        .and_then(|h| {
+            h.value
+                .rsplit_once(';')
+                .and_then(|(_, d)| relays::parse_date(d))
+        })
+        .unwrap_or(0);
+    (token - expected(rcvd)).abs() >= 250
+}
+
+/// RelayEval's `_check_received_helos` (`no_rdns_dotcom_helo`).
+fn no_rdns_dotcom_helo(facts: &Facts) -> bool {
+    facts.relays.untrusted.iter().any(|r| {
+        let helo = r.helo.to_ascii_lowercase();
+        r.rdns.is_empty()
+            && !helo.is_empty()
+            && [
+                "msn.com",
+                "yahoo.com",
+                "hotmail.com",
+                "aol.com",
+                "excite.com",
+                "lycos.com",
+                "compuserve.com",
+                "earthlink.net",
+                "juno.com",
+            ]
+            .iter()
+            .any(|d| helo == *d || helo.ends_with(&format!(".{d}")))
+    })
+}
+
+/// HeaderEval's `check_for_forged_yahoo_received_headers`, simplified: a From
+/// at yahoo.com whose Received trail never passes a yahoo.com host.
+fn forged_yahoo(message: &Message, facts: &Facts) -> bool {
+    let from = header_text(message, "from").to_ascii_lowercase();
+    if !from.contains("yahoo.com") {
+        return false;
+    }
+    let rcvd = header_text(message, "received").to_ascii_lowercase();
+    if rcvd.contains("by web") && rcvd.contains("via http") {
+        return false;
+    }
+    if rcvd.contains("yahoo.com") || rcvd.contains("yahoo.net") || rcvd.contains("yahoo.co") {
+        return false;
+    }
+    if facts.relays.untrusted.is_empty() && facts.relays.trusted.is_empty() {
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::mime::{parse, Limits};
+
+    fn msg(raw: &str) -> Message {
+        parse(raw.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn glob_matches_within_labels() {
+        assert!(glob("aol", "aol"));
+        assert!(glob("co*", "com"));
+        assert!(glob("*", "anything"));
+        assert!(!glob("co*", "net"));
+    }
+
+    #[test]
+    fn shifted_date_and_outlook_id() {
+        let m = msg("Received: from a (b [203.0.113.1]) by c with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nDate: Mon, 1 Jan 2024 08:00:00 +0000\nMessage-ID: <0000deadbeef$00000000$00000000@x>\n\nhi\n");
+        let f = Facts::of(&m);
+        let cfg = Config::default();
+        let a = |x: &str, y: &str| vec![x.to_owned(), y.to_owned()];
+        assert!(run("check_for_shifted_date", &a("6", "12"), &m, &f, &cfg));
+        assert!(!run("check_for_shifted_date", &a("3", "6"), &m, &f, &cfg));
+        assert!(run("check_outlook_message_id", &[], &m, &f, &cfg));
+    }
+}

@@ -1,0 +1,592 @@
+//! Received headers as SpamAssassin reads them (`Message::Metadata::Received`):
+//! one relay per parseable `Received:` line (IP, reverse DNS, HELO, `by`,
+//! authentication), the trust boundary inferred as SpamAssassin does when no
+//! `trusted_networks` is configured (a relay is trusted while its IP is
+//! private or the hop was authenticated), and the `X-Spam-Relays-*`
+//! pseudo-headers rules match. Also the RFC 822 date parser the date evals
+//! use. No clock, no DNS: everything comes from the header text.
+//!
+//! SpamAssassin recognises dozens of MTA formats one by one; this parser reads
+//! the common shapes generically (`from HELO (rDNS [IP])` for Sendmail and
+//! Postfix, `from rDNS ([IP] helo=HELO)` for Exim, `from rDNS (HELO h) (IP)`
+//! for qmail, `from HELO ([IP]) by … SMTPSVC` for Exchange) and calls a line
+//! unparseable when it finds no IP or no `by` host, as SpamAssassin does.
+
+/// One relay (hop) read from a `Received:` line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Relay {
+    /// The connecting IP.
+    pub ip: String,
+    /// Its reverse DNS as the receiving MTA recorded it; empty if none.
+    pub rdns: String,
+    /// The HELO/EHLO name.
+    pub helo: String,
+    /// The receiving host.
+    pub by: String,
+    /// The MTA's queue id.
+    pub id: String,
+    /// The envelope sender, when the line records it.
+    pub envfrom: String,
+    /// How the client authenticated, if it did.
+    pub auth: String,
+    /// The IP is private (RFC 1918, loopback, link-local, CGN, ULA).
+    pub private: bool,
+}
+
+/// What one `Received:` line is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Not a relay handover (local delivery, `by`-only lines): ignored.
+    Ignored,
+    /// Looks like a handover but lacks an IP or a `by` host.
+    Unparseable,
+    /// A relay.
+    Relay(Relay),
+}
+
+/// The relays of a message, split at the inferred trust boundary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relays {
+    /// Trusted relays, newest first (also the internal ones).
+    pub trusted: Vec<Relay>,
+    /// Untrusted relays, newest first (also the external ones).
+    pub untrusted: Vec<Relay>,
+    /// `Received:` lines that could not be parsed.
+    pub unparseable: usize,
+}
+
+impl Relays {
+    /// Reads the relays from the `Received:` header values, newest first.
+    pub fn parse<'a>(received: impl Iterator<Item = &'a str>) -> Self {
+        let mut out = Self::default();
+        let mut in_trusted = true;
+        for value in received {
+            let relay = match parse_line(value) {
+                Line::Ignored => continue,
+                Line::Unparseable => {
+                    out.unparseable += 1;
+                    continue;
+                }
+                Line::Relay(r) => r,
+            };
+            if in_trusted && !relay.private && relay.auth.is_empty() {
+                in_trusted = false;
+            }
+            if in_trusted {
+                out.trusted.push(relay);
+            } else {
+                out.untrusted.push(relay);
+            }
+        }
+        out
+    }
+
+    /// `X-Spam-Relays-Trusted` (and `-Internal`).
+    #[must_use]
+    pub fn trusted_str(&self) -> String {
+        relays_str(&self.trusted, true)
+    }
+
+    /// `X-Spam-Relays-Untrusted` (and `-External`).
+    #[must_use]
+    pub fn untrusted_str(&self) -> String {
+        relays_str(&self.untrusted, false)
+    }
+}
+
+fn relays_str(relays: &[Relay], internal: bool) -> String {
+    let mut out = String::new();
+    for r in relays {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&format!(
+            "[ ip={} rdns={} helo={} by={} ident= envfrom={} intl={} id={} auth={} msa=0 ]",
+            r.ip,
+            r.rdns,
+            r.helo,
+            r.by,
+            r.envfrom,
+            u8::from(internal),
+            r.id,
+            r.auth
+        ));
+    }
+    out
+}
+
+/// Parses one `Received:` value (unfolded or not).
+#[must_use]
+pub fn parse_line(value: &str) -> Line {
+    let mut s: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    while s.ends_with(';') || s.ends_with(' ') {
+        s.pop();
+    }
+    let lower = s.to_ascii_lowercase();
+    if !(lower.starts_with("from ") || lower.starts_with("(from ")) {
+        return Line::Ignored;
+    }
+    if lower.contains(" with local for ") {
+        return Line::Ignored;
+    }
+    // `from host by host ;` without any detail: ignored unless the host is
+    // an IP literal.
+    if let Some(rest) = lower.strip_prefix("from ") {
+        let mut words = rest.split(' ');
+        if let (Some(a), Some("by"), Some(c)) = (words.next(), words.next(), words.next()) {
+            let next = words.next();
+            let ends = c.ends_with(';') || next.is_none_or(|n| n.starts_with(';'));
+            if ends && !(a.starts_with('[') && a.ends_with(']')) {
+                return Line::Ignored;
+            }
+        }
+    }
+    // Drop the date after the last `;`.
+    let body = match s.rfind(';') {
+        Some(i) => s[..i].trim_end().to_owned(),
+        None => s.clone(),
+    };
+    let body = body.replace(")by ", ") by ");
+    let lbody = body.to_ascii_lowercase();
+    let mut relay = Relay::default();
+    if let Some(i) = body.find(" id ") {
+        let id: String = body[i + 4..]
+            .trim_start_matches('<')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, '<' | '>' | ';'))
+            .collect();
+        if id.len() >= 3 {
+            relay.id = id;
+        }
+    }
+    let helo_char = |c: char| c.is_ascii_alphanumeric() || "-.^+_&:=?!@%*$\\/".contains(c);
+    if let Some(i) = body.find("helo=") {
+        relay.helo = body[i + 5..]
+            .chars()
+            .take_while(|&c| helo_char(c))
+            .collect();
+    } else if let Some(i) = body.find("HELO ").or_else(|| body.find("EHLO ")) {
+        relay.helo = body[i + 5..]
+            .chars()
+            .take_while(|&c| helo_char(c))
+            .collect();
+    }
+    let by_at = lbody.find(" by ");
+    if let Some(i) = by_at {
+        relay.by = body[i + 4..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '(')
+            .collect();
+        while relay.by.ends_with(';') {
+            relay.by.pop();
+        }
+    }
+    relay.auth = auth(&body, &lbody);
+    if let Some(i) = lbody
+        .find("envelope-from ")
+        .or_else(|| lbody.find("envelope-from="))
+        .or_else(|| lbody.find("envelope-sender "))
+        .or_else(|| lbody.find("return-path: "))
+    {
+        let after = &body[i..];
+        let start = after.find([' ', '=']).map_or(after.len(), |j| j + 1);
+        relay.envfrom = after[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ')' | ';'))
+            .collect::<String>()
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_owned();
+    }
+    let start = if lbody.starts_with("(from ") { 6 } else { 5 };
+    let from_part = match by_at {
+        Some(i) if i >= start => &body[start..i],
+        _ => &body[start.min(body.len())..],
+    };
+    let first: String = from_part
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '(')
+        .collect();
+    let comment = from_part[first.len()..].trim_start();
+    let mut rdns = String::new();
+    let mut ip = String::new();
+    if let Some(lit) = ip_literal(&first) {
+        ip = lit;
+    } else if let Some(inner) = paren(comment) {
+        // `(rdns [ip])`, `([ip])`, `([ip] helo=x)`, `(ip)`, `(HELO x)`.
+        if let Some(b) = inner.find('[') {
+            let after = &inner[b + 1..];
+            if let Some(e) = after.find(']') {
+                if let Some(lit) = ip_literal(&after[..e]) {
+                    ip = lit;
+                    let before = inner[..b].trim();
+                    if before.is_empty() {
+                        // Exim puts the rDNS first when it has one.
+                        if inner.contains("helo=") {
+                            rdns = first.clone();
+                        }
+                    } else {
+                        let word = before.rsplit(' ').next().unwrap_or(before);
+                        rdns = word.rsplit('@').next().unwrap_or(word).to_owned();
+                    }
+                }
+            }
+        } else if let Some(lit) = ip_literal(inner.split(' ').next().unwrap_or("")) {
+            ip = lit;
+        } else if inner.starts_with("HELO ") || inner.starts_with("EHLO ") {
+            // qmail: `from rdns (HELO helo) (ip)`.
+            let rest = comment[inner.len() + 2..].trim_start();
+            if let Some(lit) = paren(rest).and_then(ip_literal) {
+                ip = lit;
+                rdns = first.clone();
+            }
+        }
+    }
+    if ip.is_empty() {
+        // Any bracketed IP before `by`.
+        let mut rest = from_part;
+        while let Some(b) = rest.find('[') {
+            let after = &rest[b + 1..];
+            let Some(e) = after.find(']') else { break };
+            if let Some(lit) = ip_literal(&after[..e]) {
+                ip = lit;
+                break;
+            }
+            rest = &after[e..];
+        }
+    }
+    if relay.helo.is_empty() {
+        relay.helo = first.clone();
+    }
+    if ip.is_empty() || relay.by.is_empty() {
+        return Line::Unparseable;
+    }
+    while rdns.ends_with('.') {
+        rdns.pop();
+    }
+    if rdns.eq_ignore_ascii_case("unknown") || rdns.starts_with('[') || ip_literal(&rdns).is_some()
+    {
+        rdns.clear();
+    }
+    relay.private = is_private(&ip);
+    relay.ip = ip;
+    relay.rdns = strip_chars(&rdns);
+    relay.helo = strip_chars(&relay.helo);
+    relay.by = strip_chars(&relay.by);
+    Line::Relay(relay)
+}
+
+fn strip_chars(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_whitespace() || "\0#[]()<>|".contains(c) {
+                '!'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The text inside a leading `( … )` (nesting counted).
+fn paren(s: &str) -> Option<&str> {
+    let rest = s.strip_prefix('(')?;
+    let mut depth = 1usize;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&rest[..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn auth(body: &str, lower: &str) -> String {
+    if lower.contains(" by ") {
+        if let Some(i) = lower.find(" with ") {
+            let word: String = body[i + 6..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ';')
+                .collect();
+            let w = word.to_ascii_uppercase();
+            let ok = matches!(
+                w.as_str(),
+                "ESMTPA"
+                    | "ESMTPSA"
+                    | "LMTPA"
+                    | "LMTPSA"
+                    | "UTF8SMTPA"
+                    | "UTF8SMTPSA"
+                    | "UTF8LMTPA"
+                    | "UTF8LMTPSA"
+                    | "ASMTP"
+                    | "HTTP"
+                    | "HTTPS"
+                    | "HTTPU"
+            );
+            if ok {
+                return word;
+            }
+        }
+    }
+    if lower.contains("(authenticated sender: ") {
+        return "Postfix".to_owned();
+    }
+    if let Some(by) = lower.find(" by ") {
+        let head = &lower[..by];
+        if head.contains("authenticated") && (head.contains("])") || head.contains(")]")) {
+            return "Sendmail".to_owned();
+        }
+    }
+    String::new()
+}
+
+/// `1.2.3.4`, `[1.2.3.4]`, `IPv6:…` or an IPv6 address: the IP text.
+#[must_use]
+pub fn ip_literal(s: &str) -> Option<String> {
+    let s = s.trim_matches(|c| c == '[' || c == ']');
+    let s = s.split(':').count().gt(&1).then_some(s).map_or(s, |s| {
+        s.strip_prefix("IPv6:")
+            .or_else(|| s.strip_prefix("ipv6:"))
+            .unwrap_or(s)
+    });
+    if is_ipv4(s) {
+        return Some(s.to_owned());
+    }
+    let v6 = s.split('%').next().unwrap_or(s);
+    if v6.contains(':')
+        && v6.len() >= 2
+        && v6
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    {
+        // IPv4-mapped addresses are read as IPv4.
+        if let Some(tail) = v6.rsplit(':').next() {
+            if is_ipv4(tail) && v6.to_ascii_lowercase().contains("ffff:") {
+                return Some(tail.to_owned());
+            }
+        }
+        return Some(v6.to_owned());
+    }
+    None
+}
+
+fn is_ipv4(s: &str) -> bool {
+    let mut n = 0;
+    for part in s.split('.') {
+        n += 1;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        if part.parse::<u16>().map_or(true, |v| v > 255) {
+            return false;
+        }
+    }
+    n == 4
+}
+
+/// SpamAssassin's `IP_PRIVATE`.
+#[must_use]
+pub fn is_private(ip: &str) -> bool {
+    if is_ipv4(ip) {
+        let o: Vec<u16> = ip.split('.').filter_map(|p| p.parse().ok()).collect();
+        let (a, b) = (
+            o.first().copied().unwrap_or(0),
+            o.get(1).copied().unwrap_or(0),
+        );
+        return a == 10
+            || a == 127
+            || (a == 169 && b == 254)
+            || (a == 172 && (16..=31).contains(&b))
+            || (a == 192 && b == 168)
+            || (a == 100 && (64..=127).contains(&b));
+    }
+    let l = ip.to_ascii_lowercase();
+    l == "::1"
+        || l.starts_with("fe8")
+        || l.starts_with("fe9")
+        || l.starts_with("fea")
+        || l.starts_with("feb")
+        || l.starts_with("fc")
+        || l.starts_with("fd")
+}
+
+/// Parses an RFC 822 date as SpamAssassin's `parse_rfc822_date` does (a
+/// leading day name, 2-digit years, numeric or named zones; no zone is
+/// UTC): seconds since the epoch.
+#[must_use]
+pub fn parse_date(text: &str) -> Option<i64> {
+    let t = text.replace(',', " ");
+    let words: Vec<&str> = t.split_whitespace().collect();
+    // Find `D Mon YYYY hh:mm[:ss] [zone]`.
+    for w in 0..words.len() {
+        let Some(day) = words.get(w).and_then(|d| d.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Some(month) = words.get(w + 1).and_then(|m| month(m)) else {
+            continue;
+        };
+        let Some(mut year) = words.get(w + 2).and_then(|y| y.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Some(time) = words.get(w + 3) else {
+            continue;
+        };
+        let hms: Vec<i64> = time.split(':').map_while(|p| p.parse().ok()).collect();
+        if hms.len() < 2 || !(1..=31).contains(&day) {
+            continue;
+        }
+        if year < 100 {
+            year += if year < 50 { 2000 } else { 1900 };
+        }
+        let (h, m, s) = (hms[0], hms[1], hms.get(2).copied().unwrap_or(0));
+        if h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        let zone = words.get(w + 4).map_or(0, |z| zone(z));
+        let days = days_from_civil(year, month, day);
+        return Some(days * 86400 + h * 3600 + m * 60 + s - zone);
+    }
+    None
+}
+
+fn month(m: &str) -> Option<i64> {
+    let m = m.get(..3)?.to_ascii_lowercase();
+    let i = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ]
+    .iter()
+    .position(|x| *x == m)?;
+    i64::try_from(i).ok().map(|i| i + 1)
+}
+
+/// A zone's offset east of UTC, in seconds.
+fn zone(z: &str) -> i64 {
+    let b = z.as_bytes();
+    if b.len() >= 5 && (b[0] == b'+' || b[0] == b'-') && b[1..5].iter().all(u8::is_ascii_digit) {
+        let n: i64 = z[1..5].parse().unwrap_or(0);
+        let secs = (n / 100) * 3600 + (n % 100) * 60;
+        return if b[0] == b'-' { -secs } else { secs };
+    }
+    let hours = match z
+        .trim_matches(|c| c == '(' || c == ')')
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "EDT" => -4,
+        "EST" | "CDT" => -5,
+        "CST" | "MDT" => -6,
+        "MST" | "PDT" => -7,
+        "PST" => -8,
+        _ => 0,
+    };
+    hours * 3600
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(line: &str) -> Relay {
+        match parse_line(line) {
+            Line::Relay(r) => r,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn postfix_and_sendmail() {
+        let r = relay("from mail.example.com (mx.example.com [203.0.113.5]) by mx.local (Postfix) with ESMTP id ABC123; Mon, 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(
+            (
+                r.ip.as_str(),
+                r.rdns.as_str(),
+                r.helo.as_str(),
+                r.by.as_str()
+            ),
+            (
+                "203.0.113.5",
+                "mx.example.com",
+                "mail.example.com",
+                "mx.local"
+            )
+        );
+        let r = relay("from helo.example (unknown [198.51.100.7]) by mx.local (Postfix) with SMTP id X1; Mon, 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(r.rdns, "");
+        assert!(!r.private);
+        let r = relay("from localhost (localhost [127.0.0.1]) by a.b (Postfix) id Q; Mon, 1 Jan 2024 00:00:00 +0000");
+        assert!(r.private);
+    }
+
+    #[test]
+    fn qmail_exim_and_ignored() {
+        let r = relay("from unknown (HELO bob.example) (198.51.100.9) by mail.example with SMTP; 1 Jan 2024 00:00:00 -0000");
+        assert_eq!(
+            (r.ip.as_str(), r.rdns.as_str(), r.helo.as_str()),
+            ("198.51.100.9", "", "bob.example")
+        );
+        let r = relay("from host.example ([198.51.100.10] helo=hello.example) by mx.example with esmtp (Exim 4.0) id 1abc; Mon, 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(
+            (r.rdns.as_str(), r.helo.as_str()),
+            ("host.example", "hello.example")
+        );
+        assert_eq!(
+            parse_line("by mx.example (Postfix, from userid 0) id 1; Mon, 1 Jan 2024"),
+            Line::Ignored
+        );
+        assert_eq!(
+            parse_line("from foo.example by bar.example; Mon, 1 Jan 2024"),
+            Line::Ignored
+        );
+        assert_eq!(
+            parse_line("from foo.example (helo) by bar.example with SMTP id 1; Mon"),
+            Line::Unparseable
+        );
+        let r = relay("from a.example ([198.51.100.1]) by b.example with ESMTPA id 9; Mon, 1 Jan 2024 00:00:00 +0000");
+        assert_eq!(r.auth, "ESMTPA");
+    }
+
+    #[test]
+    fn trust_boundary() {
+        let rs = Relays::parse(
+            [
+                "from a (localhost [127.0.0.1]) by b with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000",
+                "from c (d.example [203.0.113.1]) by e with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000",
+                "from f (g [10.0.0.1]) by h with SMTP id 3; Mon, 1 Jan 2024 00:00:00 +0000",
+            ]
+            .into_iter(),
+        );
+        assert_eq!((rs.trusted.len(), rs.untrusted.len()), (1, 2));
+        assert!(rs
+            .untrusted_str()
+            .starts_with("[ ip=203.0.113.1 rdns=d.example helo=c by=e "));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("Thu, 1 Jan 1970 00:00:00 +0000"), Some(0));
+        assert_eq!(parse_date("Thu, 1 Jan 1970 01:00:00 +0100"), Some(0));
+        assert_eq!(parse_date("1 Jan 70 00:00 EST"), Some(5 * 3600));
+        assert_eq!(
+            parse_date("Mon, 29 Feb 2024 12:00:00 GMT"),
+            Some(1_709_208_000)
+        );
+        assert_eq!(parse_date("garbage"), None);
+    }
+}

@@ -1,0 +1,164 @@
+//! SpamAssassin `eval:` functions run by the scanner, one small inline message
+//! per function (golden: the symbols each message must and must not fire),
+//! plus the pseudo-headers and header semantics the stock rules rely on
+//! (`X-Spam-Relays-*`, `EnvelopeFrom`, `exists:ToCc`, `[if-unset: …]`).
+
+use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::mime::{self, Limits};
+use mb_engine::filter::sa::{self, Options, Source};
+use mb_engine::filter::scan::Scanner;
+
+const RULES: &str = r#"
+freemail_domains freemail.example *.webmail.example
+header FREEMAIL_FROM eval:check_freemail_from()
+header FREEMAIL_ENVFROM_END_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
+header FREEMAIL_REPLYTO eval:check_freemail_replyto('replyto')
+header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()
+header ALL_TRUSTED eval:check_all_trusted()
+header NO_RELAYS eval:check_no_relays()
+header UNPARSEABLE eval:check_relays_unparseable()
+header MISSING_HEADERS eval:check_for_missing_to_header()
+header DATE_IN_FUTURE_06_12 eval:check_for_shifted_date('6', '12')
+header DATE_IN_PAST_03_06 eval:check_for_shifted_date('-6', '-3')
+header SUBJ_ALL_CAPS eval:subject_is_all_caps()
+header MSGID_OUTLOOK_INVALID eval:check_outlook_message_id()
+body HTML_MESSAGE eval:html_test('html')
+body HTML_FONT_FACE_BAD eval:html_test('font_face_bad')
+body MIME_HTML_ONLY eval:check_for_mime_html_only()
+body MIME_HTML eval:check_for_mime_html()
+rawbody MIME_BASE64_TEXT eval:check_for_mime('mime_base64_encoded_text')
+body PP_MIME_FAKE_ASCII_TEXT eval:check_for_ascii_text_illegal()
+body TAG_BGSOUND eval:html_tag_exists('bgsound')
+body TVD_SPACE_RATIO eval:tvd_vertical_words('0','10')
+header NO_RDNS_DOTCOM_HELO eval:check_for_no_rdns_dotcom_helo()
+header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\]]+ rdns= /
+header RDNS_SOME X-Spam-Relays-Untrusted =~ /^[^\]]+ rdns=\S/
+header ENVFROM_SET EnvelopeFrom =~ /\@/
+header REPLYTO_WITHOUT_TO_CC exists:ToCc
+header INVALID_DATE Date !~ /^\s*\d+ \w+ \d{4}/ [if-unset: 1 Jan 2000]
+"#;
+
+fn symbols(raw: &str) -> Vec<String> {
+    let set = sa::load(
+        &[Source {
+            file: "evals.cf",
+            text: RULES,
+        }],
+        &Options::default(),
+    );
+    assert!(
+        set.report.diagnostics.is_empty(),
+        "{:?}",
+        set.report.diagnostics
+    );
+    let message = mime::parse(raw.as_bytes(), &Limits::default());
+    let mut out: Option<Vec<String>> = None;
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+        let names: Vec<String> = r.symbols.into_iter().map(|(n, _)| n).collect();
+        if let Some(prev) = &out {
+            assert_eq!(prev, &names, "backends disagree");
+        }
+        out = Some(names);
+    }
+    out.unwrap_or_default()
+}
+
+fn check(raw: &str, want: &[&str], not: &[&str]) {
+    let got = symbols(raw);
+    for w in want {
+        assert!(got.iter().any(|g| g == w), "{w} missing from {got:?}");
+    }
+    for n in not {
+        assert!(!got.iter().any(|g| g == n), "{n} unexpected in {got:?}");
+    }
+}
+
+#[test]
+fn freemail_and_from_domains() {
+    check(
+        "Return-Path: <joe99@freemail.example>\nFrom: joe99@freemail.example\nReply-To: other@x.webmail.example\nTo: a@b.example\nSubject: hello there\n\nhi\n",
+        &["FREEMAIL_FROM", "FREEMAIL_ENVFROM_END_DIGIT", "FREEMAIL_REPLYTO", "ENVFROM_SET"],
+        &["HEADER_FROM_DIFFERENT_DOMAINS", "MISSING_HEADERS"],
+    );
+    check(
+        "Return-Path: <bounce@lists.example.org>\nFrom: joe@corp.example.com\nTo: a@b.example\n\nhi\n",
+        &["HEADER_FROM_DIFFERENT_DOMAINS"],
+        &["FREEMAIL_FROM", "FREEMAIL_REPLYTO"],
+    );
+    // Return-Path below a Received header is not the envelope sender.
+    check(
+        "Received: from a (b [10.0.0.1]) by c with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nReturn-Path: <x@other.example>\nFrom: joe@corp.example\nTo: a@b.example\n\nhi\n",
+        &[],
+        &["HEADER_FROM_DIFFERENT_DOMAINS", "ENVFROM_SET"],
+    );
+}
+
+#[test]
+fn relays_trust_and_rdns() {
+    check(
+        "From: a@b.example\nTo: c@d.example\nDate: 1 Jan 2024 00:00:00 +0000\n\nhi\n",
+        &["NO_RELAYS"],
+        &["ALL_TRUSTED", "RDNS_NONE", "UNPARSEABLE"],
+    );
+    check(
+        "Received: from mx (localhost [127.0.0.1]) by mx.example with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nFrom: a@b.example\nTo: c@d.example\n\nhi\n",
+        &["ALL_TRUSTED"],
+        &["NO_RELAYS", "RDNS_NONE"],
+    );
+    check(
+        "Received: from yahoo.com (unknown [203.0.113.9]) by mx.example with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000\nFrom: a@b.example\nTo: c@d.example\n\nhi\n",
+        &["RDNS_NONE", "NO_RDNS_DOTCOM_HELO"],
+        &["ALL_TRUSTED", "NO_RELAYS", "RDNS_SOME"],
+    );
+    check(
+        "Received: from helo.example (host.example.net [203.0.113.9]) by mx.example with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000\nReceived: from garbage by\nFrom: a@b.example\nTo: c@d.example\n\nhi\n",
+        &["RDNS_SOME", "UNPARSEABLE"],
+        &["RDNS_NONE", "NO_RDNS_DOTCOM_HELO"],
+    );
+}
+
+#[test]
+fn headers_dates_and_ids() {
+    check(
+        "Received: from a (b.example [203.0.113.1]) by c with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nDate: Mon, 1 Jan 2024 08:00:00 +0000\nFrom: a@b.example\nSubject: BUY CHEAP WATCHES NOW\nMessage-ID: <0000deadbeef$00000000$00000000@x>\n\nhi\n",
+        &["DATE_IN_FUTURE_06_12", "SUBJ_ALL_CAPS", "MSGID_OUTLOOK_INVALID", "MISSING_HEADERS", "INVALID_DATE"],
+        &["DATE_IN_PAST_03_06", "REPLYTO_WITHOUT_TO_CC"],
+    );
+    check(
+        "Received: from a (b.example [203.0.113.1]) by c with SMTP id 1; Mon, 1 Jan 2024 05:00:00 +0000\nFrom: a@b.example\nCc: x@y.example\nDate: 1 Jan 2024 01:00:00 +0000\nSubject: Re: lunch plans today\n\nhi\n",
+        &["DATE_IN_PAST_03_06", "REPLYTO_WITHOUT_TO_CC"],
+        &["DATE_IN_FUTURE_06_12", "SUBJ_ALL_CAPS", "MSGID_OUTLOOK_INVALID", "INVALID_DATE"],
+    );
+}
+
+#[test]
+fn mime_and_html() {
+    check(
+        "From: a@b.example\nTo: c@d.example\nContent-Type: text/html\n\n<html><body><font face=\"@#$%\">x</font><bgsound src=a></body></html>\n",
+        &["HTML_MESSAGE", "MIME_HTML_ONLY", "MIME_HTML", "HTML_FONT_FACE_BAD", "TAG_BGSOUND"],
+        &["MIME_BASE64_TEXT", "PP_MIME_FAKE_ASCII_TEXT"],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGVsbG8gd29ybGQ=\n--XX\nContent-Type: text/html\n\n<p><font face=\"Arial, Helvetica\">hello world</font></p>\n--XX--\n",
+        &["HTML_MESSAGE", "MIME_HTML", "MIME_BASE64_TEXT"],
+        &["MIME_HTML_ONLY", "HTML_FONT_FACE_BAD", "TAG_BGSOUND"],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\nContent-Type: text/plain; charset=us-ascii\nContent-Transfer-Encoding: 8bit\n\ncaf\u{e9} au lait, s'il vous pla\u{ee}t\n",
+        &["PP_MIME_FAKE_ASCII_TEXT"],
+        &["HTML_MESSAGE", "MIME_HTML_ONLY"],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\n\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+        &["TVD_SPACE_RATIO"],
+        &[],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\n\nthis line has a normal amount of spaces in it\n",
+        &[],
+        &["TVD_SPACE_RATIO"],
+    );
+}
