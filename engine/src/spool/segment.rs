@@ -12,7 +12,10 @@
 //! would need the segment's random nonce to pass.
 
 use super::record::{check_record, decode_record, decode_segment_header, Damage, Record};
-use super::{MessageId, SegmentId, RECORD_ALIGN, RECORD_MAGIC, SEGMENT_HEADER_BYTES};
+use super::{
+    MessageId, SegmentId, FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_MAGIC,
+    SEGMENT_HEADER_BYTES,
+};
 
 /// Damage found in a segment: where, how many bytes were skipped, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,11 +170,28 @@ impl<'a> SegmentReader<'a> {
         })
     }
 
+    /// Whether the header at `at` could start a record of this segment,
+    /// checked before any CRC: magic, version, kind, flags, and the nonce
+    /// once known. Record-shaped bytes in a message body fail on the nonce,
+    /// so a body full of magics cannot make the resync compute a CRC at
+    /// every offset.
+    fn plausible_at(&self, at: usize) -> bool {
+        let Some(h) = self.bytes.get(at..at + RECORD_HEADER_BYTES) else {
+            return false;
+        };
+        let nonce_ok = self.nonce.is_none_or(|n| h[24..32] == n.to_le_bytes());
+        h[0..4] == RECORD_MAGIC
+            && h[4..6] == FORMAT_VERSION.to_le_bytes()
+            && (1..=7).contains(&h[6])
+            && h[7] == 0
+            && nonce_ok
+    }
+
     /// The next aligned offset after `from` holding a valid record, if any.
     fn resync(&self, from: usize) -> Option<usize> {
         let mut at = (from + 1).next_multiple_of(RECORD_ALIGN);
         while at + 4 <= self.data_end {
-            if self.bytes[at..at + 4] == RECORD_MAGIC
+            if self.plausible_at(at)
                 && check_record(&self.bytes[at..]).is_ok()
                 && self.valid_at(at).is_ok()
             {
