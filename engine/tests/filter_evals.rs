@@ -36,6 +36,10 @@ header RDNS_SOME X-Spam-Relays-Untrusted =~ /^[^\]]+ rdns=\S/
 header ENVFROM_SET EnvelopeFrom =~ /\@/
 header REPLYTO_WITHOUT_TO_CC exists:ToCc
 header INVALID_DATE Date !~ /^\s*\d+ \w+ \d{4}/ [if-unset: 1 Jan 2000]
+body __TEXT_LINE /^\s*\S/
+tflags __TEXT_LINE multiple maxhits=3
+meta FEW_LINES __TEXT_LINE < 3
+meta MANY_LINES __TEXT_LINE >= 3
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -114,7 +118,7 @@ fn relays_trust_and_rdns() {
         &["ALL_TRUSTED", "NO_RELAYS", "RDNS_SOME"],
     );
     check(
-        "Received: from helo.example (host.example.net [203.0.113.9]) by mx.example with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000\nReceived: from garbage by\nFrom: a@b.example\nTo: c@d.example\n\nhi\n",
+        "Received: from helo.example (host.example.net [203.0.113.9]) by mx.example with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000\nReceived: from garbage ([198.51.100.8])\nFrom: a@b.example\nTo: c@d.example\n\nhi\n",
         &["RDNS_SOME", "UNPARSEABLE"],
         &["RDNS_NONE", "NO_RDNS_DOTCOM_HELO"],
     );
@@ -160,5 +164,51 @@ fn mime_and_html() {
         "From: a@b.example\nTo: c@d.example\n\nthis line has a normal amount of spaces in it\n",
         &[],
         &["TVD_SPACE_RATIO"],
+    );
+}
+
+/// Debugging aid, not a check: `MB_RELAY_FILES=list cargo test -p mb-engine
+/// --test filter_evals relay_dump -- --ignored --nocapture` prints how each
+/// `Received:` line of the listed files parses.
+#[test]
+#[ignore = "debugging aid"]
+fn relay_dump() {
+    use mb_engine::filter::scan::relays::{parse_line, Line};
+    let Ok(list) = std::env::var("MB_RELAY_FILES") else {
+        return;
+    };
+    for path in list.split_whitespace() {
+        let Ok(raw) = std::fs::read(path) else {
+            continue;
+        };
+        let m = mime::parse(&raw, &Limits::default());
+        println!("== {path}");
+        for h in m.header("received") {
+            match parse_line(&h.value) {
+                Line::Relay(r) => println!(
+                    "  R ip={} rdns={} helo={} by={} auth={}",
+                    r.ip, r.rdns, r.helo, r.by, r.auth
+                ),
+                Line::Ignored => println!("  I {}", h.value),
+                Line::Unparseable => println!("  U {}", h.value),
+            }
+        }
+        let f = mb_engine::filter::scan::evals::Facts::of(&m);
+        println!("  date_diff={} envfrom={:?}", f.date_diff(), f.envfrom);
+    }
+}
+
+#[test]
+fn multiple_counts_feed_metas() {
+    // The Subject is the first body line, as in SpamAssassin.
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\n\none\n",
+        &["FEW_LINES"],
+        &["MANY_LINES"],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\n\none\n\ntwo\n\nthree\n\nfour\n",
+        &["MANY_LINES"],
+        &["FEW_LINES"],
     );
 }

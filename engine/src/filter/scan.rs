@@ -74,6 +74,18 @@ pub struct Scanner {
     required_score: f32,
     reports: Vec<CompileReport>,
     config: evals::Config,
+    /// Per class: the `tflags multiple` rules whose hit count metas read
+    /// (rule index, the translated regex, `maxhits`).
+    counters: Vec<Vec<Counter>>,
+}
+
+/// A `tflags multiple` rule: counted with `regex` after its class hit.
+#[derive(Debug)]
+struct Counter {
+    rule: usize,
+    regex: regex::bytes::Regex,
+    max: u32,
+    per_line: bool,
 }
 
 /// Per-shard state for scanning: one scratch and one hit set per class.
@@ -216,6 +228,43 @@ impl Scanner {
             classes.push(Class { source, database });
             reports.push(report);
         }
+        let mut counters: Vec<Vec<Counter>> = classes.iter().map(|_| Vec::new()).collect();
+        for (i, rule) in rules.iter().enumerate() {
+            let Check::Pattern {
+                class,
+                negate: false,
+                ..
+            } = checks[i]
+            else {
+                continue;
+            };
+            if !rule.has_tflag("multiple") {
+                continue;
+            }
+            let Some(Ok(translated)) = rule.pattern.as_ref().map(|p| p.translated.as_ref()) else {
+                continue;
+            };
+            let Ok(regex) = regex::bytes::Regex::new(translated) else {
+                continue;
+            };
+            let max = rule
+                .tflags
+                .iter()
+                .find_map(|t| t.strip_prefix("maxhits=").and_then(|n| n.parse().ok()))
+                .unwrap_or(u32::MAX);
+            let per_line = matches!(
+                classes.get(class).map(|c| &c.source),
+                Some(Source::Body | Source::Rawbody | Source::Uri)
+            );
+            if let Some(list) = counters.get_mut(class) {
+                list.push(Counter {
+                    rule: i,
+                    regex,
+                    max,
+                    per_line,
+                });
+            }
+        }
         let meta_order = meta_order(&rules, &index);
         Self {
             rules,
@@ -226,6 +275,7 @@ impl Scanner {
             required_score: set.required_score,
             reports,
             config: evals::Config::from_set(set),
+            counters,
         }
     }
 
@@ -261,6 +311,7 @@ impl Scanner {
     /// parsed model.
     pub fn scan(&self, state: &mut ScanState, raw: &[u8], message: &Message) -> ScanResult {
         let facts = Facts::of(message);
+        let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
         for (c, class) in self.classes.iter().enumerate() {
             let (Some(scratch), Some(hits)) = (state.scratches.get_mut(c), state.hits.get_mut(c))
@@ -277,6 +328,14 @@ impl Scanner {
                 }
             };
             class.database.scan(scratch, haystack, hits);
+            for counter in self.counters.get(c).into_iter().flatten() {
+                let Check::Pattern { id, .. } = self.checks[counter.rule] else {
+                    continue;
+                };
+                if hits.contains(id) {
+                    counts[counter.rule] = f64::from(counter.count(haystack));
+                }
+            }
         }
         let mut hit = vec![false; self.rules.len()];
         for (i, check) in self.checks.iter().enumerate() {
@@ -308,7 +367,7 @@ impl Scanner {
                 let value = expr.eval(&|name: &str| {
                     self.index
                         .get(name)
-                        .map_or(0.0, |&r| if hit[r] { 1.0 } else { 0.0 })
+                        .map_or(0.0, |&r| if hit[r] { counts[r] } else { 0.0 })
                 });
                 hit[m] = value != 0.0;
             }
@@ -338,6 +397,28 @@ impl Scanner {
     #[must_use]
     pub fn shared(self) -> Arc<Self> {
         Arc::new(self)
+    }
+}
+
+impl Counter {
+    /// Matches in `text` (per line for body, rawbody and URI classes), at
+    /// most `max`.
+    fn count(&self, text: &[u8]) -> u32 {
+        let mut n = 0u32;
+        let lines: Box<dyn Iterator<Item = &[u8]>> = if self.per_line {
+            Box::new(text.split(|&b| b == b'\n'))
+        } else {
+            Box::new(std::iter::once(text))
+        };
+        for line in lines {
+            n = n.saturating_add(
+                u32::try_from(self.regex.find_iter(line).count()).unwrap_or(u32::MAX),
+            );
+            if n >= self.max {
+                return self.max;
+            }
+        }
+        n.max(1)
     }
 }
 

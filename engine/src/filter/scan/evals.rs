@@ -136,6 +136,12 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Date header minus the nearest Received date, in seconds.
+    #[must_use]
+    pub fn date_diff(&self) -> i64 {
+        self.date_diff
+    }
+
     /// Computes the facts of `message`.
     #[must_use]
     pub fn of(message: &Message) -> Self {
@@ -369,6 +375,28 @@ fn date_diff(message: &Message, received: &[&str]) -> i64 {
         .iter()
         .find_map(|n| message.header(n).find_map(|h| relays::parse_date(&h.value)));
     let Some(date) = date else { return 0 };
+    // The local handover and a fetchmail hop at the top are not transit
+    // times (HeaderEval's `_get_received_header_times`).
+    let mut received = received;
+    let is_local = |r: &str| {
+        let l = r.trim_start();
+        l.starts_with("from localhost ")
+            || (l.starts_with("from ")
+                && l.split(' ')
+                    .skip(1)
+                    .take(3)
+                    .any(|w| w.contains("127.0.0.1")))
+            || (l.contains("qmail ") && l.contains(" invoked by uid "))
+    };
+    if received.first().is_some_and(|r| is_local(r)) {
+        let rest = &received[1..];
+        if rest
+            .first()
+            .is_some_and(|r| r.contains("by localhost with ") && r.contains("(fetchmail-"))
+        {
+            received = &received[2..];
+        }
+    }
     let times: Vec<i64> = received
         .iter()
         .filter_map(|r| r.rsplit_once(';').and_then(|(_, d)| relays::parse_date(d)))
@@ -656,26 +684,30 @@ fn outlook_message_id(message: &Message) -> bool {
     (token - expected(rcvd)).abs() >= 250
 }
 
-/// RelayEval's `_check_received_helos` (`no_rdns_dotcom_helo`).
+/// RelayEval's `_check_received_helos` (`no_rdns_dotcom_helo`): the last
+/// public untrusted relay decides.
 fn no_rdns_dotcom_helo(facts: &Facts) -> bool {
-    facts.relays.untrusted.iter().any(|r| {
+    let mut flag = false;
+    for r in facts.relays.untrusted.iter().filter(|r| !r.private) {
         let helo = r.helo.to_ascii_lowercase();
-        r.rdns.is_empty()
-            && !helo.is_empty()
+        flag = r.no_reverse_dns
             && [
+                "lycos.com",
+                "lycos.co.uk",
+                "hotmail.com",
+                "localhost.com",
+                "excite.com",
+                "caramail.com",
+                "cs.com",
+                "aol.com",
                 "msn.com",
                 "yahoo.com",
-                "hotmail.com",
-                "aol.com",
-                "excite.com",
-                "lycos.com",
-                "compuserve.com",
-                "earthlink.net",
-                "juno.com",
+                "drizzle.com",
             ]
             .iter()
-            .any(|d| helo == *d || helo.ends_with(&format!(".{d}")))
-    })
+            .any(|d| helo == *d || helo.ends_with(&format!(".{d}")));
+    }
+    flag
 }
 
 /// HeaderEval's `check_for_forged_yahoo_received_headers`, simplified: a From

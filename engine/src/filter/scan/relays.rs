@@ -31,6 +31,9 @@ pub struct Relay {
     pub auth: String,
     /// The IP is private (RFC 1918, loopback, link-local, CGN, ULA).
     pub private: bool,
+    /// The MTA looked the IP up and found no reverse DNS (Postfix's
+    /// `unknown [ip]`), as opposed to not recording it.
+    pub no_reverse_dns: bool,
 }
 
 /// What one `Received:` line is.
@@ -141,6 +144,16 @@ pub fn parse_line(value: &str) -> Line {
             }
         }
     }
+    // `(from user@localhost) by host`: a local submission.
+    if let Some(rest) = lower.strip_prefix("(from ") {
+        if rest
+            .split(' ')
+            .next()
+            .is_some_and(|w| w.contains('@') && w.ends_with(')'))
+        {
+            return Line::Ignored;
+        }
+    }
     // Drop the date after the last `;`.
     let body = match s.rfind(';') {
         Some(i) => s[..i].trim_end().to_owned(),
@@ -231,7 +244,9 @@ pub fn parse_line(value: &str) -> Line {
                 }
             }
         } else if let Some(lit) = ip_literal(inner.split(' ').next().unwrap_or("")) {
+            // qmail without HELO: `from rdns (ip)`.
             ip = lit;
+            rdns = first.clone();
         } else if inner.starts_with("HELO ") || inner.starts_with("EHLO ") {
             // qmail: `from rdns (HELO helo) (ip)`.
             let rest = comment[inner.len() + 2..].trim_start();
@@ -257,9 +272,15 @@ pub fn parse_line(value: &str) -> Line {
     if relay.helo.is_empty() {
         relay.helo = first.clone();
     }
-    if ip.is_empty() || relay.by.is_empty() {
+    if ip.is_empty() {
+        // No IP anywhere: a local or gateway handover SpamAssassin mostly
+        // recognises and skips (Mercury spool, qmail-scanner, `(unverified)`).
+        return Line::Ignored;
+    }
+    if relay.by.is_empty() {
         return Line::Unparseable;
     }
+    relay.no_reverse_dns = rdns.eq_ignore_ascii_case("unknown");
     while rdns.ends_with('.') {
         rdns.pop();
     }
@@ -556,8 +577,16 @@ mod tests {
         );
         assert_eq!(
             parse_line("from foo.example (helo) by bar.example with SMTP id 1; Mon"),
+            Line::Ignored
+        );
+        assert_eq!(
+            parse_line("from foo.example ([198.51.100.2]); Mon, 1 Jan 2024"),
             Line::Unparseable
         );
+        let r = relay("from foo.example (198.51.100.3) by bar.example with SMTP; 1 Jan 2024");
+        assert_eq!(r.rdns, "foo.example");
+        assert!(!r.no_reverse_dns);
+        assert!(relay("from x (unknown [198.51.100.4]) by y with SMTP id 1; Mon").no_reverse_dns);
         let r = relay("from a.example ([198.51.100.1]) by b.example with ESMTPA id 9; Mon, 1 Jan 2024 00:00:00 +0000");
         assert_eq!(r.auth, "ESMTPA");
     }
