@@ -40,6 +40,7 @@ body __TEXT_LINE /^\s*\S/
 tflags __TEXT_LINE multiple maxhits=3
 meta FEW_LINES __TEXT_LINE < 3
 meta MANY_LINES __TEXT_LINE >= 3
+uri UNSUB_LINK /\bunsubscribe\b/i
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -210,5 +211,19 @@ fn multiple_counts_feed_metas() {
         "From: a@b.example\nTo: c@d.example\nSubject: s\n\none\n\ntwo\n\nthree\n\nfour\n",
         &["MANY_LINES"],
         &["FEW_LINES"],
+    );
+}
+
+#[test]
+fn bare_addresses_are_mailto_uris() {
+    check(
+        "From: a@b.example\nTo: c@d.example\n\nTo leave, write to list-unsubscribe@lists.example.\n",
+        &["UNSUB_LINK"],
+        &[],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\n\nunsubscribe@localhost is not an address here\n",
+        &[],
+        &["UNSUB_LINK"],
     );
 }

@@ -487,6 +487,19 @@ fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
                 out.push_str(u);
                 out.push('\n');
             }
+            // SpamAssassin's URI list also holds `mailto:` for every bare
+            // address in the text parts.
+            for part in &message.parts {
+                if let Some(t) = &part.text {
+                    for addr in bare_addresses(t) {
+                        let m = format!("mailto:{addr}");
+                        if !message.urls.iter().any(|u| u.eq_ignore_ascii_case(&m)) {
+                            out.push_str(&m);
+                            out.push('\n');
+                        }
+                    }
+                }
+            }
         }
         Source::MimeHeader(name, form) => {
             for part in &message.parts {
@@ -501,6 +514,38 @@ fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
             }
         }
     }
+}
+
+/// Addresses (`local@domain.tld`) in text, in order.
+fn bare_addresses(text: &str) -> Vec<&str> {
+    let b = text.as_bytes();
+    let local = |c: u8| c.is_ascii_alphanumeric() || b"._%+-=".contains(&c);
+    let host = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'@', &b[from..]) {
+        let at = from + off;
+        let mut s = at;
+        while s > 0 && local(b[s - 1]) {
+            s -= 1;
+        }
+        let mut e = at + 1;
+        while e < b.len() && host(b[e]) {
+            e += 1;
+        }
+        while e > at + 1 && matches!(b[e - 1], b'.' | b'-') {
+            e -= 1;
+        }
+        let domain = &text[at + 1..e];
+        if s < at && domain.contains('.') && !domain.starts_with('.') {
+            out.push(&text[s..e]);
+        }
+        from = e.max(at + 1);
+        if out.len() >= 100 {
+            break;
+        }
+    }
+    out
 }
 
 fn push_form(h: &Header, form: HeaderForm, out: &mut String) {
