@@ -41,6 +41,9 @@ tflags __TEXT_LINE multiple maxhits=3
 meta FEW_LINES __TEXT_LINE < 3
 meta MANY_LINES __TEXT_LINE >= 3
 uri UNSUB_LINK /\bunsubscribe\b/i
+body HTML_TAG_BALANCE_BODY eval:html_tag_balance('body', '!= 0')
+header RCVD_HELO_IP_MISMATCH eval:helo_ip_mismatch()
+body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -225,5 +228,19 @@ fn bare_addresses_are_mailto_uris() {
         "From: a@b.example\nTo: c@d.example\n\nunsubscribe@localhost is not an address here\n",
         &[],
         &["UNSUB_LINK"],
+    );
+}
+
+#[test]
+fn tag_balance_helo_ip_and_alternative_difference() {
+    check(
+        "Received: from 198.51.100.1 ([203.0.113.7]) by mx.example with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nFrom: a@b.example\nTo: c@d.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nnothing in common\n--XX\nContent-Type: text/html\n\n<html><body>buy cheap pills\n--XX--\n",
+        &["HTML_TAG_BALANCE_BODY", "RCVD_HELO_IP_MISMATCH", "MPART_ALT_DIFF"],
+        &[],
+    );
+    check(
+        "Received: from 203.0.113.9 ([203.0.113.7]) by mx.example with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nFrom: a@b.example\nTo: c@d.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nbuy cheap pills\n--XX\nContent-Type: text/html\n\n<html><body>buy cheap pills</body></html>\n--XX--\n",
+        &[],
+        &["HTML_TAG_BALANCE_BODY", "RCVD_HELO_IP_MISMATCH", "MPART_ALT_DIFF"],
     );
 }

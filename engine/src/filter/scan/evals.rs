@@ -36,6 +36,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_for_faraway_charset_in_headers",
     "html_tag_exists",
     "tvd_vertical_words",
+    "html_tag_balance",
+    "helo_ip_mismatch",
+    "multipart_alternative_difference",
 ];
 
 /// Settings the evals read from the rule set.
@@ -131,6 +134,10 @@ pub struct Facts {
     /// Lower-case names of the tags seen in the HTML parts.
     html_tags: HashSet<String>,
     html_font_face_bad: bool,
+    /// Open-minus-close count per tag of the last HTML part (floored at 0).
+    html_inside: std::collections::HashMap<String, i64>,
+    /// BodyEval's `madiff`: % of HTML words missing from the text part.
+    madiff: f64,
     /// BodyEval's `tvd_vertical_words` value (-1 when no line is long enough).
     vertical_words: i64,
 }
@@ -197,9 +204,11 @@ impl Facts {
         }
         for part in message.parts.iter().filter(|p| p.is_html) {
             if let Some(t) = &part.raw_text {
+                f.html_inside.clear();
                 scan_html(t, &mut f);
             }
         }
+        f.madiff = madiff(message);
         f.vertical_words = vertical_words(message);
         // A single-part message: its only part is the top level.
         if message.parts.len() == 1 {
@@ -218,26 +227,105 @@ fn scan_html(html: &str, f: &mut Facts) {
     let b = html.as_bytes();
     let mut i = 0;
     while let Some(off) = memchr::memchr(b'<', &b[i..]) {
-        let start = i + off + 1;
-        let name_end = b[start..]
+        let mut start = i + off + 1;
+        let closing = b.get(start) == Some(&b'/');
+        if closing {
+            start += 1;
+        }
+        let name_end = b[start.min(b.len())..]
             .iter()
             .position(|c| !c.is_ascii_alphanumeric())
             .map_or(b.len(), |p| start + p);
-        if name_end == start {
-            i = start;
+        if name_end <= start {
+            i = start.min(b.len());
             continue;
         }
         let name = html[start..name_end].to_ascii_lowercase();
         let end = memchr::memchr(b'>', &b[name_end..]).map_or(b.len(), |p| name_end + p);
         let attrs = &html[name_end..end];
-        if name == "font" && !f.html_font_face_bad {
+        if !closing && name == "font" && !f.html_font_face_bad {
             if let Some(face) = attribute(attrs, "face") {
                 f.html_font_face_bad = !face_ok(&face);
             }
         }
+        let inside = f.html_inside.entry(name.clone()).or_insert(0);
+        *inside = if closing {
+            (*inside - 1).max(0)
+        } else {
+            *inside + 1
+        };
         f.html_tags.insert(name);
         i = end.max(start);
     }
+}
+
+/// `value OP n` for HTMLEval's expressions (`!= 0`, `> 2`, `<= 1`…).
+fn compare(value: i64, expr: &str) -> bool {
+    let e = expr.trim();
+    let (op, rest) = ["!=", "==", "<=", ">=", "<", ">"]
+        .iter()
+        .find_map(|op| e.strip_prefix(op).map(|r| (*op, r)))
+        .unwrap_or(("", e));
+    let Ok(n) = rest.trim().parse::<i64>() else {
+        return false;
+    };
+    match op {
+        "!=" => value != n,
+        "==" => value == n,
+        "<=" => value <= n,
+        ">=" => value >= n,
+        "<" => value < n,
+        ">" => value > n,
+        _ => false,
+    }
+}
+
+/// BodyEval's `_multipart_alternative_difference` over the flat part list
+/// (a part's children are the parts after it with a greater depth).
+fn madiff(message: &Message) -> f64 {
+    let parts = &message.parts;
+    let mut best = 0.0f64;
+    for (i, alt) in parts.iter().enumerate() {
+        if alt.content_type != "multipart/alternative" {
+            continue;
+        }
+        let mut html: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut text: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for p in parts[i + 1..].iter().take_while(|p| p.depth > alt.depth) {
+            if p.content_type != "text/plain" && p.content_type != "text/html" {
+                continue;
+            }
+            let Some(t) = &p.text else { continue };
+            let words = t
+                .split_whitespace()
+                .filter(|w| w.chars().any(|c| c.is_alphanumeric() || c == '_'));
+            let map = if p.is_html { &mut html } else { &mut text };
+            for w in words {
+                *map.entry(w).or_insert(0) += 1;
+            }
+            if p.is_html
+                && html.is_empty()
+                && p.raw_text
+                    .as_deref()
+                    .is_some_and(|r| r.to_ascii_lowercase().contains("<img"))
+            {
+                html.insert("\n", 1);
+            }
+        }
+        let orig = html.len();
+        if orig == 0 {
+            continue;
+        }
+        for (k, v) in &text {
+            if html.get(k).is_some_and(|h| h - v < 1) {
+                html.remove(k);
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let diff = html.len() as f64 / orig as f64 * 100.0;
+        best = best.max(diff);
+    }
+    best
 }
 
 /// The value of attribute `name` in a tag's attribute text.
@@ -486,6 +574,31 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             };
             let max = if max >= 100 { 101 } else { max };
             facts.vertical_words >= min && facts.vertical_words < max
+        }
+        "html_tag_balance" => {
+            let Some(&value) = facts.html_inside.get(&arg(0).to_ascii_lowercase()) else {
+                return false;
+            };
+            compare(value, arg(1))
+        }
+        "helo_ip_mismatch" => facts.relays.untrusted.iter().any(|r| {
+            let public4 = |s: &str| {
+                relays::ip_literal(s).is_some_and(|ip| ip == s && s.split('.').count() == 4)
+                    && !relays::is_private(s)
+            };
+            public4(&r.helo)
+                && public4(&r.ip)
+                && r.helo != r.ip
+                && r.helo
+                    .rfind('.')
+                    .is_some_and(|k| !r.ip.starts_with(&r.helo[..=k]))
+        }),
+        "multipart_alternative_difference" => {
+            let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
+            else {
+                return false;
+            };
+            (min == 0.0 || facts.madiff > min) && facts.madiff <= max
         }
         "check_for_no_rdns_dotcom_helo" => no_rdns_dotcom_helo(facts),
         "check_for_forged_yahoo_received_headers" => forged_yahoo(message, facts),

@@ -222,9 +222,7 @@ pub fn parse_line(value: &str) -> Line {
     let comment = from_part[first.len()..].trim_start();
     let mut rdns = String::new();
     let mut ip = String::new();
-    if let Some(lit) = ip_literal(&first) {
-        ip = lit;
-    } else if let Some(inner) = paren(comment) {
+    if let Some(inner) = paren(comment) {
         // `(rdns [ip])`, `([ip])`, `([ip] helo=x)`, `(ip)`, `(HELO x)`.
         if let Some(b) = inner.find('[') {
             let after = &inner[b + 1..];
@@ -254,6 +252,12 @@ pub fn parse_line(value: &str) -> Line {
                 ip = lit;
                 rdns = first.clone();
             }
+        }
+    }
+    if ip.is_empty() {
+        // `from [ip] (helo=x)`, `from 1.2.3.4 by`: the HELO is the IP.
+        if let Some(lit) = ip_literal(&first) {
+            ip = lit;
         }
     }
     if ip.is_empty() {
