@@ -44,6 +44,12 @@ uri UNSUB_LINK /\bunsubscribe\b/i
 body HTML_TAG_BALANCE_BODY eval:html_tag_balance('body', '!= 0')
 header RCVD_HELO_IP_MISMATCH eval:helo_ip_mismatch()
 body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
+body HTML_IMAGE_ONLY_04 eval:html_image_only('0000','0400')
+body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')
+body __HTML_LENGTH_0000_1024 eval:html_range('length', '0', '1024')
+meta HTML_SHORT_LINK_IMG_1 __HTML_LENGTH_0000_1024 && __HTML_LINK_IMAGE
+body COMMENT_EXISTS eval:html_text_match('comment', '<!.*?>')
+header SUBJ_ILLEGAL_CHARS eval:check_illegal_chars('Subject','0.00','2')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -197,7 +203,7 @@ fn relay_dump() {
                 Line::Unparseable => println!("  U {}", h.value),
             }
         }
-        let f = mb_engine::filter::scan::evals::Facts::of(&m);
+        let f = mb_engine::filter::scan::evals::Facts::of(&m, &raw);
         println!("  date_diff={} envfrom={:?}", f.date_diff(), f.envfrom);
     }
 }
@@ -243,4 +249,30 @@ fn tag_balance_helo_ip_and_alternative_difference() {
         &[],
         &["HTML_TAG_BALANCE_BODY", "RCVD_HELO_IP_MISMATCH", "MPART_ALT_DIFF"],
     );
+}
+
+#[test]
+fn html_images_comments_and_illegal_chars() {
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: caf\u{e9} cr\u{e8}me\nContent-Type: text/html\n\n<html><!-- x --><a href=\"http://x.example/\"><img src=\"http://x.example/i.gif\"></a></html>\n",
+        &["HTML_IMAGE_ONLY_04", "HTML_SHORT_LINK_IMG_1", "COMMENT_EXISTS"],
+        &["SUBJ_ILLEGAL_CHARS"],
+    );
+    let mut raw =
+        b"From: a@b.example\nTo: c@d.example\nSubject: caf\xe9 cr\xe8me\n\nplain words here\n"
+            .to_vec();
+    raw.extend_from_slice(b"");
+    let message = mime::parse(&raw, &Limits::default());
+    let set = sa::load(
+        &[Source {
+            file: "evals.cf",
+            text: RULES,
+        }],
+        &Options::default(),
+    );
+    let scanner = Scanner::compile(&set, Backend::Naive);
+    let r = scanner.scan(&mut scanner.state(), &raw, &message);
+    let names: Vec<&str> = r.symbols.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"SUBJ_ILLEGAL_CHARS"), "{names:?}");
+    assert!(!names.contains(&"HTML_IMAGE_ONLY_04") && !names.contains(&"COMMENT_EXISTS"));
 }

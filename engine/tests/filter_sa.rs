@@ -440,7 +440,7 @@ test  C1 ok Subject: x
 fn conditional_blocks() {
     let text = "\
 ifplugin Mail::SpamAssassin::Plugin::HTMLEval
-  body P1 eval:html_range('x', 0, 1)
+  body P1 eval:html_title_subject_ratio('x')
 endif
 ifplugin Mail::SpamAssassin::Plugin::NotLoaded
   body P2 /x/

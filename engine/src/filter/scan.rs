@@ -310,7 +310,7 @@ impl Scanner {
     /// Scans one message. `raw` is the message as received; `message` its
     /// parsed model.
     pub fn scan(&self, state: &mut ScanState, raw: &[u8], message: &Message) -> ScanResult {
-        let facts = Facts::of(message);
+        let facts = Facts::of(message, raw);
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
         for (c, class) in self.classes.iter().enumerate() {

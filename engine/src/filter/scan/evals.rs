@@ -39,6 +39,11 @@ pub const IMPLEMENTED: &[&str] = &[
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
+    "html_image_only",
+    "html_eval",
+    "html_text_match",
+    "html_range",
+    "check_illegal_chars",
 ];
 
 /// Settings the evals read from the rule set.
@@ -136,6 +141,17 @@ pub struct Facts {
     html_font_face_bad: bool,
     /// Open-minus-close count per tag of the last HTML part (floored at 0).
     html_inside: std::collections::HashMap<String, i64>,
+    /// Per HTML part: source length in characters and whether it has an
+    /// `<img>` (HTMLEval's `length`, `inside{img}`).
+    html_parts: Vec<(i64, bool)>,
+    /// HTML comments (`<!…>`), anchor texts (`<img>` for an image inside a
+    /// link) and titles, for `html_text_match`.
+    html_comments: Vec<String>,
+    html_anchors: Vec<String>,
+    html_titles: Vec<String>,
+    /// The top-level header fields as raw bytes (lower-case name, unfolded
+    /// value), for `check_illegal_chars`.
+    raw_headers: Vec<(String, Vec<u8>)>,
     /// BodyEval's `madiff`: % of HTML words missing from the text part.
     madiff: f64,
     /// BodyEval's `tvd_vertical_words` value (-1 when no line is long enough).
@@ -151,7 +167,7 @@ impl Facts {
 
     /// Computes the facts of `message`.
     #[must_use]
-    pub fn of(message: &Message) -> Self {
+    pub fn of(message: &Message, raw: &[u8]) -> Self {
         let received: Vec<&str> = message
             .header("received")
             .map(|h| h.value.as_str())
@@ -164,6 +180,7 @@ impl Facts {
             relays,
             envfrom,
             date_diff: date_diff(message, &received),
+            raw_headers: raw_headers(raw),
             ..Self::default()
         };
         for part in message
@@ -206,6 +223,8 @@ impl Facts {
             if let Some(t) = &part.raw_text {
                 f.html_inside.clear();
                 scan_html(t, &mut f);
+                let len = i64::try_from(t.chars().count()).unwrap_or(i64::MAX);
+                f.html_parts.push((len, f.html_inside.contains_key("img")));
             }
         }
         f.madiff = madiff(message);
@@ -226,8 +245,21 @@ impl Facts {
 fn scan_html(html: &str, f: &mut Facts) {
     let b = html.as_bytes();
     let mut i = 0;
+    let mut in_anchor = false;
     while let Some(off) = memchr::memchr(b'<', &b[i..]) {
         let mut start = i + off + 1;
+        if b.get(start) == Some(&b'!') {
+            let end = if b[start..].starts_with(b"!--") {
+                memchr::memmem::find(&b[start..], b"-->").map_or(b.len(), |p| start + p + 3)
+            } else {
+                memchr::memchr(b'>', &b[start..]).map_or(b.len(), |p| start + p + 1)
+            };
+            if f.html_comments.len() < 100 {
+                f.html_comments.push(html[start - 1..end].to_owned());
+            }
+            i = end;
+            continue;
+        }
         let closing = b.get(start) == Some(&b'/');
         if closing {
             start += 1;
@@ -246,6 +278,34 @@ fn scan_html(html: &str, f: &mut Facts) {
         if !closing && name == "font" && !f.html_font_face_bad {
             if let Some(face) = attribute(attrs, "face") {
                 f.html_font_face_bad = !face_ok(&face);
+            }
+        }
+        match (name.as_str(), closing) {
+            ("a", false) => {
+                in_anchor = true;
+                f.html_anchors.push(String::new());
+            }
+            ("a", true) => in_anchor = false,
+            ("img", false) if in_anchor => {
+                if let Some(a) = f.html_anchors.last_mut() {
+                    a.push_str("<img>\n");
+                }
+            }
+            ("title", false) => {
+                let rest = &html[(end + 1).min(html.len())..];
+                let stop = rest.find('<').unwrap_or(rest.len());
+                f.html_titles.push(rest[..stop].trim().to_owned());
+            }
+            _ => {}
+        }
+        if in_anchor && !closing && name != "a" && name != "img" {
+            // Anchor text is gathered below from the text after the tag.
+        }
+        if in_anchor {
+            let rest = &html[(end + 1).min(html.len())..];
+            let stop = rest.find('<').unwrap_or(rest.len());
+            if let Some(a) = f.html_anchors.last_mut() {
+                a.push_str(&rest[..stop]);
             }
         }
         let inside = f.html_inside.entry(name.clone()).or_insert(0);
@@ -600,6 +660,46 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             };
             (min == 0.0 || facts.madiff > min) && facts.madiff <= max
         }
+        "html_image_only" => {
+            let (Ok(min), Ok(max)) = (arg(0).trim().parse::<i64>(), arg(1).trim().parse::<i64>())
+            else {
+                return false;
+            };
+            facts
+                .html_parts
+                .iter()
+                .any(|&(len, img)| img && len > min && len <= max)
+        }
+        "html_eval" => {
+            arg(0) == "length"
+                && facts
+                    .html_parts
+                    .iter()
+                    .any(|&(len, _)| compare(len, arg(1)))
+        }
+        "html_range" if arg(0) == "length" => {
+            let (Ok(min), Ok(max)) = (arg(1).trim().parse::<i64>(), arg(2).trim().parse::<i64>())
+            else {
+                return false;
+            };
+            facts
+                .html_parts
+                .iter()
+                .any(|&(len, _)| len > min && len <= max)
+        }
+        "html_text_match" => {
+            let list = match arg(0) {
+                "comment" => &facts.html_comments,
+                "anchor" => &facts.html_anchors,
+                "title" => &facts.html_titles,
+                _ => return false,
+            };
+            let Ok(re) = regex::Regex::new(&format!("(?s){}", arg(1))) else {
+                return false;
+            };
+            list.iter().any(|t| re.is_match(t))
+        }
+        "check_illegal_chars" => illegal_chars(facts, arg(0), arg(1), arg(2)),
         "check_for_no_rdns_dotcom_helo" => no_rdns_dotcom_helo(facts),
         "check_for_forged_yahoo_received_headers" => forged_yahoo(message, facts),
         // `ok_locales all` (the default) makes both return false.
@@ -823,24 +923,132 @@ fn no_rdns_dotcom_helo(facts: &Facts) -> bool {
     flag
 }
 
-/// HeaderEval's `check_for_forged_yahoo_received_headers`, simplified: a From
-/// at yahoo.com whose Received trail never passes a yahoo.com host.
+/// HeaderEval's `check_for_forged_yahoo_received_headers` (without the
+/// Resent-From and received-header-remover exceptions).
 fn forged_yahoo(message: &Message, facts: &Facts) -> bool {
-    let from = header_text(message, "from").to_ascii_lowercase();
-    if !from.contains("yahoo.com") {
+    let from = header_addrs(message, facts, "from");
+    if !from.iter().any(|a| {
+        a.ends_with("yahoo.com") && (a.ends_with("@yahoo.com") || a.ends_with(".yahoo.com"))
+    }) {
         return false;
     }
-    let rcvd = header_text(message, "received").to_ascii_lowercase();
-    if rcvd.contains("by web") && rcvd.contains("via http") {
+    let rcvd = header_text(message, "received")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let yahoo_rdns = |s: &str, first_only: bool| -> bool {
+        let scope = if first_only {
+            s.split(']').next().unwrap_or("")
+        } else {
+            s
+        };
+        scope.split(' ').any(|w| {
+            w.strip_prefix("rdns=")
+                .is_some_and(|d| d.to_ascii_lowercase().ends_with(".yahoo.com"))
+        })
+    };
+    if yahoo_rdns(&facts.trusted_str, false) || yahoo_rdns(&facts.untrusted_str, true) {
         return false;
     }
-    if rcvd.contains("yahoo.com") || rcvd.contains("yahoo.net") || rcvd.contains("yahoo.co") {
-        return false;
+    let words: Vec<&str> = rcvd.split(' ').collect();
+    for w in words.windows(4) {
+        let host = w[1].to_ascii_lowercase();
+        if w[0] == "by" && host.ends_with(".yahoo.com") {
+            let rest = format!("{} {}", w[2], w[3]);
+            if (host.starts_with("web") && host.contains(".mail") && rest == "via HTTP")
+                || (host.starts_with("sonic")
+                    && host.contains(".consmr.mail")
+                    && rest == "with HTTP")
+                || (host.starts_with("smtp") && rest == "with SMTP")
+                || (w[2] == "with" && w[3] == "NNFMP")
+                || (host.split('.').count() == 4
+                    && w[2].starts_with('(')
+                    && w[2].contains('/')
+                    && (w[3] == "id" || w[3] == "with"))
+            {
+                return false;
+            }
+        }
     }
-    if facts.relays.untrusted.is_empty() && facts.relays.trusted.is_empty() {
+    if rcvd.contains(".bulk.scd.yahoo.com") && from.iter().any(|a| a.ends_with("@reply.yahoo.com"))
+    {
         return false;
     }
     true
+}
+
+/// The header block of `raw`: (lower-case name, value with folding
+/// newlines removed) per field, at most 1000 fields.
+fn raw_headers(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || out.len() > 1000 {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some(last) = out.last_mut() {
+                last.1.extend_from_slice(line);
+            }
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon])
+            .trim()
+            .to_ascii_lowercase();
+        let value = line[colon + 1..]
+            .strip_prefix(b" ")
+            .unwrap_or(&line[colon + 1..]);
+        out.push((name, value.to_vec()));
+    }
+    out
+}
+
+/// HeaderEval's `check_illegal_chars` on the raw header bytes.
+fn illegal_chars(facts: &Facts, header: &str, ratio: &str, count: &str) -> bool {
+    let (Ok(ratio), Ok(count)) = (ratio.trim().parse::<f64>(), count.trim().parse::<usize>())
+    else {
+        return false;
+    };
+    let name = header.trim_end_matches(":raw").to_ascii_lowercase();
+    let mut text: Vec<u8> = Vec::new();
+    for (n, v) in &facts.raw_headers {
+        let take = if name == "all" {
+            n != "subject" && n != "from"
+        } else {
+            *n == name
+        };
+        if take {
+            if name == "all" {
+                text.extend_from_slice(n.as_bytes());
+                text.extend_from_slice(b": ");
+            }
+            text.extend_from_slice(v);
+            text.push(b'\n');
+        }
+    }
+    if !text.iter().any(|b| !b.is_ascii_whitespace()) {
+        return false;
+    }
+    let ctrl = |b: u8| matches!(b, 0..=8 | 0x0b | 0x0c | 0x0e..=0x1f);
+    if !text.is_ascii() && std::str::from_utf8(&text).is_ok() && !text.iter().any(|&b| ctrl(b)) {
+        return false;
+    }
+    let mut illegal = text.iter().filter(|&&b| ctrl(b) || b >= 0x7f).count();
+    if illegal > 0 && name == "subject" {
+        let exempt = text
+            .iter()
+            .filter(|b| matches!(b, 0xa2 | 0xa3 | 0xae))
+            .count();
+        if exempt == 1 {
+            illegal -= 1;
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let r = illegal as f64 / text.len() as f64;
+    r >= ratio && illegal >= count
 }
 
 #[cfg(test)]
@@ -863,7 +1071,7 @@ mod tests {
     #[test]
     fn shifted_date_and_outlook_id() {
         let m = msg("Received: from a (b [203.0.113.1]) by c with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nDate: Mon, 1 Jan 2024 08:00:00 +0000\nMessage-ID: <0000deadbeef$00000000$00000000@x>\n\nhi\n");
-        let f = Facts::of(&m);
+        let f = Facts::of(&m, b"");
         let cfg = Config::default();
         let a = |x: &str, y: &str| vec![x.to_owned(), y.to_owned()];
         assert!(run("check_for_shifted_date", &a("6", "12"), &m, &f, &cfg));
