@@ -64,6 +64,18 @@ impl Relays {
         let mut out = Self::default();
         let mut in_trusted = true;
         for value in received {
+            // A POP/IMAP fetch (fetchmail, getmail) restarts the parse while
+            // still in the trusted area: what came before was the fetching
+            // host's own delivery.
+            let lower = value.trim_start().to_ascii_lowercase();
+            if lower.starts_with("from ")
+                && (value.contains("with POP3") || value.contains("with IMAP"))
+            {
+                if in_trusted {
+                    out.trusted.clear();
+                }
+                continue;
+            }
             let relay = match parse_line(value) {
                 Line::Ignored => continue,
                 Line::Unparseable => {
@@ -606,6 +618,15 @@ mod tests {
             .into_iter(),
         );
         assert_eq!((rs.trusted.len(), rs.untrusted.len()), (1, 2));
+        let rs = Relays::parse(
+            [
+                "from a (localhost [127.0.0.1]) by b with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000",
+                "from pop.example [203.0.113.2] by localhost with POP3 (fetchmail-5.9.0); Mon",
+                "from c (d.example [203.0.113.1]) by e with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000",
+            ]
+            .into_iter(),
+        );
+        assert_eq!((rs.trusted.len(), rs.untrusted.len()), (0, 1));
         assert!(rs
             .untrusted_str()
             .starts_with("[ ip=203.0.113.1 rdns=d.example helo=c by=e "));
