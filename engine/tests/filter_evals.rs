@@ -50,6 +50,11 @@ body __HTML_LENGTH_0000_1024 eval:html_range('length', '0', '1024')
 meta HTML_SHORT_LINK_IMG_1 __HTML_LENGTH_0000_1024 && __HTML_LINK_IMAGE
 body COMMENT_EXISTS eval:html_text_match('comment', '<!.*?>')
 header SUBJ_ILLEGAL_CHARS eval:check_illegal_chars('Subject','0.00','2')
+body __NONEMPTY_BODY /\S/
+tflags __NONEMPTY_BODY nosubject
+body __MIME_ATTACHMENT eval:check_for_mime('mime_attachment')
+meta EMPTY_MESSAGE !__MIME_ATTACHMENT && !__NONEMPTY_BODY
+header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -275,4 +280,18 @@ fn html_images_comments_and_illegal_chars() {
     let names: Vec<&str> = r.symbols.iter().map(|(n, _)| n.as_str()).collect();
     assert!(names.contains(&"SUBJ_ILLEGAL_CHARS"), "{names:?}");
     assert!(!names.contains(&"HTML_IMAGE_ONLY_04") && !names.contains(&"COMMENT_EXISTS"));
+}
+
+#[test]
+fn empty_body_and_similar_recipients() {
+    check(
+        "From: a@b.example\nTo: aa1@x.example, aa2@x.example, aa3@x.example, aa4@x.example, aa5@x.example\nSubject: a subject is not body\n\n\n",
+        &["EMPTY_MESSAGE", "SUSPICIOUS_RECIPS"],
+        &[],
+    );
+    check(
+        "From: a@b.example\nTo: bob@x.example, carol@y.example, dan@z.example, erin@w.example, fay@v.example\nSubject: s\n\nbody\n",
+        &[],
+        &["EMPTY_MESSAGE", "SUSPICIOUS_RECIPS"],
+    );
 }

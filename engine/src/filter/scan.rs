@@ -31,6 +31,8 @@ enum Source {
     Header(String, HeaderForm, Option<String>),
     /// The rendered body (Subject line first), as SpamAssassin's `body`.
     Body,
+    /// The rendered body without the Subject line (`tflags nosubject`).
+    BodyNoSubject,
     /// Transfer- and charset-decoded text parts, HTML not rendered.
     Rawbody,
     /// The raw message.
@@ -150,6 +152,7 @@ impl Scanner {
                         *negate,
                     )
                 }
+                Kind::Body if rule.has_tflag("nosubject") => (Source::BodyNoSubject, false),
                 Kind::Body => (Source::Body, false),
                 Kind::Rawbody => (Source::Rawbody, false),
                 Kind::Full => (Source::Full, false),
@@ -195,7 +198,10 @@ impl Scanner {
             // SpamAssassin matches body and rawbody rules line by line and
             // URI rules one URI at a time; the class text joins them with
             // newlines, so `^`/`$` must match at line boundaries.
-            let per_line = matches!(source, Source::Body | Source::Rawbody | Source::Uri);
+            let per_line = matches!(
+                source,
+                Source::Body | Source::BodyNoSubject | Source::Rawbody | Source::Uri
+            );
             list.push((
                 i,
                 Pattern {
@@ -254,7 +260,7 @@ impl Scanner {
                 .unwrap_or(u32::MAX);
             let per_line = matches!(
                 classes.get(class).map(|c| &c.source),
-                Some(Source::Body | Source::Rawbody | Source::Uri)
+                Some(Source::Body | Source::BodyNoSubject | Source::Rawbody | Source::Uri)
             );
             if let Some(list) = counters.get_mut(class) {
                 list.push(Counter {
@@ -473,6 +479,14 @@ fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
             }
         }
         Source::Body => out.push_str(&message.body_text()),
+        Source::BodyNoSubject => {
+            for t in message.parts.iter().filter_map(|p| p.text.as_deref()) {
+                out.push_str(t);
+                if !t.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+        }
         Source::Rawbody => {
             for part in &message.parts {
                 if let Some(t) = &part.raw_text {

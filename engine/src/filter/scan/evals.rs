@@ -44,6 +44,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "html_text_match",
     "html_range",
     "check_illegal_chars",
+    "similar_recipients",
+    "sorted_recipients",
 ];
 
 /// Settings the evals read from the rule set.
@@ -135,6 +137,7 @@ pub struct Facts {
     html_count: usize,
     text_count: usize,
     base64_text: bool,
+    attachments: usize,
     ascii_illegal: bool,
     /// Lower-case names of the tags seen in the HTML parts.
     html_tags: HashSet<String>,
@@ -195,6 +198,9 @@ impl Facts {
             let cte = part_header(part, "content-transfer-encoding").to_ascii_lowercase();
             let cd = part_header(part, "content-disposition").to_ascii_lowercase();
             let charset = part.charset.as_deref().unwrap_or("").to_ascii_lowercase();
+            if cd.contains("attachment") {
+                f.attachments += 1;
+            }
             if part.content_type == "text/html" {
                 f.html_count += 1;
             } else if part.content_type.starts_with("text") {
@@ -213,7 +219,8 @@ impl Facts {
                 && !cte.contains("quoted-printable")
             {
                 if let Some(t) = &part.raw_text {
-                    if t.chars().any(|c| c == '\0' || c == '\r' || !c.is_ascii()) {
+                    let bare_cr = t.replace("\r\n", "\n").contains('\r');
+                    if bare_cr || t.chars().any(|c| c == '\0' || !c.is_ascii()) {
                         f.ascii_illegal = true;
                     }
                 }
@@ -623,6 +630,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         }
         "check_for_mime" => match arg(0) {
             "mime_base64_encoded_text" => facts.base64_text,
+            "mime_attachment" => facts.attachments > 0,
             _ => false,
         },
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
@@ -699,6 +707,12 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             };
             list.iter().any(|t| re.is_match(t))
         }
+        "similar_recipients" => {
+            let (similar, _) = recipients(message);
+            let bound = |s: &str| s.trim().parse::<f64>().ok();
+            bound(arg(0)).is_none_or(|m| similar >= m) && bound(arg(1)).is_none_or(|m| similar < m)
+        }
+        "sorted_recipients" => recipients(message).1,
         "check_illegal_chars" => illegal_chars(facts, arg(0), arg(1), arg(2)),
         "check_for_no_rdns_dotcom_helo" => no_rdns_dotcom_helo(facts),
         "check_for_forged_yahoo_received_headers" => forged_yahoo(message, facts),
@@ -796,6 +810,61 @@ fn freemail_replyto(message: &Message, facts: &Facts, cfg: &Config) -> bool {
     let reply_fm = reply.iter().any(|a| cfg.is_freemail(a));
     let not_in = !from.iter().any(|f| reply.contains(f));
     from_fm && reply_fm && not_in
+}
+
+/// HeaderEval's `_check_recipients`: (`tocc_similar`, `tocc_sorted`).
+fn recipients(message: &Message) -> (f64, bool) {
+    let mut inputs: Vec<String> = Vec::new();
+    for names in [&["to", "cc"][..], &["bcc"][..]] {
+        for n in names {
+            for h in message.header(n) {
+                inputs.extend(h.addrs());
+            }
+        }
+        if inputs.len() >= 5 {
+            break;
+        }
+    }
+    let mut address: Vec<String> = Vec::new();
+    let mut previous = String::new();
+    for cur in inputs {
+        if cur.is_empty() {
+            break;
+        }
+        if !cur.eq_ignore_ascii_case(&previous) {
+            previous.clone_from(&cur);
+            address.push(cur);
+        }
+        if address.len() == 256 {
+            break;
+        }
+    }
+    let mut sorted_copy = address.clone();
+    sorted_copy.sort();
+    let sorted = address.len() >= 7 && sorted_copy == address;
+    if address.len() < 5 {
+        return (0.0, sorted);
+    }
+    let prefix = |s: &str| s.chars().take(2).collect::<String>();
+    let user: Vec<String> = address.iter().map(|a| prefix(a)).collect();
+    let fqhn: Vec<&str> = address
+        .iter()
+        .map(|a| a.split_once('@').map_or("", |(_, h)| h))
+        .collect();
+    let host: Vec<String> = fqhn.iter().map(|h| prefix(h)).collect();
+    let (mut hits, mut combos) = (0u32, 0u32);
+    for i in 0..address.len() {
+        for j in i + 1..address.len() {
+            if user[i] == user[j] {
+                hits += 1;
+            }
+            if host[i] == host[j] && fqhn[i] != fqhn[j] {
+                hits += 1;
+            }
+            combos += 1;
+        }
+    }
+    (f64::from(hits) / f64::from(combos.max(1)), sorted)
 }
 
 /// HeaderEval's `subject_is_all_caps`.
