@@ -55,6 +55,7 @@ tflags __NONEMPTY_BODY nosubject
 body __MIME_ATTACHMENT eval:check_for_mime('mime_attachment')
 meta EMPTY_MESSAGE !__MIME_ATTACHMENT && !__NONEMPTY_BODY
 header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')
+header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)[Rr]eceived:\s.+\n[Rr]eceived:\s/s
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -294,4 +295,15 @@ fn empty_body_and_similar_recipients() {
         &[],
         &["EMPTY_MESSAGE", "SUSPICIOUS_RECIPS"],
     );
+}
+
+#[test]
+fn all_external_starts_after_the_trusted_area() {
+    let top = "Received: from localhost (localhost [127.0.0.1]) by mx with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\n";
+    let ext = "Received: from a.example (a.example [203.0.113.1]) by mx with SMTP id 2; Mon, 1 Jan 2024 00:00:00 +0000\n";
+    let ext2 = "Received: from b.example (b.example [203.0.113.2]) by a.example with SMTP id 3; Mon, 1 Jan 2024 00:00:00 +0000\n";
+    let tail = "From: a@b.example\nTo: c@d.example\n\nhi\n";
+    check(&format!("{top}{ext}{ext2}{tail}"), &["RELAYED_EXT"], &[]);
+    // The trusted hop's own Received line is not external.
+    check(&format!("{top}{ext}{tail}"), &[], &["RELAYED_EXT"]);
 }

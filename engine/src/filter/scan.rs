@@ -439,6 +439,23 @@ fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
                 out.push('\n');
             }
         }
+        Source::Header(name, form, _) if name == "all-external" || name == "all-untrusted" => {
+            // Headers from the first Received line after the trusted area
+            // (PerMsgStatus `get_all_hdrs_in_rcvd_index_range`).
+            let start = facts.relays.last_internal_index + 1;
+            let mut index = -1i64;
+            for h in &message.headers {
+                if h.name.eq_ignore_ascii_case("received") {
+                    index += 1;
+                }
+                if index >= start {
+                    out.push_str(&h.name);
+                    out.push_str(": ");
+                    push_form(h, *form, out);
+                    out.push('\n');
+                }
+            }
+        }
         Source::Header(name, _, _) if name.starts_with("x-spam-relays-") => {
             out.push_str(match name.as_str() {
                 "x-spam-relays-trusted" | "x-spam-relays-internal" => &facts.trusted_str,

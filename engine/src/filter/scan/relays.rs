@@ -56,12 +56,18 @@ pub struct Relays {
     pub untrusted: Vec<Relay>,
     /// `Received:` lines that could not be parsed.
     pub unparseable: usize,
+    /// Index (from the top, 0-based) of the last `Received:` line in the
+    /// trusted (internal) area; -1 when none. `ALL-EXTERNAL` starts after it.
+    pub last_internal_index: i64,
 }
 
 impl Relays {
     /// Reads the relays from the `Received:` header values, newest first.
     pub fn parse<'a>(received: impl Iterator<Item = &'a str>) -> Self {
-        let mut out = Self::default();
+        let mut out = Self {
+            last_internal_index: -1,
+            ..Self::default()
+        };
         let mut in_trusted = true;
         for value in received {
             // A POP/IMAP fetch (fetchmail, getmail) restarts the parse while
@@ -73,13 +79,18 @@ impl Relays {
             {
                 if in_trusted {
                     out.trusted.clear();
+                    out.last_internal_index += 1;
                 }
                 continue;
             }
             let relay = match parse_line(value) {
-                Line::Ignored => continue,
+                Line::Ignored => {
+                    out.last_internal_index += i64::from(in_trusted);
+                    continue;
+                }
                 Line::Unparseable => {
                     out.unparseable += 1;
+                    out.last_internal_index += i64::from(in_trusted);
                     continue;
                 }
                 Line::Relay(r) => r,
@@ -88,6 +99,7 @@ impl Relays {
                 in_trusted = false;
             }
             if in_trusted {
+                out.last_internal_index += 1;
                 out.trusted.push(relay);
             } else {
                 out.untrusted.push(relay);
@@ -627,6 +639,7 @@ mod tests {
             .into_iter(),
         );
         assert_eq!((rs.trusted.len(), rs.untrusted.len()), (0, 1));
+        assert_eq!(rs.last_internal_index, 1);
         assert!(rs
             .untrusted_str()
             .starts_with("[ ip=203.0.113.1 rdns=d.example helo=c by=e "));
