@@ -175,8 +175,12 @@ struct Harness {
     next_id: u128,
     now: Duration,
     model: BTreeMap<MessageId, MMsg>,
-    /// Every record on disk: (segment, offset) -> (len, id).
-    extents: BTreeMap<(u64, u64), (u32, MessageId)>,
+    /// Every record on disk: (segment, offset) -> (padded len, header +
+    /// payload len, id).
+    extents: BTreeMap<(u64, u64), (u32, u32, MessageId)>,
+    /// Bits flipped in synced data and not flipped back: (segment, offset)
+    /// -> xor mask. Recovery must report each one inside a record.
+    flips: BTreeMap<(u64, usize), u8>,
     flipped: bool,
 }
 
@@ -199,6 +203,7 @@ impl Harness {
             now: Duration::ZERO,
             model: BTreeMap::new(),
             extents: BTreeMap::new(),
+            flips: BTreeMap::new(),
             flipped: false,
         };
         h.open_segment(SegmentId(1));
@@ -254,7 +259,12 @@ impl Harness {
             offset: offset as u64,
             len: n as u32,
         };
-        self.extents.insert((at.segment.0, at.offset), (at.len, id));
+        let unpadded = {
+            let b = &self.disk.files[&self.active.0].data[offset + 8..offset + 12];
+            48 + u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        self.extents
+            .insert((at.segment.0, at.offset), (at.len, unpadded, id));
         self.queue.apply(at, seq, id, record).expect("applies");
         self.commit.appended(seq, n as u64, self.now);
         seq
@@ -526,6 +536,8 @@ impl Harness {
         }
         self.extents
             .retain(|(s, _), _| !plan.victims.contains(&SegmentId(*s)));
+        self.flips
+            .retain(|(s, _), _| !plan.victims.contains(&SegmentId(*s)));
         self.queue.segments_deleted(&plan.victims);
         self.check_live();
         if crash_at == 3 {
@@ -549,6 +561,11 @@ impl Harness {
         let p = pos as usize % f.synced;
         f.data[p] ^= 1 << bit;
         self.flipped = true;
+        let mask = self.flips.entry((seg, p)).or_insert(0);
+        *mask ^= 1 << bit;
+        if *mask == 0 {
+            self.flips.remove(&(seg, p));
+        }
         if std::env::var_os("MB_TRACE").is_some() {
             eprintln!(
                 "FLIP seg {seg} at {p}; extents {:?}",
@@ -558,14 +575,13 @@ impl Harness {
             );
         }
         // Taint the message owning the flipped byte, if any.
-        if let Some((_, (len, id))) = self
+        if let Some((_, (_, _, id))) = self
             .extents
             .range(..=(seg, p as u64))
             .next_back()
-            .filter(|((s, o), (len, _))| *s == seg && (p as u64) < o + u64::from(*len))
+            .filter(|((s, o), (len, _, _))| *s == seg && (p as u64) < o + u64::from(*len))
             .map(|(k, v)| (*k, *v))
         {
-            let _ = len;
             if let Some(m) = self.model.get_mut(&id) {
                 m.tainted = true;
             }
@@ -589,14 +605,16 @@ impl Harness {
             }
             f.torn_from = Some(f.torn_from.map_or(f.synced, |t| t.min(f.synced)));
         }
-        // A record cut inside its padding still reads back: keep what decodes.
-        let files = &self.disk.files;
-        self.extents.retain(|(s, o), _| {
-            files[s]
-                .data
-                .get(*o as usize..)
-                .is_some_and(|b| decode_record(b).is_ok())
-        });
+        // A record cut inside its padding still reads back: keep records
+        // whose header and payload are still in the file.
+        let lens: BTreeMap<u64, usize> = self
+            .disk
+            .files
+            .iter()
+            .map(|(k, f)| (*k, f.data.len()))
+            .collect();
+        self.extents
+            .retain(|(s, o), (_, unpadded, _)| (o + u64::from(*unpadded)) as usize <= lens[s]);
         self.restart(synced_seq);
     }
 
@@ -638,6 +656,32 @@ impl Harness {
         if !self.flipped {
             for c in &rec.report.corruptions {
                 check_torn_only(c, &self.disk);
+            }
+        }
+        // Every flipped bit inside a checked byte is reported: in the segment
+        // header's checked part, or inside a record's header or payload.
+        for &(seg, p) in self.flips.keys() {
+            let covered = |at: u64| {
+                rec.report.corruptions.iter().any(|c| {
+                    c.segment == SegmentId(seg) && c.offset <= at && at < c.offset + c.len.max(1)
+                })
+            };
+            if p < 36 {
+                assert!(
+                    covered(0),
+                    "flip in segment {seg} header at {p} not reported"
+                );
+                continue;
+            }
+            let owner = self.extents.range(..=(seg, p as u64)).next_back().filter(
+                |((s, o), (_, unpadded, _))| *s == seg && (p as u64) < o + u64::from(*unpadded),
+            );
+            if let Some(((_, o), _)) = owner {
+                assert!(
+                    covered(*o),
+                    "flip at {seg}:{p} in the record at {o} not reported: {:?}",
+                    rec.report.corruptions
+                );
             }
         }
         let q = rec.queue;
