@@ -24,6 +24,7 @@ use crate::config::{AddressPattern, AddressRule, PolicyConfig, RuleAction};
 use crate::ctl_api::{PolicyQuery, PolicyTrace};
 use crate::eval::ratelimit::RateTable;
 use crate::eval::{Ask, EvalDecision, Facts, PolicyTree};
+use crate::filter::content::{ContentAction, ContentFilter, ContentVerdict};
 use crate::milter::Modification;
 use crate::verdict::{Action, Reason, SmtpText, Verdict};
 
@@ -37,6 +38,7 @@ pub struct Policy {
     recipient: RuleSet,
     eval: Option<Arc<PolicyTree>>,
     rate_table: Arc<RateTable>,
+    filter: Option<Arc<ContentFilter>>,
 }
 
 /// The answer at MAIL or RCPT.
@@ -95,8 +97,10 @@ pub struct MessageFacts {
     pub body_bytes: u64,
     /// Actions deferred by envelope rules, with their reasons, in order.
     pub deferred: Vec<(Deferred, Reason)>,
-    /// Content score (0 until the filter stage exists).
+    /// Content score (0 when no content filter ran).
     pub score: f32,
+    /// The content filter's verdict, when one is configured.
+    pub content: Option<ContentVerdict>,
     /// Shard that handled the message (goes into the header).
     pub shard: u16,
 }
@@ -133,7 +137,21 @@ impl Policy {
             recipient: RuleSet::new(&config.recipient, Stage::Recipient),
             eval,
             rate_table,
+            filter: None,
         }
+    }
+
+    /// Adds the content filter (compiled on the control thread).
+    #[must_use]
+    pub fn with_filter(mut self, filter: Option<Arc<ContentFilter>>) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// The content filter, if one is configured.
+    #[must_use]
+    pub fn filter(&self) -> Option<&Arc<ContentFilter>> {
+        self.filter.as_ref()
     }
 
     /// The eval policy tree, if one is configured.
@@ -166,14 +184,14 @@ impl Policy {
     /// the size limit needs the body (clients need not declare SIZE=). The
     /// eval tree asks for CONNECT when it looks at the client (IP lists,
     /// GeoIP, rules, rate limits by IP) and HELO when it looks at the HELO
-    /// name or TLS; content rules (filter) will switch headers on here.
+    /// name or TLS; the content filter needs the headers.
     #[must_use]
     pub fn events(&self) -> Events {
         let needs = self.eval.as_ref().map(|t| t.needs()).unwrap_or_default();
         Events {
             connect: needs.client,
             helo: needs.helo,
-            headers: false,
+            headers: self.filter.is_some(),
             body: true,
         }
     }
@@ -336,13 +354,64 @@ impl Policy {
         }
         let mut action = Action::Accept;
         let mut reasons = Vec::new();
+        if let Some(content) = &facts.content {
+            if let Some(filter) = &self.filter {
+                if filter.adds_headers() {
+                    for (name, value) in content.headers() {
+                        modifications.push(Modification::AddHeader { name, value });
+                    }
+                }
+            }
+            if content.action != ContentAction::Pass {
+                let shown: Vec<&str> = content
+                    .result
+                    .symbols
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect();
+                reasons.push(Reason {
+                    rule: format!("filter.{}", content.action.name()),
+                    detail: format!(
+                        "score {:.2} (required {:.1}): {}",
+                        content.result.score,
+                        content.result.required_score,
+                        shown.join(",")
+                    ),
+                });
+            }
+            match content.action {
+                ContentAction::Reject => {
+                    return Verdict {
+                        action: Action::Reject(SmtpText {
+                            code: 550,
+                            text: format!(
+                                "5.7.1 Message content rejected as spam (score {:.1})",
+                                content.result.score
+                            ),
+                        }),
+                        score: facts.score,
+                        reasons,
+                        modifications: Vec::new(),
+                    };
+                }
+                ContentAction::Quarantine => {
+                    action = Action::Quarantine(format!(
+                        "mailborder filter spam score {:.1}",
+                        content.result.score
+                    ));
+                }
+                ContentAction::Pass | ContentAction::Spam => {}
+            }
+        }
         // Discard beats quarantine beats replace-body: the strongest deferred
         // action decides, and every one of them is kept as a reason.
         for (deferred, reason) in &facts.deferred {
             reasons.push(reason.clone());
             match deferred {
                 Deferred::Discard => action = Action::Discard,
-                Deferred::Quarantine if action != Action::Discard => {
+                Deferred::Quarantine
+                    if !matches!(action, Action::Discard | Action::Quarantine(_)) =>
+                {
                     action = Action::Quarantine(format!("mailborder {}", reason.rule));
                 }
                 Deferred::Quarantine => {}

@@ -35,6 +35,32 @@ pub struct Config {
     /// `[eval]`: the policy engine (policy tree file, rate-limit table,
     /// policy delegation listeners).
     pub eval: EvalConfig,
+    /// `[filter]`: the content scanner (SpamAssassin rules).
+    pub filter: FilterConfig,
+}
+
+/// `[filter]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterConfig {
+    /// `rules`: SpamAssassin `.cf` files or directories of them, read in
+    /// order. Empty: no content scan.
+    pub rules: Vec<PathBuf>,
+    /// `required_score`: the spam threshold; `None`: the rule set's own
+    /// (`required_score` in the `.cf` files, 5 by default).
+    pub required_score: Option<f32>,
+    /// `quarantine_score`: at or above, the message is held (Postfix hold
+    /// queue). `None`: never.
+    pub quarantine_score: Option<f32>,
+    /// `reject_score`: at or above, the message is refused with 550 5.7.1.
+    /// `None`: never.
+    pub reject_score: Option<f32>,
+    /// `headers`: add `X-Spam-Flag`, `X-Spam-Score` and `X-Spam-Status` to
+    /// accepted and quarantined mail.
+    pub headers: bool,
+    /// `scan_bytes_max`: most bytes of a message buffered and scanned; the
+    /// head of a longer message is scanned and the rest passes unscanned
+    /// (as spamc's size limit, but the head is still judged).
+    pub scan_bytes_max: usize,
 }
 
 /// `[eval]`.

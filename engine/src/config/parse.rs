@@ -22,7 +22,7 @@ use super::tree::{parse_document, Node};
 use super::value::closest;
 use super::{
     AddressPattern, AddressRule, Checked, Config, DaemonConfig, Diagnostic, EvalConfig,
-    MilterConfig, PolicyConfig, RuleAction, Severity, ShardsConfig, SmtpReply,
+    FilterConfig, MilterConfig, PolicyConfig, RuleAction, Severity, ShardsConfig, SmtpReply,
 };
 use crate::limits;
 
@@ -51,12 +51,21 @@ const EVAL_KEYS: &[&str] = &[
     "ratelimit_seed",
     "watch_interval",
 ];
+const FILTER_KEYS: &[&str] = &[
+    "rules",
+    "required_score",
+    "quarantine_score",
+    "reject_score",
+    "headers",
+    "scan_bytes_max",
+];
 const SECTIONS: &[(&str, &[&str])] = &[
     ("daemon", DAEMON_KEYS),
     ("shards", SHARDS_KEYS),
     ("milter", MILTER_KEYS),
     ("policy", POLICY_KEYS),
     ("eval", EVAL_KEYS),
+    ("filter", FILTER_KEYS),
 ];
 
 /// Checks a whole config file. Never panics on any input; the empty text
@@ -289,6 +298,7 @@ impl Checker {
     fn root(&mut self, root: &[(String, Node)]) -> Config {
         let (mut daemon, mut shards, mut milter, mut policy) = (None, None, None, None);
         let mut eval = None;
+        let mut filter = None;
         for (name, node) in root {
             match name.as_str() {
                 "daemon" => daemon = Some(self.daemon(node)),
@@ -296,6 +306,7 @@ impl Checker {
                 "milter" => milter = Some(self.milter(node)),
                 "policy" => policy = Some(self.policy(node)),
                 "eval" => eval = Some(self.eval(node)),
+                "filter" => filter = Some(self.filter(node)),
                 _ => {
                     let names: Vec<&str> = SECTIONS.iter().map(|(section, _)| *section).collect();
                     self.unknown(name, name, &names);
@@ -309,7 +320,80 @@ impl Checker {
             milter: milter.unwrap_or_else(|| self.milter(&empty)),
             policy: policy.unwrap_or_else(|| self.policy(&empty)),
             eval: eval.unwrap_or_else(|| self.eval(&empty)),
+            filter: filter.unwrap_or_else(|| self.filter(&empty)),
         }
+    }
+
+    /// `[filter]`.
+    fn filter(&mut self, node: &Node) -> FilterConfig {
+        let mut out = FilterConfig {
+            rules: Vec::new(),
+            required_score: None,
+            quarantine_score: None,
+            reject_score: None,
+            headers: true,
+            scan_bytes_max: limits::SCAN_BYTES_DEFAULT,
+        };
+        for (name, value) in self.table("filter", node, "[filter]") {
+            let key = format!("filter.{name}");
+            match name.as_str() {
+                "rules" => {
+                    let example =
+                        r#"rules = ["/usr/share/spamassassin", "/etc/spamassassin/local.cf"]"#;
+                    let items: Vec<&Node> = match value {
+                        Node::Array(items) => items.iter().collect(),
+                        other => vec![other],
+                    };
+                    for (i, item) in items.into_iter().enumerate() {
+                        if let Some(p) = self.path(&format!("{key}[{i}]"), item, example) {
+                            out.rules.push(p);
+                        }
+                    }
+                }
+                "required_score" | "quarantine_score" | "reject_score" => {
+                    let score = match value {
+                        Node::Float(f) => Some(*f),
+                        Node::Integer(n) => Some(*n as f64),
+                        other => self.expected(&key, "a number", &format!("{name} = 10.0"), other),
+                    };
+                    if let Some(v) = score {
+                        if !(-1000.0..=1000.0).contains(&v) {
+                            self.error(&key, format!("must be between -1000 and 1000, found {v}"));
+                        }
+                        let v = Some(v as f32);
+                        match name.as_str() {
+                            "required_score" => out.required_score = v,
+                            "quarantine_score" => out.quarantine_score = v,
+                            _ => out.reject_score = v,
+                        }
+                    }
+                }
+                "scan_bytes_max" => {
+                    let example = r#"scan_bytes_max = "2MiB""#;
+                    if let Some(n) = self.bytes(&key, value, example, limits::SCAN_BYTES_RANGE) {
+                        out.scan_bytes_max = usize::try_from(n).unwrap_or(usize::MAX);
+                    }
+                }
+                "headers" => match value {
+                    Node::Boolean(b) => out.headers = *b,
+                    other => {
+                        self.expected::<()>(&key, "true or false", "headers = true", other);
+                    }
+                },
+                _ => {
+                    self.unknown(&key, name, FILTER_KEYS);
+                }
+            }
+        }
+        if let (Some(q), Some(r)) = (out.quarantine_score, out.reject_score) {
+            if q >= r {
+                self.warning(
+                    "filter.quarantine_score",
+                    format!("{q} is not below reject_score {r}: nothing is ever quarantined"),
+                );
+            }
+        }
+        out
     }
 
     /// `[eval]`.

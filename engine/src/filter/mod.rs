@@ -9,8 +9,11 @@
 //!   exactly), aho-corasick for literals, and a naive oracle.
 //! - [`scan`]: the three put together: rules per class, one scan per class,
 //!   meta rules, score and symbols.
+//! - [`content`]: the filter as the daemon runs it: thresholds, actions,
+//!   `X-Spam-*` headers, per-shard scratch.
 
 pub mod attach;
+pub mod content;
 pub mod matcher;
 pub mod mime;
 pub mod sa;

@@ -32,6 +32,7 @@ use super::reply::{Modification, Reply};
 use super::{actions, protocol};
 use crate::ctl_api::VerdictCounts;
 use crate::eval::{Ask, Facts};
+use crate::filter::content::ScanPool;
 use crate::limits::{MILTER_BODY_CHUNK_BYTES_MAX, MILTER_MACRO_BYTES_MAX, RCPT_COUNT_MAX};
 use crate::policy::{Deferred, Events, MessageFacts, Outcome, Policy};
 use crate::verdict::{Action, Reason, SmtpText, VerdictKind};
@@ -166,6 +167,38 @@ struct Message {
     refused_sender: bool,
     /// An allow rule of `[policy]` matched the sender at MAIL.
     sender_allowed: bool,
+    /// The message as the content filter sees it (headers rebuilt from the
+    /// HEADER packets, then the body), when the policy has a filter.
+    raw: Option<RawMessage>,
+}
+
+/// A message buffered for the content scan, up to the filter's
+/// `scan_bytes_max`.
+#[derive(Debug, Default)]
+struct RawMessage {
+    bytes: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl RawMessage {
+    fn push(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.truncated || self.bytes.len() + len > self.cap {
+            self.truncated = true;
+            let room = self.cap.saturating_sub(self.bytes.len());
+            let mut left = room;
+            for p in parts {
+                let take = p.len().min(left);
+                self.bytes.extend_from_slice(&p[..take]);
+                left -= take;
+            }
+            return;
+        }
+        for p in parts {
+            self.bytes.extend_from_slice(p);
+        }
+    }
 }
 
 /// One milter connection's state.
@@ -280,12 +313,27 @@ impl Conversation {
         policy: &Arc<Policy>,
         out: &mut Vec<u8>,
     ) -> Result<Output, ConversationError> {
+        self.process_with(input, policy, &mut ScanPool::default(), out)
+    }
+
+    /// [`Conversation::process`] with the shard's scan scratch space, which
+    /// the content filter (if the policy has one) uses at end of message.
+    ///
+    /// # Errors
+    /// As [`Conversation::process`].
+    pub fn process_with(
+        &mut self,
+        input: &[u8],
+        policy: &Arc<Policy>,
+        pool: &mut ScanPool,
+        out: &mut Vec<u8>,
+    ) -> Result<Output, ConversationError> {
         let mut output = Output::default();
         while !output.close {
             let Some((frame, used)) = self.decoder.decode(&input[output.consumed..])? else {
                 break;
             };
-            self.handle(frame, policy, out, &mut output)?;
+            self.handle(frame, policy, pool, out, &mut output)?;
             output.consumed += used;
         }
         Ok(output)
@@ -302,6 +350,7 @@ impl Conversation {
         &mut self,
         frame: RawFrame<'_>,
         policy: &Arc<Policy>,
+        pool: &mut ScanPool,
         out: &mut Vec<u8>,
         output: &mut Output,
     ) -> Result<(), ConversationError> {
@@ -364,20 +413,39 @@ impl Conversation {
             (State::Message, Command::Data) => {
                 self.reply_if_wanted(protocol::NR_DATA, out, output);
             }
-            (State::Message, Command::Header { .. }) => {
+            (State::Message, Command::Header { name, value }) => {
                 self.message.headers = self.message.headers.saturating_add(1);
+                if let Some(raw) = &mut self.message.raw {
+                    // Postfix strips the space after the colon unless
+                    // HDR_LEADSPC is negotiated; folded lines come with LF.
+                    let space: &[u8] = if value.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                        b""
+                    } else {
+                        b" "
+                    };
+                    raw.push(&[name, b":", space, value, b"\r\n"]);
+                }
                 self.reply_if_wanted(protocol::NR_HEADER, out, output);
             }
             (State::Message, Command::EndOfHeaders) => {
+                if let Some(raw) = &mut self.message.raw {
+                    raw.push(&[b"\r\n"]);
+                }
                 self.reply_if_wanted(protocol::NR_EOH, out, output);
             }
             (State::Message, Command::Body(chunk)) => {
                 self.message.body_bytes += chunk.len() as u64;
+                if let Some(raw) = &mut self.message.raw {
+                    raw.push(&[chunk]);
+                }
                 self.reply_if_wanted(protocol::NR_BODY, out, output);
             }
             (State::Message, Command::EndOfMessage(chunk)) => {
                 self.message.body_bytes += chunk.len() as u64;
-                self.end_of_message(out, output);
+                if let Some(raw) = &mut self.message.raw {
+                    raw.push(&[chunk]);
+                }
+                self.end_of_message(pool, out, output);
             }
             (_, Command::Connect { .. } | Command::Helo { .. }) | (State::Session, _) => {
                 return Err(self.unexpected(&command))
@@ -460,6 +528,11 @@ impl Conversation {
         self.state = State::Message;
         self.message = Message {
             policy: Some(Arc::clone(policy)),
+            raw: policy.filter().map(|f| RawMessage {
+                bytes: Vec::new(),
+                cap: f.scan_bytes_max(),
+                truncated: false,
+            }),
             ..Message::default()
         };
         self.message.sender = sender;
@@ -581,7 +654,7 @@ impl Conversation {
         policy.eval_rcpt(&ask)
     }
 
-    fn end_of_message(&mut self, out: &mut Vec<u8>, output: &mut Output) {
+    fn end_of_message(&mut self, pool: &mut ScanPool, out: &mut Vec<u8>, output: &mut Output) {
         let Some(policy) = self.message.policy.clone() else {
             unreachable!("a message always pins a policy at MAIL");
         };
@@ -590,10 +663,18 @@ impl Conversation {
             self.end_message(output, None);
             return;
         }
+        // The scan is skipped when the message is refused anyway.
+        let content = match (policy.filter(), self.message.raw.take()) {
+            (Some(filter), Some(raw)) if self.message.body_bytes <= policy.message_bytes_max() => {
+                Some(pool.judge(filter, &raw.bytes, raw.truncated))
+            }
+            _ => None,
+        };
         let facts = MessageFacts {
             body_bytes: self.message.body_bytes,
             deferred: std::mem::take(&mut self.message.deferred),
-            score: 0.0,
+            score: content.as_ref().map_or(0.0, |c| c.result.score),
+            content,
             shard: self.settings.shard,
         };
         let verdict = policy.end_of_message(&facts);
