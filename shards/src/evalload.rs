@@ -8,12 +8,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mb_engine::config::Config;
+use mb_engine::config::{Config, FilterConfig};
 use mb_engine::eval::ratelimit::RateTable;
 use mb_engine::eval::{source, PolicyTree};
+use mb_engine::filter::content::{self, ContentFilter, FilterSettings};
+use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::sa;
+use mb_engine::filter::scan::Scanner;
 use mb_engine::policy::Policy;
 
 /// The local offset from UTC in minutes, refreshed by the control plane.
@@ -99,13 +103,129 @@ pub fn load_tree(config: &Config) -> Result<(Option<Arc<PolicyTree>>, Watched), 
     Ok((Some(Arc::new(tree)), watched))
 }
 
-/// A policy snapshot from a checked config: `[policy]` plus the tree.
+/// A policy snapshot from a checked config: `[policy]`, the tree and the
+/// content filter.
 pub fn build_policy(
     config: &Config,
     generation: u64,
     table: &Arc<RateTable>,
 ) -> Result<(Arc<Policy>, Watched), String> {
     let (tree, watched) = load_tree(config)?;
-    let policy = Policy::with_eval(&config.policy, generation, tree, Arc::clone(table));
+    let filter = load_filter(config)?;
+    let policy =
+        Policy::with_eval(&config.policy, generation, tree, Arc::clone(table)).with_filter(filter);
     Ok((Arc::new(policy), watched))
+}
+
+/// What a compiled filter was built from: the `[filter]` settings and every
+/// rule file with its size and modification time. A reload with the same
+/// fingerprint reuses the compiled filter (compiling the stock rule set
+/// takes seconds; a GeoIP refresh must not pay that).
+#[derive(Debug, Clone, PartialEq)]
+struct FilterPrint {
+    config: FilterConfig,
+    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+/// The last compiled filter, kept by the control thread for reuse.
+static LAST_FILTER: Mutex<Option<(FilterPrint, Arc<ContentFilter>)>> = Mutex::new(None);
+
+/// The `.cf` files `[filter] rules` names, in SpamAssassin's order.
+fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut entries = Vec::with_capacity(paths.len());
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("filter.rules: cannot read {}: {e}", path.display()))?;
+        let listing = if meta.is_dir() {
+            let dir = std::fs::read_dir(path)
+                .map_err(|e| format!("filter.rules: cannot list {}: {e}", path.display()))?;
+            Some(dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        } else {
+            None
+        };
+        entries.push((path.clone(), listing));
+    }
+    let files = content::rule_file_order(entries);
+    if files.is_empty() {
+        return Err(format!(
+            "filter.rules: no *.cf files in {} (Debian: apt-get install spamassassin)",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(files)
+}
+
+/// Reads and compiles the SpamAssassin rules `[filter] rules` names; `None`
+/// when it names none.
+pub fn load_filter(config: &Config) -> Result<Option<Arc<ContentFilter>>, String> {
+    let settings = &config.filter;
+    if settings.rules.is_empty() {
+        return Ok(None);
+    }
+    let files = rule_files(&settings.rules)?;
+    let print = FilterPrint {
+        config: settings.clone(),
+        files: files
+            .iter()
+            .map(|f| {
+                let meta = std::fs::metadata(f).ok();
+                let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+                (f.clone(), len, meta.and_then(|m| m.modified().ok()))
+            })
+            .collect(),
+    };
+    let mut last = LAST_FILTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((seen, filter)) = last.as_ref() {
+        if *seen == print {
+            return Ok(Some(Arc::clone(filter)));
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut texts = Vec::with_capacity(files.len());
+    for f in &files {
+        let bytes = std::fs::read(f)
+            .map_err(|e| format!("filter.rules: cannot read {}: {e}", f.display()))?;
+        texts.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    let sources: Vec<sa::Source<'_>> = texts
+        .iter()
+        .map(|(file, text)| sa::Source { file, text })
+        .collect();
+    let set = sa::load(&sources, &sa::Options::default());
+    let scanner = Scanner::compile(&set, Backend::Hyperscan);
+    let report = &set.report;
+    log::info!(
+        "Content filter: {} rule files, {} rules, {} active, {} skipped, {} diagnostics; compiled in {:.2} s",
+        files.len(),
+        report.rules_total,
+        scanner.active_rules(),
+        report.skipped(),
+        report.diagnostics.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for d in report.diagnostics.iter().take(20) {
+        log::warn!("filter rules: {d}");
+    }
+    let filter = Arc::new(ContentFilter::new(
+        scanner,
+        set.required_score,
+        &FilterSettings {
+            required_score: settings.required_score,
+            quarantine_score: settings.quarantine_score,
+            reject_score: settings.reject_score,
+            headers: settings.headers,
+            scan_bytes_max: settings.scan_bytes_max,
+        },
+    ));
+    *last = Some((print, Arc::clone(&filter)));
+    Ok(Some(filter))
 }

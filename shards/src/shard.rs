@@ -42,6 +42,7 @@ use glommio::timer::sleep;
 use hdrhistogram::Histogram;
 use mb_engine::config::MilterConfig;
 use mb_engine::ctl_api::{ShardStatus, VerdictCounts};
+use mb_engine::filter::content::ScanPool;
 use mb_engine::milter::{Conversation, Settings};
 use mb_engine::policy::Policy;
 
@@ -202,6 +203,8 @@ pub(crate) struct Local {
     cpu: usize,
     pub(crate) milter: MilterConfig,
     pub(crate) policy: RefCell<Arc<Policy>>,
+    /// Scratch space of the content filter, one per shard.
+    scan_pool: RefCell<ScanPool>,
     open: Cell<u32>,
     pub(crate) buffer_bytes: Cell<u64>,
     stats: RefCell<Stats>,
@@ -283,6 +286,7 @@ pub async fn run(ctx: ShardContext) -> u32 {
         cpu: ctx.cpu,
         milter: ctx.milter.clone(),
         policy: RefCell::new(ctx.policy),
+        scan_pool: RefCell::default(),
         open: Cell::new(0),
         buffer_bytes: Cell::new(0),
         stats: RefCell::new(Stats {
@@ -711,7 +715,8 @@ async fn converse(
         conv.set_clock(now_ms, utc_offset);
         let output = {
             let policy = local.policy.borrow();
-            conv.process(buf.filled(), &policy, out)
+            let mut pool = local.scan_pool.borrow_mut();
+            conv.process_with(buf.filled(), &policy, &mut pool, out)
                 .map_err(|e| e.to_string())?
         };
         buf.consume(output.consumed);

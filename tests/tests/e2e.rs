@@ -16,6 +16,8 @@
 //!   policy delegation doors, reloads of broken files, mbctl policy/ratelimit.
 //! - `cluster_ratelimit`: two mbd nodes sharing rate limits through a real
 //!   redis-server (policy delegation traffic, a Redis outage and restart).
+//! - `filter_postfix`: the content filter (SpamAssassin-format rules) behind
+//!   Postfix: X-Spam-* headers, hold queue and 550 by score thresholds.
 
 #[path = "e2e/cluster_ratelimit.rs"]
 mod cluster_ratelimit;
@@ -25,6 +27,8 @@ mod common;
 mod ctl;
 #[path = "e2e/eval_postfix.rs"]
 mod eval_postfix;
+#[path = "e2e/filter_postfix.rs"]
+mod filter_postfix;
 #[path = "e2e/harness_selfcheck.rs"]
 mod harness_selfcheck;
 #[path = "e2e/milter_miltertest.rs"]
