@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use mb_engine::filter::content;
 use mb_engine::filter::matcher::Backend;
 use mb_engine::filter::mime::{self, Limits};
-use mb_engine::filter::sa::{self, Options, Source};
-use mb_engine::filter::scan::Scanner;
 use serde_json::json;
 
 /// Where Debian's `spamassassin` package installs the stock rules.
@@ -37,20 +36,18 @@ pub struct Args<'a> {
 /// The `.cf` files of `paths`, in order (a directory's files sorted by name,
 /// as SpamAssassin reads them).
 fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+    let mut entries = Vec::with_capacity(paths.len());
     for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot read rules directory {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "cf"))
-                .collect();
-            files.sort();
-            out.extend(files);
+        let listing = if p.is_dir() {
+            let dir = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read rules directory {}", p.display()))?;
+            Some(dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
         } else {
-            out.push(p.clone());
-        }
+            None
+        };
+        entries.push((p.clone(), listing));
     }
+    let out = content::rule_file_order(entries);
     if out.is_empty() {
         bail!("no rule files (*.cf) found; give --rules DIR (Debian: apt-get install spamassassin, rules in {STOCK_RULES})");
     }
@@ -96,12 +93,7 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
             ))
         })
         .collect::<Result<_>>()?;
-    let sources: Vec<Source<'_>> = texts
-        .iter()
-        .map(|(file, text)| Source { file, text })
-        .collect();
-    let set = sa::load(&sources, &Options::default());
-    let scanner = Scanner::compile(&set, args.backend);
+    let (set, scanner) = content::compile_rules(&texts, args.backend);
     let compiled = started.elapsed();
     let mut state = scanner.state();
     let messages = message_files(args.paths)?;

@@ -16,8 +16,6 @@ use mb_engine::eval::ratelimit::RateTable;
 use mb_engine::eval::{source, PolicyTree};
 use mb_engine::filter::content::{self, ContentFilter, FilterSettings};
 use mb_engine::filter::matcher::Backend;
-use mb_engine::filter::sa;
-use mb_engine::filter::scan::Scanner;
 use mb_engine::policy::Policy;
 
 /// The local offset from UTC in minutes, refreshed by the control plane.
@@ -196,12 +194,7 @@ pub fn load_filter(config: &Config) -> Result<Option<Arc<ContentFilter>>, String
             String::from_utf8_lossy(&bytes).into_owned(),
         ));
     }
-    let sources: Vec<sa::Source<'_>> = texts
-        .iter()
-        .map(|(file, text)| sa::Source { file, text })
-        .collect();
-    let set = sa::load(&sources, &sa::Options::default());
-    let scanner = Scanner::compile(&set, Backend::Hyperscan);
+    let (set, scanner) = content::compile_rules(&texts, Backend::Hyperscan);
     let report = &set.report;
     log::info!(
         "Content filter: {} rule files, {} rules, {} active, {} skipped, {} diagnostics; compiled in {:.2} s",

@@ -13,7 +13,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
+use super::matcher::Backend;
 use super::mime::{self, Limits};
+use super::sa::{self, RuleSet};
 use super::scan::{ScanResult, ScanState, Scanner};
 
 /// What the score asks for, weakest first.
@@ -167,8 +169,8 @@ pub struct ContentFilter {
     scanner: Scanner,
     thresholds: Thresholds,
     headers: bool,
+    /// The model's caps; `message_bytes_max` is `scan_bytes_max`.
     limits: Limits,
-    scan_bytes_max: usize,
 }
 
 /// How the filter is set up, besides the compiled scanner.
@@ -205,7 +207,6 @@ impl ContentFilter {
             },
             headers: settings.headers,
             limits,
-            scan_bytes_max: settings.scan_bytes_max,
         }
     }
 
@@ -224,7 +225,7 @@ impl ContentFilter {
     /// Most message bytes scanned; a conversation buffers no more.
     #[must_use]
     pub fn scan_bytes_max(&self) -> usize {
-        self.scan_bytes_max
+        self.limits.message_bytes_max
     }
 
     /// The scanner (rule counts, compile reports).
@@ -284,6 +285,20 @@ impl ScanPool {
         };
         filter.judge(state, raw, truncated)
     }
+}
+
+/// Loads rule files (`(name, text)` in reading order, see
+/// [`rule_file_order`]) with the default options and compiles them for
+/// `backend`. Slow on the stock set: never on a shard core.
+#[must_use]
+pub fn compile_rules(texts: &[(String, String)], backend: Backend) -> (RuleSet, Scanner) {
+    let sources: Vec<sa::Source<'_>> = texts
+        .iter()
+        .map(|(file, text)| sa::Source { file, text })
+        .collect();
+    let set = sa::load(&sources, &sa::Options::default());
+    let scanner = Scanner::compile(&set, backend);
+    (set, scanner)
 }
 
 /// The `.cf` files of a rules setting, in the order SpamAssassin reads them:

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mb_tests::harness::{Mbd, MbdConfig, TestDir};
+use mb_tests::harness::{wait_for, Mbd, MbdConfig, TestDir};
 use mb_tests::postfix::{Delivered, Postfix, PostfixOpts};
 
 /// Custom reply of the blocked-sender rule.
@@ -94,6 +94,24 @@ pub fn assert_nothing_delivered(pf: &Postfix) {
         d.iter().map(|m| &m.raw).collect::<Vec<_>>()
     );
     assert_eq!(pf.sink_messages(), 0, "smtp-sink counted a message");
+}
+
+/// Waits until exactly one message is in Postfix's hold queue and its
+/// `milter-hold` log line names it; returns its queue id.
+pub fn assert_one_held(pf: &Postfix) -> String {
+    let wait = Duration::from_secs(30);
+    let held = wait_for(wait, Duration::from_millis(200), || {
+        let h = pf.hold_queue();
+        (!h.is_empty()).then_some(h)
+    })
+    .unwrap_or_else(|| panic!("nothing in the hold queue: {:?}", pf.queue()));
+    assert_eq!(held.len(), 1, "{held:?}");
+    let log = pf.wait_log("milter-hold", wait).unwrap();
+    assert!(
+        log.contains(&held[0]),
+        "hold logged for another queue id:\n{log}"
+    );
+    held[0].clone()
 }
 
 /// The X-Mailborder header of a delivered message: exactly one, of the form

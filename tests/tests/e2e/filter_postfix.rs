@@ -7,7 +7,7 @@ use std::time::Duration;
 use mb_tests::harness::MbdConfig;
 use mb_tests::postfix::message;
 
-use crate::common::Stack;
+use crate::common::{assert_one_held, Stack};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -89,17 +89,7 @@ fn content_scores_map_to_headers_hold_and_reject() {
     // the meta rule (both sub-rules) crosses the hold threshold
     let r = send("hold-1", "hold-me-marker and the second-hold-word");
     assert_eq!(r.eod_code(), 250, "{}", r.transcript);
-    let held = mb_tests::harness::wait_for(WAIT, Duration::from_millis(200), || {
-        let h = s.pf.hold_queue();
-        (!h.is_empty()).then_some(h)
-    })
-    .unwrap_or_else(|| panic!("nothing in the hold queue: {:?}", s.pf.queue()));
-    assert_eq!(held.len(), 1, "{held:?}");
-    let log = s.pf.wait_log("milter-hold", WAIT).unwrap();
-    assert!(
-        log.contains(&held[0]),
-        "hold logged for another queue id:\n{log}"
-    );
+    assert_one_held(&s.pf);
 
     // only one sub-rule: not held, not flagged (score 0)
     let r = send("half-1", "hold-me-marker alone");

@@ -9,7 +9,8 @@ use mb_tests::postfix::{message, Postfix, PostfixOpts};
 use mb_tests::smtp::SmtpSession;
 
 use crate::common::{
-    assert_mailborder_header, assert_nothing_delivered, Stack, POLICY, REPLACED_BODY,
+    assert_mailborder_header, assert_nothing_delivered, assert_one_held, Stack, POLICY,
+    REPLACED_BODY,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -243,21 +244,11 @@ fn quarantine_puts_the_message_in_the_hold_queue() {
         r.transcript
     );
     assert_eq!(r.eod_code(), 250, "{}", r.transcript);
-    let held = wait_for(WAIT, Duration::from_millis(200), || {
-        let h = s.pf.hold_queue();
-        (!h.is_empty()).then_some(h)
-    })
-    .unwrap_or_else(|| panic!("nothing in the hold queue: {:?}", s.pf.queue()));
-    assert_eq!(held.len(), 1, "{held:?}");
-    let log = s.pf.wait_log("milter-hold", WAIT).unwrap();
-    assert!(
-        log.contains(&held[0]),
-        "hold logged for another queue id:\n{log}"
-    );
+    let held = assert_one_held(&s.pf);
     assert_nothing_delivered(&s.pf);
     assert_eq!(
         s.pf.hold_queue(),
-        held,
+        [held],
         "still held after the queue settled"
     );
 }
