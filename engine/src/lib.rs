@@ -30,5 +30,6 @@ pub mod limits;
 pub mod milter;
 pub mod policy;
 pub mod policyd;
+pub mod smtp;
 pub mod spool;
 pub mod verdict;
