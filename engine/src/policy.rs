@@ -24,7 +24,7 @@ use crate::config::{AddressPattern, AddressRule, PolicyConfig, RuleAction};
 use crate::ctl_api::{PolicyQuery, PolicyTrace};
 use crate::eval::ratelimit::RateTable;
 use crate::eval::{Ask, EvalDecision, Facts, PolicyTree};
-use crate::filter::content::{ContentAction, ContentFilter, ContentVerdict};
+use crate::filter::content::{Cause, ContentAction, ContentFilter, ContentVerdict};
 use crate::milter::Modification;
 use crate::verdict::{Action, Reason, SmtpText, Verdict};
 
@@ -99,8 +99,13 @@ pub struct MessageFacts {
     pub deferred: Vec<(Deferred, Reason)>,
     /// Content score (0 when no content filter ran).
     pub score: f32,
-    /// The content filter's verdict, when one is configured.
+    /// The content filter's verdict, when one is configured, as
+    /// [`ContentFilter::judge`] gave it (global profile): end of message
+    /// applies the recipients' per-domain profiles.
     pub content: Option<ContentVerdict>,
+    /// The accepted recipients (addresses without angle brackets): their
+    /// domains pick the content filter's per-domain profiles.
+    pub recipients: Vec<String>,
     /// Shard that handled the message (goes into the header).
     pub shard: u16,
 }
@@ -355,52 +360,22 @@ impl Policy {
         let mut action = Action::Accept;
         let mut reasons = Vec::new();
         if let Some(content) = &facts.content {
-            if let Some(filter) = &self.filter {
-                if filter.adds_headers() {
-                    for (name, value) in content.headers() {
-                        modifications.push(Modification::AddHeader { name, value });
-                    }
+            let content = match &self.filter {
+                Some(filter) => {
+                    filter.for_recipients(content, facts.recipients.iter().map(String::as_str))
                 }
+                None => content.clone(),
+            };
+            if let Some(refusal) = content_verdict(&content, &mut reasons, &mut modifications) {
+                return Verdict {
+                    action: refusal,
+                    score: facts.score,
+                    reasons,
+                    modifications: Vec::new(),
+                };
             }
-            if content.action != ContentAction::Pass {
-                let shown: Vec<&str> = content
-                    .result
-                    .symbols
-                    .iter()
-                    .map(|(s, _)| s.as_str())
-                    .collect();
-                reasons.push(Reason {
-                    rule: format!("filter.{}", content.action.name()),
-                    detail: format!(
-                        "score {:.2} (required {:.1}): {}",
-                        content.result.score,
-                        content.result.required_score,
-                        shown.join(",")
-                    ),
-                });
-            }
-            match content.action {
-                ContentAction::Reject => {
-                    return Verdict {
-                        action: Action::Reject(SmtpText {
-                            code: 550,
-                            text: format!(
-                                "5.7.1 Message content rejected as spam (score {:.1})",
-                                content.result.score
-                            ),
-                        }),
-                        score: facts.score,
-                        reasons,
-                        modifications: Vec::new(),
-                    };
-                }
-                ContentAction::Quarantine => {
-                    action = Action::Quarantine(format!(
-                        "mailborder filter spam score {:.1}",
-                        content.result.score
-                    ));
-                }
-                ContentAction::Pass | ContentAction::Spam => {}
+            if content.action == ContentAction::Quarantine {
+                action = Action::Quarantine(format!("mailborder {}", hold_reason(&content)));
             }
         }
         // Discard beats quarantine beats replace-body: the strongest deferred
@@ -447,6 +422,79 @@ impl Policy {
                 detail: format!("{size} > {}", self.message_bytes_max),
             }),
         }
+    }
+}
+
+/// Adds the content verdict's headers and reasons; returns the refusal
+/// when the verdict refuses the message.
+fn content_verdict(
+    content: &ContentVerdict,
+    reasons: &mut Vec<Reason>,
+    modifications: &mut Vec<Modification>,
+) -> Option<Action> {
+    if content.add_headers {
+        for (name, value) in content.headers() {
+            modifications.push(Modification::AddHeader { name, value });
+        }
+    }
+    // The score is a reason whenever it asked for something, also when an
+    // attachment or a cap decided.
+    if content.score_action != ContentAction::Pass {
+        let shown: Vec<&str> = content
+            .result
+            .symbols
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect();
+        let domain = content
+            .domain
+            .as_ref()
+            .map(|d| format!(" [filter.domains.{d:?}]"))
+            .unwrap_or_default();
+        reasons.push(Reason {
+            rule: format!("filter.{}", content.score_action.name()),
+            detail: format!(
+                "score {:.2} (required {:.1}{domain}): {}",
+                content.result.score,
+                content.result.required_score,
+                shown.join(",")
+            ),
+        });
+    }
+    for f in &content.findings {
+        reasons.push(Reason {
+            rule: "filter.attachments".to_owned(),
+            detail: format!("{} {}", f.rule.symbol(), f.text),
+        });
+    }
+    for symbol in &content.limits {
+        reasons.push(Reason {
+            rule: "filter.on_limit".to_owned(),
+            detail: (*symbol).to_owned(),
+        });
+    }
+    // The summary quotes a file name the sender chose. Sendmail reads a
+    // milter reply as a format string and Postfix turns `%%` into `%`
+    // (milter8.c), so a `%` is sent doubled.
+    let summary = || content.summary().replace('%', "%%");
+    match content.action {
+        ContentAction::Reject => Some(Action::Reject(SmtpText {
+            code: 550,
+            text: format!("5.7.1 {}", summary()),
+        })),
+        ContentAction::TempFail => Some(Action::TempFail(SmtpText {
+            code: 451,
+            text: format!("4.7.1 {}, try again later", summary()),
+        })),
+        ContentAction::Pass | ContentAction::Spam | ContentAction::Quarantine => None,
+    }
+}
+
+/// The hold reason of a quarantined message, as Postfix logs it.
+fn hold_reason(content: &ContentVerdict) -> String {
+    match content.cause {
+        Cause::Score => format!("filter spam score {:.1}", content.result.score),
+        Cause::Attachment | Cause::Limit => format!("filter: {}", content.summary()),
     }
 }
 
@@ -760,6 +808,138 @@ mod tests {
         });
         assert_eq!(v.action, Action::Discard);
         assert!(v.modifications.is_empty());
+    }
+
+    /// A policy with a content filter over one 6-point body rule and the
+    /// `[filter]` section `section` (TOML).
+    fn filtered(section: &str) -> Policy {
+        use crate::filter::content::{compile_rules, FilterSettings};
+        use crate::filter::matcher::Backend;
+        let cfg = crate::config::parse(section).config.expect("valid");
+        let rules = "body SPAMMY /spammy-marker/\nscore SPAMMY 6.0\n";
+        let (set, scanner) = compile_rules(&[("t.cf".into(), rules.into())], Backend::Naive);
+        let filter = ContentFilter::new(
+            Arc::new(scanner),
+            set.required_score,
+            &FilterSettings::from_config(&cfg.filter),
+        );
+        policy(vec![], vec![]).with_filter(Some(Arc::new(filter)))
+    }
+
+    /// End of message for `raw` to `recipients`, judged as the milter
+    /// conversation does.
+    fn verdict(p: &Policy, raw: &str, recipients: &[&str]) -> Verdict {
+        let filter = p.filter().expect("a filter");
+        let mut state = filter.scanner().state();
+        let content = filter.judge(&mut state, raw.as_bytes(), false);
+        p.end_of_message(&MessageFacts {
+            body_bytes: 10,
+            score: content.result.score,
+            content: Some(content),
+            recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+            ..Default::default()
+        })
+    }
+
+    const ATTACHED: &str = "From: a@b.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: text/plain\r\n\r\nBODY\r\n\
+        --b\r\nContent-Type: application/octet-stream\r\n\
+        Content-Disposition: attachment; filename=\"invoice.pdf.exe\"\r\n\r\n\
+        MZ\x01\x02\x03\r\n--b--\r\n";
+
+    fn header<'a>(v: &'a Verdict, name: &str) -> Option<&'a str> {
+        v.modifications.iter().find_map(|m| match m {
+            Modification::AddHeader { name: n, value } if n == name => Some(value.as_str()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn blocked_attachment_is_rejected_naming_the_file() {
+        let p = filtered("[filter]\nrules = [\"/x\"]\n");
+        let v = verdict(&p, ATTACHED, &["u@d.example"]);
+        assert_eq!(
+            v.action,
+            Action::Reject(SmtpText {
+                code: 550,
+                text: "5.7.1 Attachment \"invoice.pdf.exe\" blocked: .exe file disguised as .pdf"
+                    .into()
+            })
+        );
+        assert_eq!(v.reasons[0].rule, "filter.attachments");
+        assert!(v.reasons[0]
+            .detail
+            .starts_with("ATTACH_DOUBLE_EXT invoice.pdf.exe"));
+        assert!(v.modifications.is_empty());
+        // A `%` in the name is doubled for the MTA, which undoes it.
+        let v = verdict(&p, &ATTACHED.replace("invoice.pdf", "50%off"), &[]);
+        assert!(
+            matches!(&v.action, Action::Reject(t)
+                if t.text == "5.7.1 Attachment \"50%%off.exe\" blocked: .exe files are not accepted"),
+            "{:?}",
+            v.action
+        );
+        // Spam-level score besides the attachment: both are reasons.
+        let v = verdict(&p, &ATTACHED.replace("BODY", "spammy-marker"), &[]);
+        let rules: Vec<&str> = v.reasons.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(rules[0], "filter.spam", "{rules:?}");
+        assert!(rules.contains(&"filter.attachments"), "{rules:?}");
+    }
+
+    #[test]
+    fn attachment_action_per_domain_holds_or_defers() {
+        let p = filtered(
+            "[filter]\nrules = [\"/x\"]\n[filter.attachments]\naction = \"quarantine\"\n\
+             [filter.domains.\"tf.example\"]\nattachment_action = \"tempfail\"\n",
+        );
+        let v = verdict(&p, ATTACHED, &["u@d.example"]);
+        assert_eq!(
+            v.action,
+            Action::Quarantine(
+                "mailborder filter: Attachment \"invoice.pdf.exe\" blocked: .exe file \
+                 disguised as .pdf"
+                    .into()
+            )
+        );
+        let status = header(&v, "X-Spam-Status").expect("headers on hold");
+        assert!(status.contains("tests=ATTACH_DOUBLE_EXT"), "{status}");
+        let v = verdict(&p, ATTACHED, &["u@d.example", "v@tf.example"]);
+        assert!(
+            matches!(&v.action, Action::TempFail(t) if t.code == 451
+                && t.text.starts_with("4.7.1 Attachment \"invoice.pdf.exe\" blocked")
+                && t.text.ends_with(", try again later")),
+            "{:?}",
+            v.action
+        );
+    }
+
+    #[test]
+    fn per_domain_thresholds_change_the_action_for_the_same_message() {
+        let p = filtered(
+            "[filter]\nrules = [\"/x\"]\nreject_score = 20\n\
+             [filter.domains.\"strict.example\"]\nreject_score = 5\n\
+             [filter.domains.\"lax.example\"]\nrequired_score = 10\nheaders = false\n",
+        );
+        let spam = "From: a@b.example\r\nSubject: s\r\n\r\nspammy-marker\r\n";
+        let v = verdict(&p, spam, &["u@other.example"]);
+        assert_eq!(v.action, Action::Accept);
+        assert_eq!(header(&v, "X-Spam-Flag"), Some("YES"));
+        assert_eq!(v.reasons[0].rule, "filter.spam");
+        let v = verdict(&p, spam, &["u@lax.example"]);
+        assert_eq!(v.action, Action::Accept);
+        assert_eq!(header(&v, "X-Spam-Flag"), None, "no headers for lax");
+        assert!(v.reasons.is_empty(), "6 < 10 is no spam: {:?}", v.reasons);
+        let v = verdict(&p, spam, &["u@lax.example", "u@strict.example"]);
+        assert!(
+            matches!(&v.action, Action::Reject(t) if t.code == 550
+                && t.text == "5.7.1 Message content rejected as spam (score 6.0)"),
+            "{:?}",
+            v.action
+        );
+        assert!(v.reasons[0]
+            .detail
+            .contains(r#"[filter.domains."strict.example"]"#));
     }
 
     #[test]

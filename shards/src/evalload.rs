@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mb_engine::config::{Config, FilterConfig};
+use mb_engine::config::Config;
 use mb_engine::eval::ratelimit::RateTable;
 use mb_engine::eval::{source, PolicyTree};
 use mb_engine::filter::content::{self, ContentFilter, FilterSettings};
 use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::scan::Scanner;
 use mb_engine::policy::Policy;
 
 /// The local offset from UTC in minutes, refreshed by the control plane.
@@ -115,18 +116,19 @@ pub fn build_policy(
     Ok((Arc::new(policy), watched))
 }
 
-/// What a compiled filter was built from: the `[filter]` settings and every
-/// rule file with its size and modification time. A reload with the same
-/// fingerprint reuses the compiled filter (compiling the stock rule set
-/// takes seconds; a GeoIP refresh must not pay that).
+/// What a compiled scanner was built from: every rule file with its size
+/// and modification time. A reload with the same fingerprint reuses the
+/// compiled scanner (compiling the stock rule set takes seconds; a GeoIP
+/// refresh or a threshold change must not pay that); the `[filter]`
+/// settings around it are applied afresh every time, which is cheap.
 #[derive(Debug, Clone, PartialEq)]
-struct FilterPrint {
-    config: FilterConfig,
+struct RulesPrint {
     files: Vec<(PathBuf, u64, Option<SystemTime>)>,
 }
 
-/// The last compiled filter, kept by the control thread for reuse.
-static LAST_FILTER: Mutex<Option<(FilterPrint, Arc<ContentFilter>)>> = Mutex::new(None);
+/// The last compiled scanner and its rule set's `required_score`, kept by
+/// the control thread for reuse.
+static LAST_SCANNER: Mutex<Option<(RulesPrint, Arc<Scanner>, f32)>> = Mutex::new(None);
 
 /// The `.cf` files `[filter] rules` names, in SpamAssassin's order.
 fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -157,16 +159,26 @@ fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Reads and compiles the SpamAssassin rules `[filter] rules` names; `None`
-/// when it names none.
+/// Reads and compiles the SpamAssassin rules `[filter] rules` names, with
+/// the `[filter]` settings around them; `None` when it names none.
 pub fn load_filter(config: &Config) -> Result<Option<Arc<ContentFilter>>, String> {
     let settings = &config.filter;
     if settings.rules.is_empty() {
         return Ok(None);
     }
-    let files = rule_files(&settings.rules)?;
-    let print = FilterPrint {
-        config: settings.clone(),
+    let (scanner, rule_set_required) = load_scanner(&settings.rules)?;
+    Ok(Some(Arc::new(ContentFilter::new(
+        scanner,
+        rule_set_required,
+        &FilterSettings::from_config(settings),
+    ))))
+}
+
+/// The compiled rules of `paths` (reused while the files are unchanged) and
+/// the rule set's `required_score`.
+fn load_scanner(paths: &[PathBuf]) -> Result<(Arc<Scanner>, f32), String> {
+    let files = rule_files(paths)?;
+    let print = RulesPrint {
         files: files
             .iter()
             .map(|f| {
@@ -176,12 +188,12 @@ pub fn load_filter(config: &Config) -> Result<Option<Arc<ContentFilter>>, String
             })
             .collect(),
     };
-    let mut last = LAST_FILTER
+    let mut last = LAST_SCANNER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((seen, filter)) = last.as_ref() {
+    if let Some((seen, scanner, required)) = last.as_ref() {
         if *seen == print {
-            return Ok(Some(Arc::clone(filter)));
+            return Ok((Arc::clone(scanner), *required));
         }
     }
     let started = std::time::Instant::now();
@@ -208,17 +220,7 @@ pub fn load_filter(config: &Config) -> Result<Option<Arc<ContentFilter>>, String
     for d in report.diagnostics.iter().take(20) {
         log::warn!("filter rules: {d}");
     }
-    let filter = Arc::new(ContentFilter::new(
-        scanner,
-        set.required_score,
-        &FilterSettings {
-            required_score: settings.required_score,
-            quarantine_score: settings.quarantine_score,
-            reject_score: settings.reject_score,
-            headers: settings.headers,
-            scan_bytes_max: settings.scan_bytes_max,
-        },
-    ));
-    *last = Some((print, Arc::clone(&filter)));
-    Ok(Some(filter))
+    let scanner = Arc::new(scanner);
+    *last = Some((print, Arc::clone(&scanner), set.required_score));
+    Ok((scanner, set.required_score))
 }

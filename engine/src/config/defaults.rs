@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use super::FilterAction;
+use crate::filter::attach;
 use crate::limits;
 
 /// `daemon.shutdown_grace` default: 90 s.
@@ -156,3 +158,61 @@ pub const WATCH_INTERVAL_MIN: Duration = Duration::from_secs(1);
 
 /// Largest `eval.watch_interval` (the control plane ticks every 30 s anyway).
 pub const WATCH_INTERVAL_MAX: Duration = Duration::from_secs(30);
+
+/// `filter.on_limit` default: quarantine.
+///
+/// Why: a message past the MIME parser's caps (more than 256 parts, nesting
+/// deeper than 8, 1000 headers, a 64 KiB header) was not scanned in full,
+/// and no ordinary mail looks like that; passing it would let anyone hide
+/// content behind the caps, while rejecting it would bounce the odd
+/// legitimate monster (a long mailing-list digest). Holding it lets a person
+/// decide. Cost: the hold queue needs someone to review it.
+pub const ON_LIMIT_DEFAULT: FilterAction = FilterAction::Quarantine;
+
+/// `filter.attachments.action` default: reject.
+///
+/// Why: the default lists name executables, scripts, installers, shortcuts
+/// and disk images, which no ISP customer should receive by mail; a 550
+/// tells the sender at once (nothing is held, nothing bounces later), the
+/// way the large mail providers refuse them. Cost: none for the recipient;
+/// a sender with a legitimate need must use another channel.
+pub const ATTACHMENT_ACTION_DEFAULT: FilterAction = FilterAction::Reject;
+
+/// `filter.attachments.part_bytes_max` range: 1 KiB to 1 GiB.
+pub const ATTACH_PART_BYTES_RANGE: (u64, u64) = (1024, 1 << 30);
+
+/// `filter.attachments.zip_depth_max` range: 1 (the attached archive only)
+/// to the walk's hard ceiling.
+pub const ZIP_DEPTH_RANGE: (i64, i64) = (1, attach::ZIP_DEPTH_HARD_MAX as i64);
+
+/// `filter.attachments.zip_entries_max` range: 1 to a million entries.
+pub const ZIP_ENTRIES_RANGE: (i64, i64) = (1, 1_000_000);
+
+/// `filter.attachments.zip_ratio_max` range: 2:1 (anything compressed is a
+/// bomb) to 100000:1 (deflate cannot reach it: off).
+pub const ZIP_RATIO_RANGE: (i64, i64) = (2, 100_000);
+
+/// `filter.attachments.zip_uncompressed_bytes_max` range: 1 MiB to 1 TiB
+/// (declared sizes only; nothing is inflated to check it).
+pub const ZIP_UNCOMPRESSED_BYTES_RANGE: (u64, u64) = (1 << 20, 1 << 40);
+
+/// `filter.attachments.zip_inflate_bytes_max` range: 64 KiB to 256 MiB. It
+/// is memory a shard may allocate for one message.
+pub const ZIP_INFLATE_BYTES_RANGE: (u64, u64) = (64 * 1024, 256 << 20);
+
+/// Most `[filter.domains]` tables: each is one small profile and two hash
+/// entries; more is a mistake (a generated file gone wrong).
+pub const FILTER_DOMAINS_MAX: usize = 100_000;
+
+const _: () = assert!(ATTACH_PART_BYTES_RANGE.0 <= attach::PART_BYTES_MAX_DEFAULT as u64);
+const _: () = assert!(attach::PART_BYTES_MAX_DEFAULT as u64 <= ATTACH_PART_BYTES_RANGE.1);
+const _: () = assert!(ZIP_DEPTH_RANGE.0 <= attach::ZIP_DEPTH_MAX_DEFAULT as i64);
+const _: () = assert!(attach::ZIP_DEPTH_MAX_DEFAULT as i64 <= ZIP_DEPTH_RANGE.1);
+const _: () = assert!(ZIP_ENTRIES_RANGE.0 <= attach::ZIP_ENTRIES_MAX_DEFAULT as i64);
+const _: () = assert!(attach::ZIP_ENTRIES_MAX_DEFAULT as i64 <= ZIP_ENTRIES_RANGE.1);
+const _: () = assert!(ZIP_RATIO_RANGE.0 <= attach::ZIP_RATIO_MAX_DEFAULT as i64);
+const _: () = assert!(attach::ZIP_RATIO_MAX_DEFAULT as i64 <= ZIP_RATIO_RANGE.1);
+const _: () = assert!(ZIP_UNCOMPRESSED_BYTES_RANGE.0 <= attach::ZIP_UNCOMPRESSED_BYTES_MAX_DEFAULT);
+const _: () = assert!(attach::ZIP_UNCOMPRESSED_BYTES_MAX_DEFAULT <= ZIP_UNCOMPRESSED_BYTES_RANGE.1);
+const _: () = assert!(ZIP_INFLATE_BYTES_RANGE.0 <= attach::ZIP_INFLATE_BYTES_MAX_DEFAULT as u64);
+const _: () = assert!(attach::ZIP_INFLATE_BYTES_MAX_DEFAULT as u64 <= ZIP_INFLATE_BYTES_RANGE.1);

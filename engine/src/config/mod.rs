@@ -61,6 +61,96 @@ pub struct FilterConfig {
     /// head of a longer message is scanned and the rest passes unscanned
     /// (as spamc's size limit, but the head is still judged).
     pub scan_bytes_max: usize,
+    /// `on_limit`: what happens to a message that exceeds the MIME parser's
+    /// caps (nesting depth, part count, header count or size, decoded
+    /// bytes), whose rest was therefore not scanned.
+    pub on_limit: FilterAction,
+    /// `[filter.attachments]`: the attachment policy and its action.
+    pub attachments: AttachmentsConfig,
+    /// `[filter.domains."example.com"]`: per-recipient-domain overrides, in
+    /// file order.
+    pub domains: Vec<FilterDomainConfig>,
+}
+
+/// What a content filter rule (attachments, `on_limit`) does to a message.
+/// Stricter actions win when several apply: accept < header < quarantine <
+/// tempfail < reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterAction {
+    /// `accept`: deliver; the symbol is still shown in `X-Spam-Status`.
+    Accept,
+    /// `header`: deliver, flagged as spam in the `X-Spam-*` headers.
+    Header,
+    /// `quarantine`: hold (Postfix hold queue).
+    Quarantine,
+    /// `tempfail`: refuse with 451 4.7.1; the client retries.
+    TempFail,
+    /// `reject`: refuse with 550 5.7.1, naming the reason.
+    Reject,
+}
+
+/// `[filter.attachments]`, mapped onto
+/// [`AttachPolicy`](crate::filter::attach::AttachPolicy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachmentsConfig {
+    /// `enabled`: check attachments at all.
+    pub enabled: bool,
+    /// `action`: what a message with a blocked attachment gets.
+    pub action: FilterAction,
+    /// `blocked_extensions`: lower-case, without the leading dot.
+    pub blocked_extensions: Vec<String>,
+    /// `blocked_types`: declared `type/subtype`s refused, lower-case.
+    pub blocked_types: Vec<String>,
+    /// `double_extension`: report `invoice.pdf.exe` as a disguised file
+    /// (`ATTACH_DOUBLE_EXT`) rather than a blocked extension.
+    pub double_extension: bool,
+    /// `sniff_executables`: refuse executable content (Windows, ELF,
+    /// Mach-O magic bytes) whatever the name says.
+    pub sniff_executables: bool,
+    /// `deceptive_names`: refuse names with Unicode direction controls.
+    pub deceptive_names: bool,
+    /// `part_bytes_max`: largest decoded attachment.
+    pub part_bytes_max: usize,
+    /// `inspect_zip`: look inside ZIP archives (also OOXML, ODF, JAR).
+    pub inspect_zip: bool,
+    /// `zip_depth_max`: deepest archive nesting opened.
+    pub zip_depth_max: usize,
+    /// `zip_entries_max`: most archive entries read per attachment.
+    pub zip_entries_max: usize,
+    /// `zip_uncompressed_bytes_max`: most uncompressed bytes an attachment's
+    /// archives may declare.
+    pub zip_uncompressed_bytes_max: u64,
+    /// `zip_ratio_max`: highest compression ratio of an entry or archive.
+    pub zip_ratio_max: u64,
+    /// `zip_inflate_bytes_max`: most bytes inflated per attachment to open
+    /// nested archives.
+    pub zip_inflate_bytes_max: usize,
+    /// `block_encrypted_archives`: refuse encrypted ZIP entries.
+    pub block_encrypted_archives: bool,
+    /// `block_unsupported_archives`: refuse RAR, 7-Zip, CAB, gzip, bzip2,
+    /// xz and ZIP entries that cannot be inflated.
+    pub block_unsupported_archives: bool,
+}
+
+/// One `[filter.domains."example.com"]` table: settings for recipients in
+/// that domain. `None` inherits the global `[filter]` value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterDomainConfig {
+    /// The domain, lower-case; a leading `.` means the domain and every
+    /// subdomain.
+    pub domain: String,
+    /// Key path of the table, e.g. `filter.domains."example.com"`.
+    pub origin: String,
+    /// `required_score`.
+    pub required_score: Option<f32>,
+    /// `quarantine_score`; `Some(None)` for `false` (never by score).
+    pub quarantine_score: Option<Option<f32>>,
+    /// `reject_score`; `Some(None)` for `false` (never by score).
+    pub reject_score: Option<Option<f32>>,
+    /// `headers`.
+    pub headers: Option<bool>,
+    /// `attachment_action`.
+    pub attachment_action: Option<FilterAction>,
 }
 
 /// `[eval]`.

@@ -13,6 +13,7 @@
 //!
 //! Pure: no file system, environment or clock.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use super::defaults as d;
 use super::tree::{parse_document, Node};
 use super::value::closest;
 use super::{
-    AddressPattern, AddressRule, Checked, Config, DaemonConfig, Diagnostic, EvalConfig,
-    FilterConfig, MilterConfig, PolicyConfig, RuleAction, Severity, ShardsConfig, SmtpReply,
+    AddressPattern, AddressRule, AttachmentsConfig, Checked, Config, DaemonConfig, Diagnostic,
+    EvalConfig, FilterAction, FilterConfig, FilterDomainConfig, MilterConfig, PolicyConfig,
+    RuleAction, Severity, ShardsConfig, SmtpReply,
 };
+use crate::filter::attach;
 use crate::limits;
 
 const DAEMON_KEYS: &[&str] = &["state_dir", "control_socket", "shutdown_grace"];
@@ -58,6 +61,34 @@ const FILTER_KEYS: &[&str] = &[
     "reject_score",
     "headers",
     "scan_bytes_max",
+    "on_limit",
+    "attachments",
+    "domains",
+];
+const ATTACH_KEYS: &[&str] = &[
+    "enabled",
+    "action",
+    "blocked_extensions",
+    "blocked_types",
+    "double_extension",
+    "sniff_executables",
+    "deceptive_names",
+    "part_bytes_max",
+    "inspect_zip",
+    "zip_depth_max",
+    "zip_entries_max",
+    "zip_uncompressed_bytes_max",
+    "zip_ratio_max",
+    "zip_inflate_bytes_max",
+    "block_encrypted_archives",
+    "block_unsupported_archives",
+];
+const FILTER_DOMAIN_KEYS: &[&str] = &[
+    "required_score",
+    "quarantine_score",
+    "reject_score",
+    "headers",
+    "attachment_action",
 ];
 const SECTIONS: &[(&str, &[&str])] = &[
     ("daemon", DAEMON_KEYS),
@@ -165,6 +196,11 @@ impl Checker {
             message.push_str(&format!("; did you mean `{near}`?"));
         } else if let Some((section, _)) = SECTIONS.iter().find(|(_, keys)| keys.contains(&name)) {
             message.push_str(&format!("; `{name}` belongs in `[{section}]`"));
+        } else if key.starts_with("filter.")
+            && !key.starts_with("filter.attachments.")
+            && ATTACH_KEYS.contains(&name)
+        {
+            message.push_str(&format!("; `{name}` belongs in `[filter.attachments]`"));
         } else if key.starts_with("policy.") && RULE_KEYS.contains(&name) {
             message.push_str(&format!(
                 "; `{name}` belongs in a rule, under `[[policy.sender]]` or `[[policy.recipient]]`"
@@ -333,7 +369,11 @@ impl Checker {
             reject_score: None,
             headers: true,
             scan_bytes_max: limits::SCAN_BYTES_DEFAULT,
+            on_limit: d::ON_LIMIT_DEFAULT,
+            attachments: default_attachments(),
+            domains: Vec::new(),
         };
+        let mut domains = None;
         for (name, value) in self.table("filter", node, "[filter]") {
             let key = format!("filter.{name}");
             match name.as_str() {
@@ -350,22 +390,19 @@ impl Checker {
                         }
                     }
                 }
-                "required_score" | "quarantine_score" | "reject_score" => {
-                    let score = match value {
-                        Node::Float(f) => Some(*f),
-                        Node::Integer(n) => Some(*n as f64),
-                        other => self.expected(&key, "a number", &format!("{name} = 10.0"), other),
-                    };
-                    if let Some(v) = score {
-                        if !(-1000.0..=1000.0).contains(&v) {
-                            self.error(&key, format!("must be between -1000 and 1000, found {v}"));
-                        }
-                        let v = Some(v as f32);
-                        match name.as_str() {
-                            "required_score" => out.required_score = v,
-                            "quarantine_score" => out.quarantine_score = v,
-                            _ => out.reject_score = v,
-                        }
+                "required_score" => {
+                    if let Some(Some(v)) = self.score(&key, name, value, false) {
+                        out.required_score = Some(v);
+                    }
+                }
+                "quarantine_score" => {
+                    if let Some(v) = self.score(&key, name, value, true) {
+                        out.quarantine_score = v;
+                    }
+                }
+                "reject_score" => {
+                    if let Some(v) = self.score(&key, name, value, true) {
+                        out.reject_score = v;
                     }
                 }
                 "scan_bytes_max" => {
@@ -374,12 +411,18 @@ impl Checker {
                         out.scan_bytes_max = usize::try_from(n).unwrap_or(usize::MAX);
                     }
                 }
-                "headers" => match value {
-                    Node::Boolean(b) => out.headers = *b,
-                    other => {
-                        self.expected::<()>(&key, "true or false", "headers = true", other);
+                "headers" => {
+                    if let Some(b) = self.boolean(&key, value, "headers = true") {
+                        out.headers = b;
                     }
-                },
+                }
+                "on_limit" => {
+                    if let Some(a) = self.filter_action(&key, value, r#"on_limit = "quarantine""#) {
+                        out.on_limit = a;
+                    }
+                }
+                "attachments" => out.attachments = self.attachments(value),
+                "domains" => domains = Some(value),
                 _ => {
                     self.unknown(&key, name, FILTER_KEYS);
                 }
@@ -393,7 +436,385 @@ impl Checker {
                 );
             }
         }
+        if out.attachments.enabled && out.attachments.action == FilterAction::Header && !out.headers
+        {
+            self.warning(
+                "filter.attachments.action",
+                "action \"header\" flags the message in the X-Spam-* headers, but \
+                 filter.headers = false adds none: set headers = true or choose another action",
+            );
+        }
+        // Read after the global keys, whatever their order in the file: the
+        // per-domain checks compare with the inherited values.
+        if let Some(value) = domains {
+            out.domains = self.filter_domains(value, &out);
+        }
         out
+    }
+
+    /// A `true`/`false` value.
+    fn boolean(&mut self, key: &str, node: &Node, example: &str) -> Option<bool> {
+        match node {
+            Node::Boolean(b) => Some(*b),
+            other => self.expected(key, "true or false", example, other),
+        }
+    }
+
+    /// A score: a number within ±1000; with `off_allowed`, `false` is
+    /// `Some(None)` (never). `None` after an error.
+    fn score(
+        &mut self,
+        key: &str,
+        name: &str,
+        node: &Node,
+        off_allowed: bool,
+    ) -> Option<Option<f32>> {
+        let v = match node {
+            Node::Float(f) => *f,
+            Node::Integer(n) => *n as f64,
+            Node::Boolean(false) if off_allowed => return Some(None),
+            other => {
+                let what = if off_allowed {
+                    "a number, or false for never"
+                } else {
+                    "a number"
+                };
+                return self.expected(key, what, &format!("{name} = 10.0"), other);
+            }
+        };
+        if !(-1000.0..=1000.0).contains(&v) {
+            return self.fail(key, format!("must be between -1000 and 1000, found {v}"));
+        }
+        Some(Some(v as f32))
+    }
+
+    /// One of the filter actions.
+    fn filter_action(&mut self, key: &str, node: &Node, example: &str) -> Option<FilterAction> {
+        let text = self.string(key, node, example)?;
+        if let Some(action) = FilterAction::from_name(text) {
+            return Some(action);
+        }
+        let names: Vec<&str> = FilterAction::ALL.iter().map(|(n, _)| *n).collect();
+        let mut message = format!("unknown action `{text}`");
+        if let Some(near) = closest(text, names.iter().copied()) {
+            message.push_str(&format!("; did you mean `{near}`?"));
+        }
+        message.push_str(&format!(" (actions: {})", names.join(", ")));
+        self.fail(key, message)
+    }
+
+    /// `[filter.attachments]`.
+    fn attachments(&mut self, node: &Node) -> AttachmentsConfig {
+        let mut out = default_attachments();
+        for (name, value) in self.table("filter.attachments", node, "[filter.attachments]") {
+            let key = format!("filter.attachments.{name}");
+            let flag = |c: &mut Self, example: &str| c.boolean(&key, value, example);
+            match name.as_str() {
+                "enabled" => out.enabled = flag(self, "enabled = true").unwrap_or(out.enabled),
+                "action" => {
+                    let example = r#"action = "reject""#;
+                    if let Some(a) = self.filter_action(&key, value, example) {
+                        out.action = a;
+                    }
+                }
+                "blocked_extensions" => {
+                    if let Some(list) = self.extensions(&key, value) {
+                        out.blocked_extensions = list;
+                    }
+                }
+                "blocked_types" => {
+                    if let Some(list) = self.mime_types(&key, value) {
+                        out.blocked_types = list;
+                    }
+                }
+                "double_extension" => {
+                    let b = flag(self, "double_extension = true");
+                    out.double_extension = b.unwrap_or(out.double_extension);
+                }
+                "sniff_executables" => {
+                    let b = flag(self, "sniff_executables = true");
+                    out.sniff_executables = b.unwrap_or(out.sniff_executables);
+                }
+                "deceptive_names" => {
+                    let b = flag(self, "deceptive_names = true");
+                    out.deceptive_names = b.unwrap_or(out.deceptive_names);
+                }
+                "inspect_zip" => {
+                    out.inspect_zip = flag(self, "inspect_zip = true").unwrap_or(out.inspect_zip);
+                }
+                "block_encrypted_archives" => {
+                    let b = flag(self, "block_encrypted_archives = true");
+                    out.block_encrypted_archives = b.unwrap_or(out.block_encrypted_archives);
+                }
+                "block_unsupported_archives" => {
+                    let b = flag(self, "block_unsupported_archives = false");
+                    out.block_unsupported_archives = b.unwrap_or(out.block_unsupported_archives);
+                }
+                "part_bytes_max" => {
+                    let example = r#"part_bytes_max = "25MiB""#;
+                    if let Some(n) = self.bytes(&key, value, example, d::ATTACH_PART_BYTES_RANGE) {
+                        out.part_bytes_max = usize::try_from(n).unwrap_or(usize::MAX);
+                    }
+                }
+                "zip_depth_max" => {
+                    let (min, max) = d::ZIP_DEPTH_RANGE;
+                    if let Some(n) = self.integer(&key, value, "zip_depth_max = 4", min, max) {
+                        out.zip_depth_max = usize::try_from(n).unwrap_or(usize::MAX);
+                    }
+                }
+                "zip_entries_max" => {
+                    let (min, max) = d::ZIP_ENTRIES_RANGE;
+                    if let Some(n) = self.integer(&key, value, "zip_entries_max = 5000", min, max) {
+                        out.zip_entries_max = usize::try_from(n).unwrap_or(usize::MAX);
+                    }
+                }
+                "zip_ratio_max" => {
+                    let (min, max) = d::ZIP_RATIO_RANGE;
+                    if let Some(n) = self.integer(&key, value, "zip_ratio_max = 100", min, max) {
+                        out.zip_ratio_max = u64::try_from(n).unwrap_or(u64::MAX);
+                    }
+                }
+                "zip_uncompressed_bytes_max" => {
+                    let example = r#"zip_uncompressed_bytes_max = "1GiB""#;
+                    let range = d::ZIP_UNCOMPRESSED_BYTES_RANGE;
+                    if let Some(n) = self.bytes(&key, value, example, range) {
+                        out.zip_uncompressed_bytes_max = n;
+                    }
+                }
+                "zip_inflate_bytes_max" => {
+                    let example = r#"zip_inflate_bytes_max = "16MiB""#;
+                    let range = d::ZIP_INFLATE_BYTES_RANGE;
+                    if let Some(n) = self.bytes(&key, value, example, range) {
+                        out.zip_inflate_bytes_max = usize::try_from(n).unwrap_or(usize::MAX);
+                    }
+                }
+                _ => {
+                    self.unknown(&key, name, ATTACH_KEYS);
+                }
+            }
+        }
+        out
+    }
+
+    /// An array of strings, each checked by `item` (which records its own
+    /// error and returns `None`); duplicates after normalization warn.
+    /// `None` when any item had an error.
+    fn string_list(
+        &mut self,
+        key: &str,
+        node: &Node,
+        example: &str,
+        item: fn(&str) -> Result<String, String>,
+    ) -> Option<Vec<String>> {
+        let Node::Array(items) = node else {
+            return self.expected(key, "an array of strings", example, node);
+        };
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, node) in items.iter().enumerate() {
+            let item_key = format!("{key}[{i}]");
+            let Some(text) = self.string(&item_key, node, example) else {
+                ok = false;
+                continue;
+            };
+            match item(text) {
+                Ok(v) => {
+                    if let Some(first) = out.iter().position(|x| *x == v) {
+                        self.warning(
+                            &item_key,
+                            format!("`{v}` is listed twice (first at {key}[{first}])"),
+                        );
+                    } else {
+                        out.push(v);
+                    }
+                }
+                Err(message) => {
+                    self.error(&item_key, message);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `blocked_extensions`: `"exe"` or `".exe"`, stored lower-case without
+    /// the dot.
+    fn extensions(&mut self, key: &str, node: &Node) -> Option<Vec<String>> {
+        let example = r#"blocked_extensions = ["exe", "js", "docm"]"#;
+        self.string_list(key, node, example, |text| {
+            let ext = text.strip_prefix('.').unwrap_or(text);
+            if ext.is_empty() {
+                return Err("an empty extension: write e.g. \"exe\"".to_owned());
+            }
+            if ext.contains('.') {
+                return Err(format!(
+                    "`{text}`: only the last extension of a name is compared; write \"{}\"",
+                    ext.rsplit('.').next().unwrap_or(ext)
+                ));
+            }
+            if ext.contains(['/', '\\', '*', '?']) || ext.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "`{text}` is not a file extension: write it without paths, wildcards or \
+                     spaces, e.g. \"exe\""
+                ));
+            }
+            Ok(ext.to_lowercase())
+        })
+    }
+
+    /// `blocked_types`: `type/subtype`, stored lower-case.
+    fn mime_types(&mut self, key: &str, node: &Node) -> Option<Vec<String>> {
+        let example = r#"blocked_types = ["application/x-msdownload"]"#;
+        self.string_list(key, node, example, |text| {
+            let shaped = text.split_once('/').is_some_and(|(t, s)| {
+                !t.is_empty()
+                    && !s.is_empty()
+                    && !s.contains('/')
+                    && text.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+            });
+            if !shaped {
+                return Err(format!(
+                    "`{text}` is not a MIME type: write `type/subtype` without parameters, \
+                     e.g. \"application/x-msdownload\""
+                ));
+            }
+            Ok(text.to_ascii_lowercase())
+        })
+    }
+
+    /// `[filter.domains]`: a table of domain tables.
+    fn filter_domains(&mut self, node: &Node, global: &FilterConfig) -> Vec<FilterDomainConfig> {
+        let example = r#"[filter.domains."example.com"]"#;
+        let entries = self.table("filter.domains", node, example);
+        if entries.len() > d::FILTER_DOMAINS_MAX {
+            self.error(
+                "filter.domains",
+                format!(
+                    "{} domains, at most {} are accepted",
+                    entries.len(),
+                    d::FILTER_DOMAINS_MAX
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out: Vec<FilterDomainConfig> = Vec::with_capacity(entries.len());
+        // Every valid domain seen, with its table's key path (also those
+        // whose table has an error), to report a repeat once.
+        let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
+        for (name, value) in entries {
+            let origin = format!("filter.domains.{}", quoted_key(name));
+            let domain = match check_filter_domain(name) {
+                Ok(domain) => domain,
+                Err(message) => {
+                    self.error(&origin, message);
+                    continue;
+                }
+            };
+            if let Some(first) = seen.get(&domain) {
+                let message = format!("`{name}` is the same domain as {first}");
+                self.error(&origin, message);
+                continue;
+            }
+            seen.insert(domain.clone(), origin.clone());
+            if let Some(parsed) = self.filter_domain(origin, domain, value, global) {
+                out.push(parsed);
+            }
+        }
+        out
+    }
+
+    /// One `[filter.domains."example.com"]` table; `None` when it has an
+    /// error.
+    fn filter_domain(
+        &mut self,
+        origin: String,
+        domain: String,
+        node: &Node,
+        global: &FilterConfig,
+    ) -> Option<FilterDomainConfig> {
+        let example = format!("[{origin}]");
+        let Node::Table(entries) = node else {
+            return self.expected(&origin, "a table", &example, node);
+        };
+        let mut out = FilterDomainConfig {
+            domain,
+            origin,
+            required_score: None,
+            quarantine_score: None,
+            reject_score: None,
+            headers: None,
+            attachment_action: None,
+        };
+        let mut ok = true;
+        for (name, value) in entries {
+            let key = format!("{}.{name}", out.origin);
+            let parsed = match name.as_str() {
+                "required_score" => self
+                    .score(&key, name, value, false)
+                    .map(|v| out.required_score = v),
+                "quarantine_score" => self
+                    .score(&key, name, value, true)
+                    .map(|v| out.quarantine_score = Some(v)),
+                "reject_score" => self
+                    .score(&key, name, value, true)
+                    .map(|v| out.reject_score = Some(v)),
+                "headers" => self
+                    .boolean(&key, value, "headers = false")
+                    .map(|b| out.headers = Some(b)),
+                "attachment_action" => self
+                    .filter_action(&key, value, r#"attachment_action = "quarantine""#)
+                    .map(|a| out.attachment_action = Some(a)),
+                _ if matches!(value, Node::Table(_)) => {
+                    let dotted = format!("{}.{name}", out.domain);
+                    self.fail(
+                        &key,
+                        format!(
+                            "`{name}` is a table: a domain with dots must be quoted, \
+                             e.g. [filter.domains.\"{dotted}\"]"
+                        ),
+                    )
+                }
+                _ => {
+                    self.unknown(&key, name, FILTER_DOMAIN_KEYS);
+                    None
+                }
+            };
+            ok &= parsed.is_some();
+        }
+        if !ok {
+            return None;
+        }
+        if entries.is_empty() {
+            self.warning(
+                &out.origin,
+                "overrides nothing: add required_score, quarantine_score, reject_score, \
+                 headers or attachment_action, or remove the table",
+            );
+        }
+        let quarantine = out.quarantine_score.unwrap_or(global.quarantine_score);
+        let reject = out.reject_score.unwrap_or(global.reject_score);
+        let own = out.quarantine_score.is_some() || out.reject_score.is_some();
+        if let (Some(q), Some(r), true) = (quarantine, reject, own) {
+            if q >= r {
+                self.warning(
+                    &format!("{}.quarantine_score", out.origin),
+                    format!(
+                        "{q} is not below reject_score {r} for this domain: nothing is ever \
+                         quarantined"
+                    ),
+                );
+            }
+        }
+        let headers = out.headers.unwrap_or(global.headers);
+        let action = out.attachment_action.unwrap_or(global.attachments.action);
+        if global.attachments.enabled && action == FilterAction::Header && !headers {
+            self.warning(
+                &out.origin,
+                "attachment action \"header\" flags the message in the X-Spam-* headers, but \
+                 headers = false adds none for this domain",
+            );
+        }
+        Some(out)
     }
 
     /// `[eval]`.
@@ -1167,6 +1588,107 @@ impl Checker {
     }
 }
 
+/// The `[filter.attachments]` defaults: [`AttachPolicy::default`]'s lists
+/// and caps, action reject.
+///
+/// [`AttachPolicy::default`]: crate::filter::attach::AttachPolicy
+fn default_attachments() -> AttachmentsConfig {
+    let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+    AttachmentsConfig {
+        enabled: true,
+        action: d::ATTACHMENT_ACTION_DEFAULT,
+        blocked_extensions: owned(attach::DEFAULT_BLOCKED_EXTENSIONS),
+        blocked_types: owned(attach::DEFAULT_BLOCKED_DECLARED_TYPES),
+        double_extension: true,
+        sniff_executables: true,
+        deceptive_names: true,
+        part_bytes_max: attach::PART_BYTES_MAX_DEFAULT,
+        inspect_zip: true,
+        zip_depth_max: attach::ZIP_DEPTH_MAX_DEFAULT,
+        zip_entries_max: attach::ZIP_ENTRIES_MAX_DEFAULT,
+        zip_uncompressed_bytes_max: attach::ZIP_UNCOMPRESSED_BYTES_MAX_DEFAULT,
+        zip_ratio_max: attach::ZIP_RATIO_MAX_DEFAULT,
+        zip_inflate_bytes_max: attach::ZIP_INFLATE_BYTES_MAX_DEFAULT,
+        block_encrypted_archives: true,
+        block_unsupported_archives: false,
+    }
+}
+
+/// A `[filter.domains]` key as it appears in a key path: bare when TOML
+/// allows it, else quoted (`"example.com"`).
+fn quoted_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// Checks a `[filter.domains]` key: a domain name in ASCII (IDNs as
+/// `xn--` A-labels), letters, digits and hyphens in labels of 1 to 63
+/// characters, at most 253 in all; a leading `.` means the domain and its
+/// subdomains. Returns it lower-cased.
+fn check_filter_domain(name: &str) -> Result<String, String> {
+    let example = "write e.g. \"example.com\" (that domain) or \".example.com\" (it and its \
+                   subdomains)";
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix('.').unwrap_or(&lower);
+    if bare.is_empty() {
+        return Err(format!("an empty domain: {example}"));
+    }
+    if let Some(rest) = bare.strip_prefix("*.") {
+        return Err(format!(
+            "`{name}`: no wildcards; write \".{rest}\" for the domain and its subdomains"
+        ));
+    }
+    if let Some((_, domain)) = bare.rsplit_once('@') {
+        return Err(format!(
+            "`{name}` is an address; these tables are per domain: write \"{domain}\""
+        ));
+    }
+    if !bare.is_ascii() {
+        return Err(format!(
+            "`{name}`: write an internationalized domain in its ASCII form \
+             (xn--...), as it appears in the SMTP envelope"
+        ));
+    }
+    if bare.ends_with('.') {
+        return Err(format!(
+            "`{name}`: drop the trailing dot: write \"{}\"",
+            bare.trim_end_matches('.')
+        ));
+    }
+    if bare.len() > 253 {
+        return Err(format!("`{name}` is longer than 253 characters"));
+    }
+    for label in bare.split('.') {
+        if label.is_empty() {
+            return Err(format!("`{name}` has an empty label (a doubled `.`)"));
+        }
+        if label.len() > 63 {
+            return Err(format!("`{name}` has a label longer than 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "`{name}`: a domain has only letters, digits, hyphens and dots; {example}"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "`{name}`: a label cannot start or end with a hyphen"
+            ));
+        }
+    }
+    Ok(lower)
+}
+
 /// Replacement body text with CRLF line ends, the form a milter sends (TOML
 /// multi-line strings give LF).
 fn crlf(text: &str) -> String {
@@ -1245,4 +1767,281 @@ fn show_bytes(n: u64) -> String {
         }
     }
     format!("{n} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(severity, key, message)` of every diagnostic of `text`.
+    fn diagnostics(text: &str) -> Vec<(Severity, String, String)> {
+        let checked = parse(text);
+        let failed = checked
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error);
+        assert_eq!(
+            checked.config.is_none(),
+            failed,
+            "config withheld on errors"
+        );
+        checked
+            .diagnostics
+            .into_iter()
+            .map(|d| (d.severity, d.key, d.message))
+            .collect()
+    }
+
+    fn clean(text: &str) -> FilterConfig {
+        let checked = parse(text);
+        assert_eq!(checked.diagnostics, [], "{text}");
+        checked.config.expect("no errors").filter
+    }
+
+    #[test]
+    fn filter_defaults() {
+        let f = clean("");
+        assert_eq!(f.on_limit, FilterAction::Quarantine);
+        assert_eq!(f.domains, []);
+        let a = &f.attachments;
+        assert!(a.enabled && a.double_extension && a.sniff_executables && a.deceptive_names);
+        assert_eq!(a.action, FilterAction::Reject);
+        assert!(a.blocked_extensions.iter().any(|e| e == "exe"));
+        assert!(a
+            .blocked_types
+            .iter()
+            .any(|t| t == "application/x-msdownload"));
+        assert_eq!(a.part_bytes_max, 25 << 20);
+        assert_eq!(a.zip_depth_max, 4);
+        assert!(a.block_encrypted_archives && !a.block_unsupported_archives);
+        // The defaults map onto exactly the attachment policy's defaults.
+        assert_eq!(
+            crate::filter::content::attach_policy(a),
+            Some(attach::AttachPolicy::default())
+        );
+    }
+
+    #[test]
+    fn filter_attachments_and_domains_are_read() {
+        let f = clean(
+            r#"
+[filter]
+on_limit = "reject"
+quarantine_score = false
+
+[filter.attachments]
+action = "quarantine"
+blocked_extensions = [".EXE", "docm"]
+blocked_types = ["Application/X-MSDownload"]
+double_extension = false
+sniff_executables = false
+deceptive_names = false
+part_bytes_max = "10MiB"
+inspect_zip = false
+zip_depth_max = 2
+zip_entries_max = 100
+zip_uncompressed_bytes_max = "100MiB"
+zip_ratio_max = 50
+zip_inflate_bytes_max = "1MiB"
+block_encrypted_archives = false
+block_unsupported_archives = true
+
+[filter.domains."Example.COM"]
+required_score = 3.5
+reject_score = false
+headers = true
+attachment_action = "header"
+
+[filter.domains.".isp.example"]
+quarantine_score = 7
+"#,
+        );
+        assert_eq!(f.on_limit, FilterAction::Reject);
+        assert_eq!(f.quarantine_score, None);
+        let a = &f.attachments;
+        assert_eq!(a.action, FilterAction::Quarantine);
+        assert_eq!(a.blocked_extensions, ["exe", "docm"]);
+        assert_eq!(a.blocked_types, ["application/x-msdownload"]);
+        assert!(!a.double_extension && !a.sniff_executables && !a.deceptive_names);
+        assert_eq!(a.part_bytes_max, 10 << 20);
+        assert!(!a.inspect_zip);
+        assert_eq!(
+            (a.zip_depth_max, a.zip_entries_max, a.zip_ratio_max),
+            (2, 100, 50)
+        );
+        assert_eq!(a.zip_uncompressed_bytes_max, 100 << 20);
+        assert_eq!(a.zip_inflate_bytes_max, 1 << 20);
+        assert!(!a.block_encrypted_archives && a.block_unsupported_archives);
+        let policy = crate::filter::content::attach_policy(a).expect("enabled");
+        assert!(policy.decoy_extensions.is_empty() && policy.blocked_sniffed_types.is_empty());
+        assert_eq!(f.domains.len(), 2);
+        let d = &f.domains[0];
+        assert_eq!(d.domain, "example.com");
+        assert_eq!(d.origin, r#"filter.domains."Example.COM""#);
+        assert_eq!(d.required_score, Some(3.5));
+        assert_eq!(d.reject_score, Some(None));
+        assert_eq!(d.quarantine_score, None);
+        assert_eq!(d.headers, Some(true));
+        assert_eq!(d.attachment_action, Some(FilterAction::Header));
+        assert_eq!(f.domains[1].domain, ".isp.example");
+        assert_eq!(f.domains[1].quarantine_score, Some(Some(7.0)));
+        let disabled = clean("[filter.attachments]\nenabled = false\n");
+        assert_eq!(
+            crate::filter::content::attach_policy(&disabled.attachments),
+            None
+        );
+    }
+
+    #[test]
+    fn filter_mistakes_are_all_reported_with_key_paths() {
+        let text = r#"
+[filter]
+on_limit = "hold"
+
+[filter.attachments]
+action = "rejct"
+blocked_extensions = ["tar.gz", "", 7]
+blocked_types = ["application"]
+zip_depth_max = 40
+scan = true
+
+[filter.domains."exa mple.com"]
+required_score = 1
+[filter.domains."*.example.org"]
+required_score = 1
+[filter.domains."user@example.net"]
+required_score = 1
+[filter.domains."bücher.example"]
+required_score = 1
+[filter.domains."trailing.example."]
+required_score = 1
+[filter.domains."ok.example"]
+reject_score = "high"
+action = "reject"
+[filter.domains."OK.example"]
+required_score = 2
+[filter.domains.dotted.example]
+required_score = 2
+"#;
+        let got = diagnostics(text);
+        let keys: Vec<&str> = got.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "filter.on_limit",
+                "filter.attachments.action",
+                "filter.attachments.blocked_extensions[0]",
+                "filter.attachments.blocked_extensions[1]",
+                "filter.attachments.blocked_extensions[2]",
+                "filter.attachments.blocked_types[0]",
+                "filter.attachments.zip_depth_max",
+                "filter.attachments.scan",
+                r#"filter.domains."exa mple.com""#,
+                r#"filter.domains."*.example.org""#,
+                r#"filter.domains."user@example.net""#,
+                r#"filter.domains."bücher.example""#,
+                r#"filter.domains."trailing.example.""#,
+                r#"filter.domains."ok.example".reject_score"#,
+                r#"filter.domains."ok.example".action"#,
+                r#"filter.domains."OK.example""#,
+                "filter.domains.dotted.example",
+            ],
+            "{got:#?}"
+        );
+        assert!(got.iter().all(|(s, _, _)| *s == Severity::Error));
+        let message = |key: &str| {
+            got.iter()
+                .find(|(_, k, _)| k == key)
+                .map(|(_, _, m)| m.as_str())
+                .unwrap_or_default()
+        };
+        assert!(message("filter.on_limit").contains("accept, header, quarantine"));
+        assert!(message("filter.attachments.action").contains("did you mean `reject`?"));
+        assert!(message("filter.attachments.blocked_extensions[0]").contains(r#"write "gz""#));
+        assert!(message("filter.attachments.zip_depth_max").contains("between 1 and 16"));
+        assert!(message(r#"filter.domains."*.example.org""#).contains(r#"".example.org""#));
+        assert!(message(r#"filter.domains."user@example.net""#).contains("an address"));
+        assert!(message(r#"filter.domains."bücher.example""#).contains("xn--"));
+        assert!(message(r#"filter.domains."OK.example""#)
+            .contains(r#"same domain as filter.domains."ok.example""#));
+        assert!(message("filter.domains.dotted.example").contains("must be quoted"));
+        assert!(message(r#"filter.domains."ok.example".reject_score"#)
+            .contains("a number, or false for never"));
+    }
+
+    #[test]
+    fn filter_warnings_do_not_block() {
+        let text = r#"
+[filter]
+quarantine_score = 8
+reject_score = 15
+headers = false
+
+[filter.attachments]
+action = "header"
+blocked_extensions = ["exe", "EXE"]
+
+[filter.domains."a.example"]
+reject_score = 6
+[filter.domains."b.example"]
+"#;
+        let got = diagnostics(text);
+        assert!(
+            got.iter().all(|(s, _, _)| *s == Severity::Warning),
+            "{got:#?}"
+        );
+        let keys: Vec<&str> = got.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "filter.attachments.blocked_extensions[1]",
+                "filter.attachments.action",
+                r#"filter.domains."a.example".quarantine_score"#,
+                r#"filter.domains."a.example""#,
+                r#"filter.domains."b.example""#,
+                r#"filter.domains."b.example""#,
+            ],
+            "{got:#?}"
+        );
+        // An attachment key in [filter] is pointed to its table.
+        let got = diagnostics("[filter]\nblocked_extensions = [\"exe\"]\n");
+        assert!(
+            got[0].2.contains("belongs in `[filter.attachments]`"),
+            "{got:?}"
+        );
+    }
+
+    /// Every key of every section is documented in docs/CONFIG.md, in its
+    /// section.
+    #[test]
+    fn every_key_is_in_config_md() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let section = |heading: &str| -> &str {
+            let start = doc
+                .find(heading)
+                .unwrap_or_else(|| panic!("CONFIG.md has no `{heading}` heading"));
+            let rest = &doc[start + heading.len()..];
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        };
+        let mut tables: Vec<(String, &[&str])> = SECTIONS
+            .iter()
+            .map(|(name, keys)| (format!("## `[{name}]`"), *keys))
+            .collect();
+        tables.push(("### `[filter.attachments]`".to_owned(), ATTACH_KEYS));
+        tables.push((
+            "### `[filter.domains.\"example.com\"]`".to_owned(),
+            FILTER_DOMAIN_KEYS,
+        ));
+        for (heading, keys) in tables {
+            let text = section(&heading);
+            for key in keys {
+                // A key, or a sub-table: `[[policy.sender]]`,
+                // `[filter.attachments]`, `[filter.domains."example.com"]`.
+                let documented = [format!("`{key}`"), format!(".{key}]"), format!(".{key}.")]
+                    .iter()
+                    .any(|form| text.contains(form.as_str()));
+                assert!(documented, "`{key}` is not documented under {heading}");
+            }
+        }
+    }
 }

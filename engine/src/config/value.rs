@@ -17,7 +17,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{AddressPattern, RuleAction, SmtpReply};
+use super::{AddressPattern, FilterAction, RuleAction, SmtpReply};
 
 /// Why a single value was refused. The `Display` text is the diagnostic
 /// message: it names the problem and shows a valid value.
@@ -319,6 +319,42 @@ impl RuleAction {
 }
 
 impl fmt::Display for RuleAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FilterAction {
+    /// Every action with its config spelling, weakest first.
+    pub const ALL: [(&'static str, FilterAction); 5] = [
+        ("accept", FilterAction::Accept),
+        ("header", FilterAction::Header),
+        ("quarantine", FilterAction::Quarantine),
+        ("tempfail", FilterAction::TempFail),
+        ("reject", FilterAction::Reject),
+    ];
+
+    /// The config spelling, e.g. `quarantine`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterAction::Accept => "accept",
+            FilterAction::Header => "header",
+            FilterAction::Quarantine => "quarantine",
+            FilterAction::TempFail => "tempfail",
+            FilterAction::Reject => "reject",
+        }
+    }
+
+    /// The action spelled `text` in a config file, if any (exact, lowercase).
+    pub fn from_name(text: &str) -> Option<FilterAction> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|&(_, action)| action)
+    }
+}
+
+impl fmt::Display for FilterAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

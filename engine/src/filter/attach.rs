@@ -2,8 +2,9 @@
 //!
 //! [`check`] looks at every [`Attachment`] of a parsed [`Message`] and returns
 //! a [`Finding`] for each rule it breaks; an empty list means the attachments
-//! are acceptable. The daemon maps any finding to its configured action
-//! (reject or quarantine); this module only states facts.
+//! are acceptable. The content filter ([`super::content`]) maps any finding
+//! to the configured action (`[filter.attachments] action`, default reject)
+//! with the finding's [`Rule::symbol`]; this module only states facts.
 //!
 //! What is checked, per attachment and per file inside ZIP archives:
 //! - the file name: a blocked extension ([`Rule::BlockedExtension`]), a
@@ -31,7 +32,8 @@
 //!
 //! Only what the MIME parser reached is checked: parts past its limits are
 //! [`Message::violations`] (`PartsExceeded`, `DepthExceeded`,
-//! `DecodedTooLarge`), which the daemon must judge on their own.
+//! `DecodedTooLarge`), which the content filter judges on their own
+//! (`[filter] on_limit`).
 //!
 //! Not done: RAR, 7-Zip, CAB, gzip/bzip2/xz and tar are not opened (see
 //! [`AttachPolicy::block_unsupported_archives`]); ZIP entries compressed with
@@ -65,6 +67,30 @@ pub const NAME_CHARS_MAX: usize = 128;
 /// with room for the code and the daemon's own words.
 pub const TEXT_CHARS_MAX: usize = 200;
 
+/// Default of [`AttachPolicy::max_part_bytes`]: 25 MiB, the attachment size
+/// limit of the large free-mail providers; a larger file is not mail.
+pub const PART_BYTES_MAX_DEFAULT: usize = 25 * 1024 * 1024;
+
+/// Default of [`AttachPolicy::zip_depth_max`]: an archive in an archive in an
+/// archive in an archive. Real mail rarely nests twice.
+pub const ZIP_DEPTH_MAX_DEFAULT: usize = 4;
+
+/// Default of [`AttachPolicy::zip_entries_max`]: a large source tree fits;
+/// reading 5000 central entries costs well under a millisecond.
+pub const ZIP_ENTRIES_MAX_DEFAULT: usize = 5000;
+
+/// Default of [`AttachPolicy::zip_uncompressed_max`]: 1 GiB declared. Nothing
+/// is inflated to check it, so the cost is nil; larger is a bomb.
+pub const ZIP_UNCOMPRESSED_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
+
+/// Default of [`AttachPolicy::zip_ratio_max`]: ordinary files compress 2:1 to
+/// 20:1, deflate tops out near 1032:1.
+pub const ZIP_RATIO_MAX_DEFAULT: u64 = 100;
+
+/// Default of [`AttachPolicy::zip_inflate_max`]: 16 MiB of memory per
+/// attachment for nested archives (per shard, one message at a time).
+pub const ZIP_INFLATE_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+
 /// The attachment policy. Every field is plain data so the daemon can fill
 /// it from its config file; lists are compared ASCII-case-insensitively, and
 /// extensions may be written with or without the leading dot.
@@ -83,8 +109,9 @@ pub struct AttachPolicy {
     /// [`DEFAULT_BLOCKED_DECLARED_TYPES`] (the executable MIME types).
     pub blocked_declared_types: Vec<String>,
     /// Sniffed types ([`sniff`] constants) refused as
-    /// [`Rule::ExecutableContent`], whatever the name says. Default: Windows
-    /// and DOS executables (`MZ`, PE, also DLLs), ELF, Mach-O.
+    /// [`Rule::ExecutableContent`], whatever the name says. Default
+    /// [`DEFAULT_BLOCKED_SNIFFED_TYPES`]: Windows and DOS executables (`MZ`,
+    /// PE, also DLLs), ELF, Mach-O.
     pub blocked_sniffed_types: Vec<String>,
     /// Refuse names with Unicode direction controls (U+202E and friends),
     /// which no legitimate sender needs. Default `true`.
@@ -213,6 +240,9 @@ pub const DEFAULT_BLOCKED_DECLARED_TYPES: &[&str] = &[
     "application/x-msi",
 ];
 
+/// Default of [`AttachPolicy::blocked_sniffed_types`].
+pub const DEFAULT_BLOCKED_SNIFFED_TYPES: &[&str] = &[sniff::EXE, sniff::ELF, sniff::MACHO];
+
 impl Default for AttachPolicy {
     fn default() -> Self {
         let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
@@ -220,15 +250,15 @@ impl Default for AttachPolicy {
             blocked_extensions: owned(DEFAULT_BLOCKED_EXTENSIONS),
             decoy_extensions: owned(DEFAULT_DECOY_EXTENSIONS),
             blocked_declared_types: owned(DEFAULT_BLOCKED_DECLARED_TYPES),
-            blocked_sniffed_types: owned(&[sniff::EXE, sniff::ELF, sniff::MACHO]),
+            blocked_sniffed_types: owned(DEFAULT_BLOCKED_SNIFFED_TYPES),
             block_deceptive_names: true,
-            max_part_bytes: 25 * 1024 * 1024,
+            max_part_bytes: PART_BYTES_MAX_DEFAULT,
             inspect_zip: true,
-            zip_depth_max: 4,
-            zip_entries_max: 5000,
-            zip_uncompressed_max: 1024 * 1024 * 1024,
-            zip_ratio_max: 100,
-            zip_inflate_max: 16 * 1024 * 1024,
+            zip_depth_max: ZIP_DEPTH_MAX_DEFAULT,
+            zip_entries_max: ZIP_ENTRIES_MAX_DEFAULT,
+            zip_uncompressed_max: ZIP_UNCOMPRESSED_BYTES_MAX_DEFAULT,
+            zip_ratio_max: ZIP_RATIO_MAX_DEFAULT,
+            zip_inflate_max: ZIP_INFLATE_BYTES_MAX_DEFAULT,
             block_encrypted_archives: true,
             block_unsupported_archives: false,
         }
@@ -286,6 +316,26 @@ impl Rule {
             Rule::ArchiveUnsupported => "archive_unsupported",
         }
     }
+
+    /// The symbol the content filter shows for this rule in its verdict and
+    /// in `X-Spam-Status`, SpamAssassin style (`ATTACH_BLOCKED_EXT`).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Rule::BlockedExtension => "ATTACH_BLOCKED_EXT",
+            Rule::DoubleExtension => "ATTACH_DOUBLE_EXT",
+            Rule::DeceptiveName => "ATTACH_DECEPTIVE_NAME",
+            Rule::ExecutableContent => "ATTACH_EXECUTABLE",
+            Rule::BlockedType => "ATTACH_BLOCKED_TYPE",
+            Rule::OversizedPart => "ATTACH_OVERSIZED",
+            Rule::ArchiveTooDeep => "ATTACH_ZIP_TOO_DEEP",
+            Rule::ArchiveTooManyEntries => "ATTACH_ZIP_TOO_MANY_ENTRIES",
+            Rule::ArchiveBomb => "ATTACH_ZIP_BOMB",
+            Rule::ArchiveTooLarge => "ATTACH_ZIP_TOO_LARGE",
+            Rule::ArchiveEncrypted => "ATTACH_ZIP_ENCRYPTED",
+            Rule::ArchiveMalformed => "ATTACH_ZIP_MALFORMED",
+            Rule::ArchiveUnsupported => "ATTACH_ARCHIVE_UNSUPPORTED",
+        }
+    }
 }
 
 /// One broken rule, for one attachment or one file inside it.
@@ -305,6 +355,29 @@ pub struct Finding {
     /// A short sentence for logs and SMTP replies: printable ASCII only, at
     /// most [`TEXT_CHARS_MAX`] characters.
     pub text: String,
+}
+
+impl Finding {
+    /// What is wrong, without the path: [`Finding::text`] after its
+    /// `path: ` prefix (`.exe file disguised as .pdf`), printable ASCII.
+    pub fn detail(&self) -> &str {
+        let path = ascii_text(&self.path);
+        self.text
+            .strip_prefix(path.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(&self.text)
+    }
+
+    /// [`Finding::path`] in printable ASCII (anything else is `?`), at
+    /// most `chars_max` characters, for an SMTP reply.
+    pub fn ascii_path(&self, chars_max: usize) -> String {
+        let mut path = ascii_text(&self.path);
+        if path.len() > chars_max {
+            path.truncate(chars_max.saturating_sub(3));
+            path.push_str("...");
+        }
+        path
+    }
 }
 
 /// Checks every attachment of `message` against `policy`; the findings are

@@ -159,6 +159,8 @@ struct Message {
     policy: Option<Arc<Policy>>,
     sender: String,
     recipients: u32,
+    /// The accepted recipients, when the policy has a content filter.
+    recipient_list: Vec<String>,
     body_bytes: u64,
     headers: u32,
     deferred: Vec<(Deferred, Reason)>,
@@ -617,6 +619,10 @@ impl Conversation {
             }
         }
         self.message.recipients += 1;
+        if policy.filter().is_some() {
+            // Their domains pick the content filter's per-domain profiles.
+            self.message.recipient_list.push(recipient);
+        }
         self.message.deferred.extend(deferred);
         self.reply_if_wanted(protocol::NR_RCPT, out, output);
     }
@@ -675,6 +681,7 @@ impl Conversation {
             deferred: std::mem::take(&mut self.message.deferred),
             score: content.as_ref().map_or(0.0, |c| c.result.score),
             content,
+            recipients: std::mem::take(&mut self.message.recipient_list),
             shard: self.settings.shard,
         };
         let verdict = policy.end_of_message(&facts);

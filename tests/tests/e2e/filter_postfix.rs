@@ -1,6 +1,8 @@
 //! The content filter behind a real Postfix: SpamAssassin-format rules
 //! compiled by mbd, scanned at end of message, mapped to X-Spam-* headers,
-//! the hold queue and a 550 at end of data by the configured thresholds.
+//! the hold queue and a 550 at end of data by the configured thresholds;
+//! blocked attachments refused or held; per-recipient-domain thresholds.
+//! The rule file is a few lines: the stock set takes minutes in debug.
 
 use std::time::Duration;
 
@@ -28,14 +30,158 @@ required_score 5.0
 /// mbd with the test rules, Postfix in front; the rules' directory lives as
 /// long as the returned guard.
 fn stack(name: &str) -> (Stack, mb_tests::harness::TestDir) {
+    stack_with(name, "")
+}
+
+/// Like [`stack`], with `extra` TOML after the `[filter]` keys (tables such
+/// as `[filter.attachments]` or `[filter.domains."x.example"]`).
+fn stack_with(name: &str, extra: &str) -> (Stack, mb_tests::harness::TestDir) {
     let dir = mb_tests::harness::TestDir::new(&format!("{name}-rules")).unwrap();
     let rules = dir.join("local.cf");
     std::fs::write(&rules, RULES).unwrap();
     let policy = format!(
-        "[filter]\nrules = [\"{}\"]\nquarantine_score = 8.0\nreject_score = 20.0\n",
+        "[filter]\nrules = [\"{}\"]\nquarantine_score = 8.0\nreject_score = 20.0\n{extra}",
         rules.display()
     );
     (Stack::start(name, &MbdConfig::with_policy(&policy)), dir)
+}
+
+/// A DOS executable header (`MZ`, binary bytes, the DOS stub text), base64.
+const EXE_BASE64: &str =
+    "TVqQAAMAAAAEAAAA//8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\
+                          AAAAAgAAAAFRoaXMgcHJvZ3JhbSBjYW5ub3QgYmUgcnVuIGluIERPUyBtb2RlLg==";
+
+/// A message with a text part and one base64 attachment `name`.
+fn with_attachment(to: &str, subject: &str, name: &str, base64: &str) -> String {
+    format!(
+        "From: <alice@source.example>\nTo: <{to}>\nSubject: {subject}\n\
+         Message-ID: <{subject}.{pid}@client.mbtest.example>\n\
+         Date: Thu, 01 Jan 2026 00:00:00 +0000\nMIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"mb-b1\"\n\n\
+         --mb-b1\nContent-Type: text/plain\n\nPlease find the invoice attached.\n\
+         --mb-b1\nContent-Type: application/octet-stream; name=\"{name}\"\n\
+         Content-Disposition: attachment; filename=\"{name}\"\n\
+         Content-Transfer-Encoding: base64\n\n{base64}\n--mb-b1--\n",
+        pid = std::process::id()
+    )
+}
+
+#[test]
+fn blocked_attachment_is_rejected_or_held_per_domain() {
+    let (s, _rules) = stack_with(
+        "pf-filter-attach",
+        "[filter.domains.\"held.example\"]\nattachment_action = \"quarantine\"\n",
+    );
+    let send = |to: &str, subject: &str, name: &str, data: &str| {
+        s.pf.send(
+            "alice@source.example",
+            &[to],
+            &with_attachment(to, subject, name, data),
+        )
+    };
+
+    // The default action: 550 5.7.1 at end of data, naming the file.
+    let r = send("bob@dest.example", "exe-1", "invoice.pdf.exe", EXE_BASE64);
+    assert_eq!(r.eod_code(), 550, "{}", r.transcript);
+    assert!(
+        r.transcript
+            .contains("5.7.1 Attachment \"invoice.pdf.exe\" blocked: .exe file disguised as .pdf"),
+        "{}",
+        r.transcript
+    );
+    // Executable content under a harmless name is refused too.
+    let r = send("bob@dest.example", "exe-2", "report.dat", EXE_BASE64);
+    assert_eq!(r.eod_code(), 550, "{}", r.transcript);
+    assert!(
+        r.transcript.contains("blocked: executable content"),
+        "{}",
+        r.transcript
+    );
+
+    // The same file to the domain whose override holds it: accepted, held.
+    let r = send("carol@held.example", "exe-3", "invoice.pdf.exe", EXE_BASE64);
+    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    assert_one_held(&s.pf);
+
+    // A harmless attachment is delivered, with its X-Spam-Status clean.
+    let pdf = "JVBERi0xLjQKJcOkw7zDtsOfCg==";
+    let r = send("bob@dest.example", "pdf-1", "invoice.pdf", pdf);
+    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    let msgs = s.pf.wait_delivered(1, WAIT).unwrap();
+    let status = msgs[0].header_values("X-Spam-Status").join("|");
+    assert!(
+        status.starts_with("No, score=0.0 required=5.0 tests=none"),
+        "{}",
+        msgs[0].raw
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.pf.delivered().len(), 1, "only the pdf is delivered");
+}
+
+#[test]
+fn domain_override_changes_the_action_for_the_same_spam() {
+    let (s, _rules) = stack_with(
+        "pf-filter-domains",
+        "[filter.domains.\"strict.example\"]\nreject_score = 5.5\n\
+         [filter.domains.\".lax.example\"]\nrequired_score = 10.0\n",
+    );
+    let send = |to: &str, subject: &str| {
+        s.pf.send(
+            "alice@source.example",
+            &[to],
+            &message(
+                "alice@source.example",
+                to,
+                subject,
+                "buy cheap-meds-marker now",
+            ),
+        )
+    };
+    // Global profile: score 6 is spam, delivered and flagged.
+    let r = send("bob@dest.example", "spam-global");
+    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    // strict.example rejects at 5.5.
+    let r = send("dan@strict.example", "spam-strict");
+    assert_eq!(r.eod_code(), 550, "{}", r.transcript);
+    assert!(
+        r.transcript
+            .contains("5.7.1 Message content rejected as spam (score 6.0)"),
+        "{}",
+        r.transcript
+    );
+    // A subdomain of .lax.example needs 10: not spam.
+    let r = send("erin@mx.lax.example", "spam-lax");
+    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+
+    let msgs = s.pf.wait_delivered(2, WAIT).unwrap();
+    let by_subject = |subj: &str| {
+        msgs.iter()
+            .find(|m| m.header_values("Subject") == [subj])
+            .unwrap_or_else(|| panic!("{subj} not delivered: {msgs:#?}"))
+    };
+    let global = by_subject("spam-global");
+    assert_eq!(
+        global.header_values("X-Spam-Flag"),
+        ["YES"],
+        "{}",
+        global.raw
+    );
+    let status = global.header_values("X-Spam-Status").join("|");
+    assert!(
+        status.starts_with("Yes, score=6.0 required=5.0 "),
+        "{}",
+        global.raw
+    );
+    let lax = by_subject("spam-lax");
+    assert!(lax.header_values("X-Spam-Flag").is_empty(), "{}", lax.raw);
+    let status = lax.header_values("X-Spam-Status").join("|");
+    assert!(
+        status.starts_with("No, score=6.0 required=10.0 "),
+        "{}",
+        lax.raw
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.pf.delivered().len(), 2, "the strict one is not delivered");
 }
 
 #[test]
