@@ -1,7 +1,8 @@
 //! The content filter behind a real Postfix: SpamAssassin-format rules
 //! compiled by mbd, scanned at end of message, mapped to X-Spam-* headers,
 //! the hold queue and a 550 at end of data by the configured thresholds;
-//! blocked attachments refused or held; per-recipient-domain thresholds.
+//! blocked attachments refused or held; per-recipient-domain thresholds;
+//! a message over the MIME caps held (`on_limit`).
 //! The rule file is a few lines: the stock set takes minutes in debug.
 
 use std::time::Duration;
@@ -258,4 +259,46 @@ fn content_scores_map_to_headers_hold_and_reject() {
         3,
         "the rejected and held ones are not delivered"
     );
+}
+
+#[test]
+fn message_over_the_mime_caps_is_held_by_default() {
+    let (s, _rules) = stack("pf-filter-limits");
+    // 300 parts: past the parser's 256, so the rest is not scanned and the
+    // default on_limit holds the message.
+    let mut body = String::from("This is a multi-part message.\n");
+    for i in 0..300 {
+        body.push_str(&format!("--mb-p\nContent-Type: text/plain\n\npart {i}\n"));
+    }
+    body.push_str("--mb-p--\n");
+    let msg = format!(
+        "From: <alice@source.example>\nTo: <bob@dest.example>\nSubject: many-parts\n\
+         Message-ID: <many-parts.{pid}@client.mbtest.example>\n\
+         Date: Thu, 01 Jan 2026 00:00:00 +0000\nMIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"mb-p\"\n\n{body}",
+        pid = std::process::id()
+    );
+    let r =
+        s.pf.send("alice@source.example", &["bob@dest.example"], &msg);
+    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    assert_one_held(&s.pf);
+    // An ordinary multipart is delivered.
+    let ok = msg
+        .replace("many-parts", "few-parts")
+        .split("--mb-p\nContent-Type: text/plain\n\npart 3\n")
+        .next()
+        .map(|head| format!("{head}--mb-p--\n"))
+        .unwrap();
+    let r =
+        s.pf.send("alice@source.example", &["bob@dest.example"], &ok);
+    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    let msgs = s.pf.wait_delivered(1, WAIT).unwrap();
+    assert_eq!(
+        msgs[0].header_values("Subject"),
+        ["few-parts"],
+        "{}",
+        msgs[0].raw
+    );
+    let status = msgs[0].header_values("X-Spam-Status").join("|");
+    assert!(status.contains("tests=none"), "{}", msgs[0].raw);
 }
