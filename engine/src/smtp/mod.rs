@@ -24,12 +24,17 @@
 //! before the work it bounds, and input never makes a state machine panic.
 
 pub mod address;
+pub mod client;
 pub mod dot;
 pub mod reply;
 pub mod server;
 pub mod xforward;
 pub mod xtext;
 
+pub use client::{
+    Client, ClientError, ClientEvent, ClientSettings, Outcome, RcptStatus, Transaction,
+    TransactionResult,
+};
 pub use reply::{Reply, ReplyError, ReplyParser, Status};
 pub use server::{Envelope, Event, Output, Progress, Session, Settings};
 pub use xforward::{XValue, Xforward, XforwardAttr};
