@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod ctl_api;
+pub mod delivery;
 pub mod eval;
 pub mod filter;
 pub mod limits;
