@@ -59,6 +59,104 @@ pub(crate) fn hyperscan_text(source: &str) -> String {
     source.replace('\0', "\\x00")
 }
 
+/// Hyperscan compiles a bounded repeat `x{n,m}` by unrolling it into about
+/// `m` states, and a few stock rules (wide repeats around alternations, as in
+/// `__SPOOFED_URL` or `__FILL_THIS_FORM_*`) take tens of seconds to compile
+/// that way. Widening `{n,m}` to `{n,}` gives a pattern that matches a
+/// superset of the original's haystacks and compiles in milliseconds, so it
+/// can run as a Hyperscan prefilter whose hits the backtracking engine
+/// confirms with the exact pattern.
+///
+/// Returns the widened text when at least one repeat has an upper bound of at
+/// least `min_upper`, else `None`. Escapes, `\Q..\E` and character classes
+/// are copied unchanged; `{n}`, `{n,}` and a `{` that does not open a repeat
+/// are left alone.
+pub(crate) fn relax_bounded_repeats(source: &str, min_upper: u32) -> Option<String> {
+    let b = source.as_bytes();
+    let mut out = String::with_capacity(source.len());
+    let mut changed = false;
+    let mut copied = 0usize; // source[..copied] is already in `out`
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    let mut i = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if b.get(i + 1) == Some(&b'Q') => {
+                // quoted run: literal through `\E` (or the end)
+                i = source[i + 2..]
+                    .find("\\E")
+                    .map_or(b.len(), |k| i + 2 + k + 2);
+            }
+            b'\\' => i += 2,
+            b']' if in_class && i > class_start => {
+                in_class = false;
+                i += 1;
+            }
+            b'[' if in_class && b.get(i + 1) == Some(&b':') => {
+                // `[:name:]` inside a class
+                i = source[i + 2..]
+                    .find(":]")
+                    .map_or(b.len(), |k| i + 2 + k + 2);
+            }
+            b'[' if !in_class => {
+                in_class = true;
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                class_start = i;
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b'{' if !in_class => {
+                let end = match repeat_bounds(&b[i..]) {
+                    Some((len, Some(upper))) if upper >= min_upper => {
+                        // keep `{n,`, drop the upper bound
+                        let comma = i + b[i..i + len].iter().position(|&c| c == b',').unwrap_or(0);
+                        out.push_str(&source[copied..=comma]);
+                        out.push('}');
+                        copied = i + len;
+                        changed = true;
+                        i + len
+                    }
+                    Some((len, _)) => i + len,
+                    None => i + 1,
+                };
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&source[copied.min(b.len())..]);
+    Some(out)
+}
+
+/// `{n,m}` at the start of `b`: its length and `Some(m)`; `{n}` and `{n,}`
+/// give `None` for the upper bound; not a repeat gives `None`.
+fn repeat_bounds(b: &[u8]) -> Option<(usize, Option<u32>)> {
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let n = digits(1);
+    if n == 0 {
+        return None;
+    }
+    let mut i = 1 + n;
+    match b.get(i)? {
+        b'}' => Some((i + 1, None)),
+        b',' => {
+            i += 1;
+            let m = digits(i);
+            let upper = std::str::from_utf8(&b[i..i + m]).ok()?.parse::<u32>().ok();
+            i += m;
+            (b.get(i)? == &b'}').then_some((i + 1, if m == 0 { None } else { upper }))
+        }
+        _ => None,
+    }
+}
+
 /// Whether the pattern needs Unicode semantics (see the module doc).
 fn needs_unicode(source: &str) -> bool {
     let bytes = source.as_bytes();
@@ -280,5 +378,22 @@ mod tests {
         assert!(translate("\\x{263A}", false).needs_unicode);
         assert!(!translate("\\x{E9}", false).needs_unicode);
         assert_eq!(escape_literal("a.b"), "a\\x2Eb");
+    }
+
+    #[test]
+    fn relaxes_bounded_repeats_only() {
+        let r = |s: &str| relax_bounded_repeats(s, 2);
+        assert_eq!(r("a{2,30}b").as_deref(), Some("a{2,}b"));
+        assert_eq!(r("(?:x|y){0,40}?z{1,3}").as_deref(), Some("(?:x|y){0,}?z{1,}"));
+        assert_eq!(r("a{3}b{2,}"), None);
+        assert_eq!(r("\\{1,5}"), None);
+        assert_eq!(r("[{1,5}]x"), None);
+        assert_eq!(r("[]{1,5}]"), None);
+        assert_eq!(r("[[:alpha:]{]{1,5}").as_deref(), Some("[[:alpha:]{]{1,}"));
+        assert_eq!(r("\\Q{1,5}\\Ea{0,9}").as_deref(), Some("\\Q{1,5}\\Ea{0,}"));
+        assert_eq!(r("a{,5}b{x}c{1,2"), None);
+        assert_eq!(r("a{0,1}"), None, "below min_upper 2");
+        assert_eq!(relax_bounded_repeats("a{0,9}b{0,20}", 16).as_deref(), Some("a{0,9}b{0,}"));
+        assert_eq!(r("é{1,4}").as_deref(), Some("é{1,}"));
     }
 }
