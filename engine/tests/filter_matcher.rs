@@ -437,3 +437,45 @@ proptest! {
         }
     }
 }
+
+/// Bounded repeats are widened into prefilters, classes are split into
+/// several databases (long patterns two to a database), and compiling on
+/// several threads: none of it changes a hit.
+#[test]
+fn widened_repeats_parts_and_threads_keep_the_oracles_hits() {
+    let (big, msg) = big_set();
+    // the 500 regexes of the big set (ids 5000..5500), renumbered densely
+    let mut patterns: Vec<Pattern> = big.into_iter().skip(5000).collect();
+    for (i, p) in patterns.iter_mut().enumerate() {
+        p.id = i as u32;
+    }
+    // long alternations (the FUZZY_* shape) with bounded repeats inside
+    let mut g = Lcg(11);
+    for k in 0..5u32 {
+        let words: Vec<String> = (0..150).map(|_| g.word(6)).collect();
+        let src = format!("\\b(?:{})[ ._-]{{0,3}}(?:1|2){{1,8}}", words.join("|"));
+        assert!(src.len() > 1000);
+        patterns.push(Pattern::regex(500 + k, src).caseless());
+    }
+    let mut haystack = msg.clone();
+    haystack.extend_from_slice(b"\nfoo ");
+    if let Some(p) = patterns.last() {
+        let word = &p.source[5..11];
+        haystack.extend_from_slice(format!("{} - 1212\n", word.to_uppercase()).as_bytes());
+    }
+    let (naive, _) = Database::compile(&patterns, Backend::Naive);
+    let want = hits(&naive, &haystack);
+    assert!(want.contains(&504), "the long pattern hits: {want:?}");
+    for threads in [1, 3] {
+        let (hs, report) = Database::compile_on(&patterns, Backend::Hyperscan, threads);
+        assert_eq!(report.counts()[3], 0, "{report}");
+        assert_eq!(hits(&hs, &haystack), want, "threads {threads}");
+        assert_eq!(hits(&hs, b"nothing here"), hits(&naive, b"nothing here"));
+        // `{w}.{0,20}{v}` has no other reason to be prefiltered
+        assert!(
+            matches!(report.mode(2), Some(Mode::Prefiltered { reason }) if reason.contains("widened")),
+            "{:?}",
+            report.mode(2)
+        );
+    }
+}

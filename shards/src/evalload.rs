@@ -206,7 +206,11 @@ fn load_scanner(paths: &[PathBuf]) -> Result<(Arc<Scanner>, f32), String> {
             String::from_utf8_lossy(&bytes).into_owned(),
         ));
     }
-    let (set, scanner) = content::compile_rules(&texts, Backend::Hyperscan);
+    // All cores: at start-up the shards are not serving yet, and a reload
+    // that changes rule files is rare and brief (about 10 s for the stock
+    // rules on two cores).
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let (set, scanner) = content::compile_rules(&texts, Backend::Hyperscan, threads);
     let report = &set.report;
     log::info!(
         "Content filter: {} rule files, {} rules, {} active, {} skipped, {} diagnostics; compiled in {:.2} s",

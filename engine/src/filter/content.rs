@@ -701,15 +701,20 @@ impl ScanPool {
 
 /// Loads rule files (`(name, text)` in reading order, see
 /// [`rule_file_order`]) with the default options and compiles them for
-/// `backend`. Slow on the stock set: never on a shard core.
+/// `backend` on up to `threads` threads. Slow on the stock set (about 10 s
+/// on two threads): never on a shard core.
 #[must_use]
-pub fn compile_rules(texts: &[(String, String)], backend: Backend) -> (RuleSet, Scanner) {
+pub fn compile_rules(
+    texts: &[(String, String)],
+    backend: Backend,
+    threads: usize,
+) -> (RuleSet, Scanner) {
     let sources: Vec<sa::Source<'_>> = texts
         .iter()
         .map(|(file, text)| sa::Source { file, text })
         .collect();
     let set = sa::load(&sources, &sa::Options::default());
-    let scanner = Scanner::compile(&set, backend);
+    let scanner = Scanner::compile_on(&set, backend, threads);
     (set, scanner)
 }
 
@@ -748,7 +753,7 @@ mod tests {
             .config
             .unwrap_or_else(|| panic!("{section}: {:?}", checked.diagnostics));
         let (set, scanner) =
-            compile_rules(&[("t.cf".to_owned(), RULES.to_owned())], Backend::Naive);
+            compile_rules(&[("t.cf".to_owned(), RULES.to_owned())], Backend::Naive, 1);
         ContentFilter::new(
             Arc::new(scanner),
             set.required_score,

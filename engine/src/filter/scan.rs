@@ -121,6 +121,13 @@ impl Scanner {
     /// Compiles a rule set with `backend` for every class.
     #[must_use]
     pub fn compile(set: &RuleSet, backend: Backend) -> Self {
+        Self::compile_on(set, backend, 1)
+    }
+
+    /// [`Scanner::compile`] on up to `threads` threads (each class's
+    /// databases are compiled in parallel; see [`Database::compile_on`]).
+    #[must_use]
+    pub fn compile_on(set: &RuleSet, backend: Backend, threads: usize) -> Self {
         let rules = set.rules.clone();
         let index: HashMap<String, usize> = rules
             .iter()
@@ -224,7 +231,7 @@ impl Scanner {
         for source in order {
             let list = by_source.remove(&source).unwrap_or_default();
             let patterns: Vec<Pattern> = list.iter().map(|(_, p)| p.clone()).collect();
-            let (database, report) = Database::compile(&patterns, backend);
+            let (database, report) = Database::compile_on(&patterns, backend, threads);
             let class = classes.len();
             for (rule, _) in &list {
                 if let Check::Pattern { class: c, .. } = &mut checks[*rule] {

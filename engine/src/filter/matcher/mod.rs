@@ -9,7 +9,12 @@
 //!   rejects (backreference, lookaround, ...) is compiled with
 //!   `HS_FLAG_PREFILTER` and each Hyperscan hit is confirmed by `fancy-regex`;
 //!   a pattern that fails even as a prefilter is run by `fancy-regex` on every
-//!   scan ("confirm-only"). The [`CompileReport`] says which and why.
+//!   scan ("confirm-only"). A pattern with a bounded repeat `{n,m}` is
+//!   compiled widened to `{n,}` as a prefilter too (Hyperscan unrolls bounded
+//!   repeats, and a few stock rules took tens of seconds each). A class is
+//!   split into databases of 32 patterns (2 for very long patterns), since
+//!   compile time grows faster than linearly with the set. The
+//!   [`CompileReport`] says which pattern runs how and why.
 //! - [`Backend::AhoCorasick`]: literal lists (one automaton per case mode).
 //! - [`Backend::Naive`]: every pattern run one after the other with `regex`
 //!   (or `fancy-regex` where needed): the oracle the other two are tested
@@ -29,8 +34,9 @@
 //!
 //! # Threads
 //!
-//! Compiling is a plain function (about 1 s for 5,500 patterns): the daemon
-//! calls it off the shard cores and ships the [`Database`] as an `Arc`. Each
+//! Compiling is a plain function (the 2,000 patterns of SpamAssassin's stock
+//! rules: about 10 s on two threads with [`Database::compile_on`]): the
+//! daemon calls it off the shard cores and ships the [`Database`] as an `Arc`. Each
 //! shard owns one [`Scratch`] and calls [`Scratch::fit`] when it swaps in a
 //! new database. A scan does not allocate in the steady state.
 
@@ -442,6 +448,10 @@ impl Scratch {
     }
 }
 
+/// One database's share of a class: its index among the parts, and the
+/// plans, Hyperscan texts and patterns of its members.
+type PartWork<'a> = (usize, &'a mut [Plan], &'a [String], &'a [Pattern]);
+
 /// What compiling one pattern for Hyperscan decided so far.
 enum Plan {
     Exact,
@@ -454,8 +464,8 @@ enum Plan {
 
 impl Database {
     /// Compiles `patterns` for `backend`. Every pattern gets an entry in the
-    /// report; rejected ones never hit. This is slow (≈1 s for 5,500 patterns
-    /// on Hyperscan): never call it on a shard core.
+    /// report; rejected ones never hit. This is slow (seconds for thousands
+    /// of patterns on Hyperscan): never call it on a shard core.
     pub fn compile(patterns: &[Pattern], backend: Backend) -> (Database, CompileReport) {
         Self::compile_on(patterns, backend, 1)
     }
@@ -593,19 +603,50 @@ impl Database {
             texts.push(text);
         }
         // Hyperscan's compile time grows faster than linearly with the
-        // number of patterns in one database: a class is split into parts of
-        // PART_PATTERNS, compiled on up to `threads` threads.
-        let mut work: Vec<Vec<(usize, &mut [Plan], &[String], &[Pattern])>> =
+        // number and size of the patterns in one database: a class is split
+        // into parts (PART_PATTERNS short patterns, or HEAVY_PART long ones
+        // such as the FUZZY_* alternations), compiled on up to `threads`
+        // threads. `order` lists the short patterns first, then the long.
+        let heavy = |t: &String| t.len() >= HEAVY_TEXT;
+        let order: Vec<usize> = (0..patterns.len())
+            .filter(|&i| !heavy(&texts[i]))
+            .chain((0..patterns.len()).filter(|&i| heavy(&texts[i])))
+            .collect();
+        let light = order.iter().filter(|&&i| !heavy(&texts[i])).count();
+        let mut part_plans: Vec<Plan> = order
+            .iter()
+            .map(|&i| std::mem::replace(&mut plans[i], Plan::Exact))
+            .collect();
+        let part_texts: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
+        let part_patterns: Vec<Pattern> = order.iter().map(|&i| patterns[i].clone()).collect();
+        let mut work: Vec<Vec<PartWork<'_>>> =
             (0..threads.max(1)).map(|_| Vec::new()).collect();
-        let chunks = plans
-            .chunks_mut(PART_PATTERNS)
-            .zip(texts.chunks(PART_PATTERNS))
-            .zip(patterns.chunks(PART_PATTERNS));
-        for (k, ((plans, texts), patterns)) in chunks.enumerate() {
-            let bucket = k % work.len();
-            work[bucket].push((k, plans, texts, patterns));
+        {
+            let (mut rest_plans, mut rest_texts, mut rest_patterns) = (
+                part_plans.as_mut_slice(),
+                part_texts.as_slice(),
+                part_patterns.as_slice(),
+            );
+            let mut start = 0usize;
+            let mut k = 0usize;
+            while !rest_plans.is_empty() {
+                let size = if start < light {
+                    PART_PATTERNS.min(light - start)
+                } else {
+                    HEAVY_PART
+                }
+                .min(rest_plans.len());
+                let (p, pr) = std::mem::take(&mut rest_plans).split_at_mut(size);
+                let (t, tr) = rest_texts.split_at(size);
+                let (q, qr) = rest_patterns.split_at(size);
+                (rest_plans, rest_texts, rest_patterns) = (pr, tr, qr);
+                let bucket = k % work.len();
+                work[bucket].push((k, p, t, q));
+                start += size;
+                k += 1;
+            }
         }
-        let build_all = |list: Vec<(usize, &mut [Plan], &[String], &[Pattern])>| {
+        let build_all = |list: Vec<PartWork<'_>>| {
             list.into_iter()
                 .filter_map(|(k, plans, texts, patterns)| {
                     build_part(plans, texts, patterns).map(|part| (k, part))
@@ -628,6 +669,9 @@ impl Database {
         };
         parts.sort_by_key(|(k, _)| *k);
         self.hyperscan = parts.into_iter().map(|(_, part)| part).collect();
+        for (plan, &i) in part_plans.into_iter().zip(&order) {
+            plans[i] = plan;
+        }
         let mut modes = Vec::with_capacity(patterns.len());
         for (p, plan) in patterns.iter().zip(plans) {
             modes.push(match plan {
@@ -858,6 +902,13 @@ fn build_part(plans: &mut [Plan], texts: &[String], patterns: &[Pattern]) -> Opt
 /// with the set (the stock rules' 576 body patterns: 40 s as one database,
 /// 20 s in parts of 32), and every part is one more pass over the haystack.
 const PART_PATTERNS: usize = 32;
+
+/// Patterns whose text is at least this long (the FUZZY_* and
+/// __FILL_THIS_FORM_* families: thousands of bytes of alternations) are
+/// compiled HEAVY_PART to a database: one such pattern takes 0.1 to 1 s on
+/// its own, and a few together take far longer than the sum.
+const HEAVY_TEXT: usize = 1000;
+const HEAVY_PART: usize = 2;
 
 /// The reason reported for a pattern whose bounded repeats were widened (see
 /// `translate::relax_bounded_repeats`).
