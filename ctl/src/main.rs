@@ -101,6 +101,10 @@ enum Cmd {
         /// Print file names relative to this directory.
         #[arg(long)]
         root: Option<PathBuf>,
+        /// Also time the raw Hyperscan floor: every class database over the raw message bytes
+        /// (no parsing, no confirmation, no evals), and print it beside the real scan.
+        #[arg(long)]
+        floor: bool,
     },
 }
 
@@ -298,6 +302,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             rules,
             backend,
             root,
+            floor,
         } => {
             let default_rules = [PathBuf::from(scan::STOCK_RULES)];
             let rules: &[PathBuf] = if rules.is_empty() {
@@ -316,6 +321,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 backend,
                 json: cli.json,
                 root: root.as_deref(),
+                floor: *floor,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -127,3 +127,20 @@ fn sub_rules_never_score_and_inactive_rules_never_hit() {
         .symbols
         .is_empty());
 }
+
+#[test]
+fn the_floor_counts_raw_hits_of_every_class() {
+    let set = sa::load(
+        &[Source {
+            file: "t.cf",
+            text: "body B /winner/i\nheader S Subject =~ /money/i\nfull F /^Subject:/m\n",
+        }],
+        &Options::default(),
+    );
+    let scanner = Scanner::compile_on(&set, Backend::Hyperscan, 2);
+    let mut state = scanner.state();
+    // the raw bytes: `winner` and `money` and `Subject:` each hit once
+    let raw = b"Subject: money\r\n\r\nyou are a winner\r\n";
+    assert_eq!(scanner.scan_floor(&mut state, raw), 3);
+    assert_eq!(scanner.scan_floor(&mut state, b"nothing"), 0);
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::matcher::{Backend, CompileReport, Database, HitSet, Pattern, Scratch};
 use super::mime::{Header, Message};
+use super::sa::meta::Resolved;
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
 
 pub mod evals;
@@ -71,8 +72,8 @@ pub struct Scanner {
     rules: Vec<Rule>,
     checks: Vec<Check>,
     classes: Vec<Class>,
-    index: HashMap<String, usize>,
-    meta_order: Vec<usize>,
+    /// Meta rules in dependency order, with rule names resolved to indices.
+    metas: Vec<(usize, Resolved)>,
     required_score: f32,
     reports: Vec<CompileReport>,
     config: evals::Config,
@@ -278,13 +279,20 @@ impl Scanner {
                 });
             }
         }
-        let meta_order = meta_order(&rules, &index);
+        let metas = meta_order(&rules, &index)
+            .into_iter()
+            .filter_map(|m| match &rules[m].kind {
+                Kind::Meta { expr } => {
+                    Some((m, expr.resolve(&|name: &str| index.get(name).copied())))
+                }
+                _ => None,
+            })
+            .collect();
         Self {
             rules,
             checks,
             classes,
-            index,
-            meta_order,
+            metas,
             required_score: set.required_score,
             reports,
             config: evals::Config::from_set(set),
@@ -375,15 +383,9 @@ impl Scanner {
                 Check::Meta | Check::Skipped => false,
             };
         }
-        for &m in &self.meta_order {
-            if let Kind::Meta { expr } = &self.rules[m].kind {
-                let value = expr.eval(&|name: &str| {
-                    self.index
-                        .get(name)
-                        .map_or(0.0, |&r| if hit[r] { counts[r] } else { 0.0 })
-                });
-                hit[m] = value != 0.0;
-            }
+        for (m, expr) in &self.metas {
+            let value = expr.eval(&|r: usize| if hit[r] { counts[r] } else { 0.0 });
+            hit[*m] = value != 0.0;
         }
         let mut score = 0.0f32;
         let mut symbols = Vec::new();
@@ -398,6 +400,18 @@ impl Scanner {
             required_score: self.required_score,
             symbols,
         }
+    }
+
+    /// The raw Hyperscan floor of [`Scanner::scan`]: every class's
+    /// databases over the raw message bytes (no parsing, no class texts, no
+    /// confirmation, no evals or metas). Returns the number of raw hits.
+    /// `mbctl scan --floor` reports it beside the real scan.
+    pub fn scan_floor(&self, state: &mut ScanState, raw: &[u8]) -> usize {
+        let mut n = 0;
+        for (class, scratch) in self.classes.iter().zip(&mut state.scratches) {
+            n += class.database.scan_unconfirmed(scratch, raw);
+        }
+        n
     }
 
     /// Rules of this scanner, in rule-set order.

@@ -619,8 +619,7 @@ impl Database {
             .collect();
         let part_texts: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
         let part_patterns: Vec<Pattern> = order.iter().map(|&i| patterns[i].clone()).collect();
-        let mut work: Vec<Vec<PartWork<'_>>> =
-            (0..threads.max(1)).map(|_| Vec::new()).collect();
+        let mut work: Vec<Vec<PartWork<'_>>> = (0..threads.max(1)).map(|_| Vec::new()).collect();
         {
             let (mut rest_plans, mut rest_texts, mut rest_patterns) = (
                 part_plans.as_mut_slice(),
@@ -715,6 +714,23 @@ impl Database {
                 oracle.confirm(*id, haystack, hits);
             }
         }
+    }
+
+    /// The floor of [`Database::scan`]: only the Hyperscan databases, hits
+    /// not confirmed, no oracles, no literal automata. Returns how many
+    /// (prefilter) hits were reported. For measuring what the rest costs.
+    pub fn scan_unconfirmed(&self, scratch: &mut Scratch, haystack: &[u8]) -> usize {
+        let mut n = 0usize;
+        for hs in &self.hyperscan {
+            let Some(s) = scratch.hyperscan.as_mut() else {
+                return n;
+            };
+            let _ = hs.db.scan(haystack, s, |_, _, _, _| {
+                n += 1;
+                Matching::Continue
+            });
+        }
+        n
     }
 
     /// The backend this database was compiled for.

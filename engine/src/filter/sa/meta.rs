@@ -45,39 +45,96 @@ pub enum BinOp {
     Ne,
 }
 
+/// A [`MetaExpr`] whose rule names are indices (see [`MetaExpr::resolve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// A rule by index: its hit count.
+    Rule(usize),
+    /// A number literal (also an unknown rule: 0).
+    Number(f64),
+    /// `!e`.
+    Not(Box<Resolved>),
+    /// `-e`.
+    Neg(Box<Resolved>),
+    /// A binary operation.
+    Binary(BinOp, Box<Resolved>, Box<Resolved>),
+}
+
+impl Resolved {
+    /// Evaluates the expression; `hit` gives a rule's hit count by index.
+    #[must_use]
+    pub fn eval(&self, hit: &dyn Fn(usize) -> f64) -> f64 {
+        match self {
+            Self::Rule(i) => hit(*i),
+            Self::Number(n) => *n,
+            Self::Not(e) => truth(e.eval(hit) == 0.0),
+            Self::Neg(e) => -e.eval(hit),
+            Self::Binary(op, l, r) => op.apply(l.eval(hit), || r.eval(hit)),
+        }
+    }
+}
+
+fn truth(x: bool) -> f64 {
+    if x {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+impl BinOp {
+    /// `left op right` in Perl's meaning; `right` is evaluated only when
+    /// needed (`&&` and `||` short-circuit).
+    fn apply(self, lv: f64, right: impl FnOnce() -> f64) -> f64 {
+        match self {
+            BinOp::And if lv == 0.0 => lv,
+            BinOp::Or if lv != 0.0 => lv,
+            BinOp::And | BinOp::Or => right(),
+            _ => {
+                let rv = right();
+                match self {
+                    BinOp::Add => lv + rv,
+                    BinOp::Sub => lv - rv,
+                    BinOp::Mul => lv * rv,
+                    BinOp::Div if rv == 0.0 => 0.0,
+                    BinOp::Div => lv / rv,
+                    BinOp::Lt => truth(lv < rv),
+                    BinOp::Le => truth(lv <= rv),
+                    BinOp::Gt => truth(lv > rv),
+                    BinOp::Ge => truth(lv >= rv),
+                    BinOp::Eq => truth(lv == rv),
+                    BinOp::Ne | BinOp::And | BinOp::Or => truth(lv != rv),
+                }
+            }
+        }
+    }
+}
+
 impl MetaExpr {
     /// Evaluates the expression; `hit` gives a rule's hit count (0 for no hit).
     #[must_use]
     pub fn eval(&self, hit: &dyn Fn(&str) -> f64) -> f64 {
-        let b = |x: bool| if x { 1.0 } else { 0.0 };
         match self {
             Self::Rule(name) => hit(name),
             Self::Number(n) => *n,
-            Self::Not(e) => b(e.eval(hit) == 0.0),
+            Self::Not(e) => truth(e.eval(hit) == 0.0),
             Self::Neg(e) => -e.eval(hit),
+            Self::Binary(op, l, r) => op.apply(l.eval(hit), || r.eval(hit)),
+        }
+    }
+
+    /// The expression with every rule name replaced by `index(name)` (`None`
+    /// for an unknown rule, which counts as 0): evaluated without looking up
+    /// names on every message.
+    #[must_use]
+    pub fn resolve(&self, index: &dyn Fn(&str) -> Option<usize>) -> Resolved {
+        match self {
+            Self::Rule(name) => index(name).map_or(Resolved::Number(0.0), Resolved::Rule),
+            Self::Number(n) => Resolved::Number(*n),
+            Self::Not(e) => Resolved::Not(Box::new(e.resolve(index))),
+            Self::Neg(e) => Resolved::Neg(Box::new(e.resolve(index))),
             Self::Binary(op, l, r) => {
-                let lv = l.eval(hit);
-                match op {
-                    BinOp::And if lv == 0.0 => lv,
-                    BinOp::Or if lv != 0.0 => lv,
-                    BinOp::And | BinOp::Or => r.eval(hit),
-                    _ => {
-                        let rv = r.eval(hit);
-                        match op {
-                            BinOp::Add => lv + rv,
-                            BinOp::Sub => lv - rv,
-                            BinOp::Mul => lv * rv,
-                            BinOp::Div if rv == 0.0 => 0.0,
-                            BinOp::Div => lv / rv,
-                            BinOp::Lt => b(lv < rv),
-                            BinOp::Le => b(lv <= rv),
-                            BinOp::Gt => b(lv > rv),
-                            BinOp::Ge => b(lv >= rv),
-                            BinOp::Eq => b(lv == rv),
-                            BinOp::Ne | BinOp::And | BinOp::Or => b(lv != rv),
-                        }
-                    }
-                }
+                Resolved::Binary(*op, Box::new(l.resolve(index)), Box::new(r.resolve(index)))
             }
         }
     }
@@ -276,7 +333,14 @@ mod tests {
             .unwrap_or_else(|e| {
                 panic!("{text}: {e}");
             });
-        e.eval(&|n| hits.iter().find(|h| h.0 == n).map_or(0.0, |h| h.1))
+        let by_name = e.eval(&|n| hits.iter().find(|h| h.0 == n).map_or(0.0, |h| h.1));
+        // the resolved form (names as indices; unknown names are 0) agrees
+        let names = ["A", "B", "C"];
+        let resolved = e.resolve(&|n| names.iter().position(|k| *k == n));
+        let by_index =
+            resolved.eval(&|i| hits.iter().find(|h| h.0 == names[i]).map_or(0.0, |h| h.1));
+        assert_eq!(by_name.to_bits(), by_index.to_bits(), "{text}");
+        by_name
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! the Perl plugins of SpamAssassin 4.0.1 (HeaderEval, RelayEval, MIMEEval,
 //! HTMLEval, FreeMail); where one is simplified the function says how.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::relays::{self, Relays};
 use crate::filter::mime::Message;
-use crate::filter::sa::RuleSet;
+use crate::filter::sa::{Kind, RuleSet};
 
 /// The eval functions implemented here (what `sa::Options::evals` lists by
 /// default).
@@ -54,6 +54,9 @@ pub struct Config {
     freemail: HashSet<String>,
     freemail_wild: Vec<Vec<String>>,
     freemail_welcome: HashSet<String>,
+    /// The regex arguments of the rule set's evals, compiled once (`None`:
+    /// the argument is not a valid regex). Keyed by the text compiled.
+    regexes: HashMap<String, Option<regex::Regex>>,
 }
 
 impl Config {
@@ -83,7 +86,29 @@ impl Config {
                 _ => {}
             }
         }
+        for rule in &set.rules {
+            if let Kind::Eval { function, args, .. } = &rule.kind {
+                if let Some(text) = regex_text(function, args) {
+                    let compiled = regex::Regex::new(&text).ok();
+                    c.regexes.entry(text).or_insert(compiled);
+                }
+            }
+        }
         c
+    }
+
+    /// The compiled regex argument of eval `function` (see [`regex_text`]).
+    /// `Err(())` when the argument is not a valid regex.
+    fn regex(&self, function: &str, args: &[String]) -> Result<Option<&regex::Regex>, ()> {
+        let Some(text) = regex_text(function, args) else {
+            return Ok(None);
+        };
+        match self.regexes.get(&text) {
+            Some(Some(re)) => Ok(Some(re)),
+            // not compiled at load (an eval run outside its rule set): an
+            // error, like an invalid regex, rather than compiling per message
+            Some(None) | None => Err(()),
+        }
     }
 
     /// FreeMail's `_is_freemail` (without the welcomelist_auth imports).
@@ -571,13 +596,14 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
     match name {
         "check_equal_from_domains" => equal_from_domains(message, facts),
         "check_freemail_from" => {
-            let re = regex_arg(arg(0));
+            // an invalid pattern: FreeMail warns and matches every address
+            let re = cfg.regex(name, args).unwrap_or(None);
             from_addrs(message, facts)
                 .iter()
                 .any(|e| cfg.is_freemail(e) && re.as_ref().is_none_or(|r| r.is_match(e)))
         }
         "check_freemail_header" => {
-            let re = regex_arg(arg(1));
+            let re = cfg.regex(name, args).unwrap_or(None);
             header_addrs(message, facts, arg(0))
                 .iter()
                 .any(|e| cfg.is_freemail(e) && re.as_ref().is_none_or(|r| r.is_match(e)))
@@ -702,7 +728,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 "title" => &facts.html_titles,
                 _ => return false,
             };
-            let Ok(re) = regex::Regex::new(&format!("(?s){}", arg(1))) else {
+            let Ok(Some(re)) = cfg.regex(name, args) else {
                 return false;
             };
             list.iter().any(|t| re.is_match(t))
@@ -721,12 +747,17 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
     }
 }
 
-fn regex_arg(s: &str) -> Option<regex::Regex> {
-    if s.is_empty() {
-        None
-    } else {
-        regex::Regex::new(s).ok()
-    }
+/// The regex an eval takes as an argument, as compiled: FreeMail's optional
+/// address pattern, and `html_text_match`'s pattern (in `/s` mode).
+fn regex_text(function: &str, args: &[String]) -> Option<String> {
+    let arg = |i: usize| args.get(i).map_or("", String::as_str);
+    let text = match function {
+        "check_freemail_from" => arg(0),
+        "check_freemail_header" => arg(1),
+        "html_text_match" => return Some(format!("(?s){}", arg(1))),
+        _ => return None,
+    };
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// All values of a header joined by newlines ('' when absent).
