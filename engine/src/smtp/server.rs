@@ -62,7 +62,8 @@ pub struct Settings {
     /// Our host name, in the greeting, EHLO and 421 replies.
     pub hostname: String,
     /// Largest message (content bytes after un-stuffing), announced as
-    /// `SIZE`. Default [`MESSAGE_BYTES_DEFAULT`].
+    /// `SIZE`. Default [`MESSAGE_BYTES_DEFAULT`]; clamped to the spool's
+    /// [`crate::spool::BODY_BYTES_MAX`].
     pub message_bytes_max: u64,
     /// Most recipients per message; more get `452 4.5.3`. Default
     /// [`RCPT_COUNT_DEFAULT`], at most [`RCPT_COUNT_MAX`].
@@ -296,6 +297,10 @@ impl Session {
             .command_line_bytes_max
             .clamp(COMMAND_LINE_BYTES_FLOOR, COMMAND_LINE_BYTES_CEILING);
         settings.rcpt_count_max = settings.rcpt_count_max.clamp(1, RCPT_COUNT_MAX as u32);
+        // A message must fit one spool record.
+        settings.message_bytes_max = settings
+            .message_bytes_max
+            .min(crate::spool::BODY_BYTES_MAX as u64);
         settings.errors_max = settings.errors_max.max(1);
         let mut session = Session {
             state: State::Command,

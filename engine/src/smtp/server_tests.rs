@@ -774,3 +774,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn message_size_is_capped_by_the_spool_record() {
+    let s = Settings {
+        message_bytes_max: u64::MAX,
+        ..settings()
+    };
+    let t = run_chunks(s, [&b"EHLO c\r\n"[..]]);
+    let max = crate::spool::BODY_BYTES_MAX;
+    assert!(t.replies.contains(&format!("250-SIZE {max}\r\n")));
+}
