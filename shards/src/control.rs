@@ -369,6 +369,7 @@ impl Control {
                 ("daemon", new.daemon != state.config.daemon),
                 ("shards", new.shards != state.config.shards),
                 ("milter", new.milter != state.config.milter),
+                ("delivery", new.delivery != state.config.delivery),
             ] {
                 if changed {
                     warnings.push(format!(

@@ -216,3 +216,105 @@ const _: () = assert!(ZIP_UNCOMPRESSED_BYTES_RANGE.0 <= attach::ZIP_UNCOMPRESSED
 const _: () = assert!(attach::ZIP_UNCOMPRESSED_BYTES_MAX_DEFAULT <= ZIP_UNCOMPRESSED_BYTES_RANGE.1);
 const _: () = assert!(ZIP_INFLATE_BYTES_RANGE.0 <= attach::ZIP_INFLATE_BYTES_MAX_DEFAULT as u64);
 const _: () = assert!(attach::ZIP_INFLATE_BYTES_MAX_DEFAULT as u64 <= ZIP_INFLATE_BYTES_RANGE.1);
+
+// ----- [delivery]: the after-queue path -----
+
+/// `delivery.listen` default: `127.0.0.1:10024`, the port Postfix's
+/// documentation (FILTER_README) and amavis use for an after-queue content
+/// filter. Loopback only: the ingress trusts its client (XFORWARD).
+pub const DELIVERY_LISTEN_DEFAULT: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 10024),
+);
+
+/// `delivery.relay` default: `127.0.0.1:10025`, the reinjection smtpd of
+/// Postfix's FILTER_README (a master.cf entry with `content_filter=` empty).
+pub const DELIVERY_RELAY_DEFAULT: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 10025),
+);
+
+/// `delivery.spool_dir` under the state directory when the key is absent.
+pub const SPOOL_SUBDIR: &str = "spool";
+
+/// `delivery.commit_delay` maximum: 1 s. A 250 waits for the sync, so a
+/// longer delay only holds Postfix's smtp client (and its connection) longer.
+pub const COMMIT_DELAY_MAX: Duration = Duration::from_secs(1);
+
+/// `delivery.commit_records_max` range: 1 (a sync per record) to 65,536.
+pub const COMMIT_RECORDS_RANGE: (i64, i64) = (1, 65_536);
+
+/// `delivery.commit_bytes_max` range: 4 KiB (one block) to 1 GiB.
+pub const COMMIT_BYTES_RANGE: (u64, u64) = (4096, 1 << 30);
+
+/// Shortest `delivery.connect_timeout` and `delivery.command_timeout`:
+/// 100 ms (tests; a loopback relay answers in microseconds).
+pub const DELIVERY_TIMEOUT_MIN: Duration = Duration::from_millis(100);
+
+/// `delivery.connect_timeout` default: 30 s, Postfix's `smtp_connect_timeout`.
+/// Cost: a relay that drops SYNs holds a delivery slot this long per try.
+pub const DELIVERY_CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// `delivery.connect_timeout` maximum: 5 min.
+pub const DELIVERY_CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
+/// `delivery.command_timeout` default: 10 min, Postfix's
+/// `smtp_data_done_timeout` (the longest of its per-reply timeouts: a
+/// reinjection smtpd runs its own milters before it answers the final dot).
+/// Cost: a relay that stops answering holds a slot this long.
+pub const DELIVERY_COMMAND_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
+
+/// `delivery.command_timeout` maximum: 1 h.
+pub const DELIVERY_COMMAND_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+
+/// `delivery.idle_timeout` default: 5 min, Postfix's `smtpd_timeout`.
+/// Postfix's smtp client keeps a content-filter connection open between
+/// messages for `smtp_connection_cache_time_limit` (2 s) only.
+pub const INGRESS_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(300);
+
+/// `delivery.idle_timeout` range: 1 s to 1 h.
+pub const INGRESS_IDLE_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// `delivery.session_time_max` range: 1 s to 24 h.
+pub const SESSION_TIME_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+
+/// `delivery.errors_max` range.
+pub const INGRESS_ERRORS_RANGE: (i64, i64) = (1, 1000);
+
+/// `delivery.connections_max_per_shard` default: 100, the `maxproc` of
+/// Postfix's default smtp transport (its content filter opens at most that
+/// many connections). Each may hold one message in memory
+/// (`message_bytes_max`) until it is spooled.
+pub const INGRESS_CONNECTIONS_PER_SHARD_DEFAULT: u32 = 100;
+
+/// `delivery.retry_initial` and `retry_interval_max` range: 1 s to 7 days.
+pub const RETRY_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(7 * 24 * 3600));
+
+/// `delivery.retry_factor` range.
+pub const RETRY_FACTOR_RANGE: (i64, i64) = (1, 16);
+
+/// `delivery.queue_lifetime` range: 1 s to 100 days (Postfix's own ceiling
+/// for `maximal_queue_lifetime`).
+pub const QUEUE_LIFETIME_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(100 * 24 * 3600));
+
+/// `delivery.relay_connections_max` and `relay_connections_initial` range.
+pub const RELAY_CONNECTIONS_RANGE: (i64, i64) = (1, 1000);
+
+const _: () =
+    assert!(INGRESS_IDLE_TIMEOUT_RANGE.0.as_secs() <= INGRESS_IDLE_TIMEOUT_DEFAULT.as_secs());
+const _: () =
+    assert!(INGRESS_IDLE_TIMEOUT_DEFAULT.as_secs() <= INGRESS_IDLE_TIMEOUT_RANGE.1.as_secs());
+const _: () =
+    assert!(DELIVERY_CONNECT_TIMEOUT_DEFAULT.as_secs() <= DELIVERY_CONNECT_TIMEOUT_MAX.as_secs());
+const _: () =
+    assert!(DELIVERY_COMMAND_TIMEOUT_DEFAULT.as_secs() <= DELIVERY_COMMAND_TIMEOUT_MAX.as_secs());
+const _: () =
+    assert!(crate::smtp::SESSION_TIME_DEFAULT.as_secs() <= SESSION_TIME_RANGE.1.as_secs());
+const _: () =
+    assert!(crate::spool::commit::GROUP_COMMIT_RECORDS_DEFAULT as i64 <= COMMIT_RECORDS_RANGE.1);
+const _: () = assert!(crate::spool::commit::GROUP_COMMIT_BYTES_DEFAULT <= COMMIT_BYTES_RANGE.1);
+const _: () = assert!(
+    crate::delivery::retry::QUEUE_LIFETIME_DEFAULT.as_secs() <= QUEUE_LIFETIME_RANGE.1.as_secs()
+);

@@ -37,6 +37,63 @@ pub struct Config {
     pub eval: EvalConfig,
     /// `[filter]`: the content scanner (SpamAssassin rules).
     pub filter: FilterConfig,
+    /// `[delivery]`: the after-queue content filter (SMTP ingress, spool,
+    /// delivery to the relay).
+    pub delivery: DeliveryConfig,
+}
+
+/// `[delivery]`: the after-queue path (Postfix `content_filter`). Off by
+/// default, so a milter-only setup is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryConfig {
+    /// `enabled`: listen for SMTP, keep a spool, deliver to the relay.
+    pub enabled: bool,
+    /// `listen`: the SMTP ingress addresses (SO_REUSEPORT on every shard).
+    pub listen: Vec<SocketAddr>,
+    /// `hostname`: our name in the greeting, EHLO and DSNs. `None`: the
+    /// machine's host name (resolved by the runtime).
+    pub hostname: Option<String>,
+    /// `spool_dir`: where each shard keeps its spool (`shard-<n>/`).
+    /// `None`: `<state_dir>/spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// `commit_delay`, `commit_records_max`, `commit_bytes_max`: the group
+    /// commit policy.
+    pub group_commit: crate::spool::GroupCommit,
+    /// `relay`: the next hop every message is delivered to.
+    pub relay: SocketAddr,
+    /// `connect_timeout`: longest wait for the relay's TCP connection.
+    pub connect_timeout: Duration,
+    /// `command_timeout`: longest wait for each reply of the relay (and
+    /// for each write to it).
+    pub command_timeout: Duration,
+    /// `idle_timeout`: longest wait for the ingress client's next command
+    /// (and for each write to it).
+    pub idle_timeout: Duration,
+    /// `session_time_max`: an ingress session is closed with 421 after this.
+    pub session_time_max: Duration,
+    /// `message_bytes_max`: largest message the ingress takes (announced
+    /// as SIZE).
+    pub message_bytes_max: u64,
+    /// `rcpt_count_max`: most recipients per message.
+    pub rcpt_count_max: u32,
+    /// `errors_max`: client errors before the ingress closes the session.
+    pub errors_max: u32,
+    /// `connections_max_per_shard`: beyond this, ingress connections are
+    /// greeted with 421.
+    pub connections_max_per_shard: u32,
+    /// `xforward`: announce and accept XFORWARD (loopback clients only).
+    pub xforward: bool,
+    /// `chunking`: announce and accept BDAT.
+    pub chunking: bool,
+    /// `smtputf8`: announce and accept SMTPUTF8.
+    pub smtputf8: bool,
+    /// `scan`: run the `[filter]` content scan on the after-queue path.
+    pub scan: bool,
+    /// `retry_*` and `queue_lifetime`: the retry schedule.
+    pub retry: crate::delivery::RetryPolicy,
+    /// `relay_connections_max`, `relay_connections_initial`: delivery
+    /// connections per shard.
+    pub concurrency: crate::delivery::ConcurrencyLimits,
 }
 
 /// `[filter]`.

@@ -29,6 +29,9 @@ use super::{
 use crate::filter::attach;
 use crate::limits;
 
+mod delivery;
+use delivery::DELIVERY_KEYS;
+
 const DAEMON_KEYS: &[&str] = &["state_dir", "control_socket", "shutdown_grace"];
 const SHARDS_KEYS: &[&str] = &["count", "cpus", "io_memory"];
 const MILTER_KEYS: &[&str] = &[
@@ -97,6 +100,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("policy", POLICY_KEYS),
     ("eval", EVAL_KEYS),
     ("filter", FILTER_KEYS),
+    ("delivery", DELIVERY_KEYS),
 ];
 
 /// Checks a whole config file. Never panics on any input; the empty text
@@ -335,6 +339,7 @@ impl Checker {
         let (mut daemon, mut shards, mut milter, mut policy) = (None, None, None, None);
         let mut eval = None;
         let mut filter = None;
+        let mut delivery = None;
         for (name, node) in root {
             match name.as_str() {
                 "daemon" => daemon = Some(self.daemon(node)),
@@ -343,6 +348,7 @@ impl Checker {
                 "policy" => policy = Some(self.policy(node)),
                 "eval" => eval = Some(self.eval(node)),
                 "filter" => filter = Some(self.filter(node)),
+                "delivery" => delivery = Some(self.delivery(node)),
                 _ => {
                     let names: Vec<&str> = SECTIONS.iter().map(|(section, _)| *section).collect();
                     self.unknown(name, name, &names);
@@ -357,6 +363,7 @@ impl Checker {
             policy: policy.unwrap_or_else(|| self.policy(&empty)),
             eval: eval.unwrap_or_else(|| self.eval(&empty)),
             filter: filter.unwrap_or_else(|| self.filter(&empty)),
+            delivery: delivery.unwrap_or_else(|| self.delivery(&empty)),
         }
     }
 
