@@ -303,11 +303,19 @@ impl Iterator for BitIter {
     }
 }
 
+/// Lazy-DFA cache per oracle regex (the `regex` crate's default is 2 MiB).
+/// The stock rules' long alternations (__FILL_THIS_FORM_*) thrash a 2 MiB
+/// cache on every message and fall back to the much slower PikeVM. The
+/// cache is allocated as it fills, per thread.
+const ORACLE_DFA_BYTES: usize = 16 << 20;
+
 /// A backtracking or automaton regex that decides one pattern on its own.
 #[derive(Debug)]
 enum Oracle {
     Plain(regex::bytes::Regex),
-    Fancy(fancy_regex::Regex),
+    /// The backtracking engine, behind an optional `regex` superset (see
+    /// `translate::fancy_superset`) that rejects most haystacks first.
+    Fancy(fancy_regex::Regex, Option<regex::bytes::Regex>),
 }
 
 impl Oracle {
@@ -324,17 +332,32 @@ impl Oracle {
             } else {
                 fancy_regex::BytesMode::Ascii
             };
-            fancy_regex::RegexBuilder::new(&text)
+            let re = fancy_regex::RegexBuilder::new(&text)
                 .bytes_mode(mode)
                 .case_insensitive(p.caseless)
                 .multi_line(p.multiline)
                 .dot_matches_new_line(p.dotall)
                 .build()
-                .map(Oracle::Fancy)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let superset = if unicode {
+                None
+            } else {
+                translate::fancy_superset(&text).and_then(|sup| {
+                    regex::bytes::RegexBuilder::new(&sup)
+                        .unicode(false)
+                        .dfa_size_limit(ORACLE_DFA_BYTES)
+                        .case_insensitive(p.caseless)
+                        .multi_line(p.multiline)
+                        .dot_matches_new_line(p.dotall)
+                        .build()
+                        .ok()
+                })
+            };
+            Ok(Oracle::Fancy(re, superset))
         } else {
             regex::bytes::RegexBuilder::new(&text)
                 .unicode(false)
+                .dfa_size_limit(ORACLE_DFA_BYTES)
                 .case_insensitive(p.caseless)
                 .multi_line(p.multiline)
                 .dot_matches_new_line(p.dotall)
@@ -347,7 +370,8 @@ impl Oracle {
     fn is_match(&self, haystack: &[u8]) -> Result<bool, String> {
         match self {
             Oracle::Plain(re) => Ok(re.is_match(haystack)),
-            Oracle::Fancy(re) => re.is_match(haystack).map_err(|e| e.to_string()),
+            Oracle::Fancy(_, Some(superset)) if !superset.is_match(haystack) => Ok(false),
+            Oracle::Fancy(re, _) => re.is_match(haystack).map_err(|e| e.to_string()),
         }
     }
 

@@ -59,6 +59,150 @@ pub(crate) fn hyperscan_text(source: &str) -> String {
     source.replace('\0', "\\x00")
 }
 
+/// A pattern for the `regex` crate that matches wherever the translated
+/// `fancy` pattern can (a superset): lookarounds are dropped, atomic groups
+/// become plain groups and backreferences match anything. Running it first
+/// (a DFA, linear time) spares the backtracking engine most of the
+/// haystacks a Hyperscan prefilter lets through. `None` when the text has
+/// nothing to drop (or uses a construct this does not know); the caller
+/// also drops it when the `regex` crate refuses the result.
+pub(crate) fn fancy_superset(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    let mut i = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' {
+            let next = *b.get(i + 1)?;
+            if !in_class && (next.is_ascii_digit() && next != b'0' || next == b'k' || next == b'g')
+            {
+                // a backreference: `\N`, `\k<name>`, `\k{name}`, `\g{N}`, `\gN`
+                let mut j = i + 2;
+                if next.is_ascii_digit() {
+                    while b.get(j).is_some_and(u8::is_ascii_digit) {
+                        j += 1;
+                    }
+                } else {
+                    match b.get(j) {
+                        Some(b'<') => j = j + text[j..].find('>')? + 1,
+                        Some(b'{') => j = j + text[j..].find('}')? + 1,
+                        Some(d) if d.is_ascii_digit() || *d == b'-' => {
+                            j += 1;
+                            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                                j += 1;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+                out.push_str("(?s:.*)");
+                changed = true;
+                i = j;
+                continue;
+            }
+            // copy the escape whole (`\xHH`, `\x{..}`, `\Q..\E` are not
+            // special to the scan; only `\` + one char matters here)
+            out.push_str(&text[i..i + 1 + text[i + 1..].chars().next()?.len_utf8()]);
+            i += 1 + text[i + 1..].chars().next()?.len_utf8();
+            continue;
+        }
+        if in_class {
+            if c == b']' && i > class_start {
+                in_class = false;
+            }
+            let ch = text[i..].chars().next()?;
+            out.push(ch);
+            i += ch.len_utf8();
+            continue;
+        }
+        match c {
+            b'[' => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                class_start = i;
+                if b.get(i) == Some(&b']') {
+                    out.push(']');
+                    i += 1;
+                }
+            }
+            b'(' if b.get(i + 1) == Some(&b'?') => {
+                let rest = &b[i + 2..];
+                let lookaround = rest.starts_with(b"=")
+                    || rest.starts_with(b"!")
+                    || rest.starts_with(b"<=")
+                    || rest.starts_with(b"<!");
+                if lookaround {
+                    i = group_end(text, i)?;
+                    // a quantified lookaround would leave a dangling quantifier
+                    if matches!(b.get(i), Some(b'*' | b'+' | b'?' | b'{')) {
+                        return None;
+                    }
+                    changed = true;
+                } else if rest.starts_with(b">") {
+                    out.push_str("(?:");
+                    changed = true;
+                    i += 3;
+                } else if rest.starts_with(b"(") || rest.starts_with(b"|") {
+                    return None; // conditionals, branch reset
+                } else {
+                    out.push('(');
+                    i += 1;
+                }
+            }
+            _ => {
+                let ch = text[i..].chars().next()?;
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The index just past the group that opens at `open` (a `(`).
+fn group_end(text: &str, open: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    let mut i = open;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                i += 2;
+                continue;
+            }
+            b']' if in_class && i > class_start => in_class = false,
+            _ if in_class => {}
+            b'[' => {
+                in_class = true;
+                class_start = i + 1;
+                if b.get(i + 1) == Some(&b'^') {
+                    class_start += 1;
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Hyperscan compiles a bounded repeat `x{n,m}` by unrolling it into about
 /// `m` states, and a few stock rules (wide repeats around alternations, as in
 /// `__SPOOFED_URL` or `__FILL_THIS_FORM_*`) take tens of seconds to compile
@@ -378,6 +522,22 @@ mod tests {
         assert!(translate("\\x{263A}", false).needs_unicode);
         assert!(!translate("\\x{E9}", false).needs_unicode);
         assert_eq!(escape_literal("a.b"), "a\\x2Eb");
+    }
+
+    #[test]
+    fn fancy_superset_drops_what_the_dfa_cannot_run() {
+        let f = |s: &str| fancy_superset(s);
+        assert_eq!(f("(?!viagra)v[i1]agra").as_deref(), Some("v[i1]agra"));
+        assert_eq!(f("a(?<=x(?:y|z))b").as_deref(), Some("ab"));
+        assert_eq!(f("(\\w+) \\1").as_deref(), Some("(\\w+) (?s:.*)"));
+        assert_eq!(f("(?>\\s*)x\\k<n>").as_deref(), Some("(?:\\s*)x(?s:.*)"));
+        assert_eq!(f("[(?=]x(?=y)").as_deref(), Some("[(?=]x"));
+        assert_eq!(f("a\\(?=b\\)"), None, "escaped parentheses are literals");
+        assert_eq!(f("(?:a)(?i)b"), None, "nothing to drop");
+        assert_eq!(f("(?=a)*b"), None, "quantified lookaround");
+        assert_eq!(f("x(?=\\n?\\z)").as_deref(), Some("x"));
+        assert_eq!(f("[]a](?!b)").as_deref(), Some("[]a]"));
+        assert_eq!(f("\\x{E9}(?=a)").as_deref(), Some("\\x{E9}"));
     }
 
     #[test]
