@@ -83,6 +83,61 @@ impl Table {
     }
 }
 
+/// The after-queue figures of `mbctl shard status` (shards with `[delivery]`
+/// on): spool depth by phase, then counters since start.
+#[must_use]
+pub fn queue_table(shards: &[ShardStatus]) -> String {
+    use Align::Right as R;
+    let mut t = Table::new(&[
+        ("shard", R),
+        ("queued", R),
+        ("unscanned", R),
+        ("active", R),
+        ("deferred", R),
+        ("held", R),
+        ("in", R),
+        ("out", R),
+        ("received", R),
+        ("delivered", R),
+        ("bounced", R),
+        ("deferrals", R),
+        ("dsns", R),
+        ("syncs", R),
+        ("segments", R),
+    ]);
+    for s in shards {
+        let Some(q) = &s.queue else { continue };
+        t.row(vec![
+            s.shard.to_string(),
+            q.messages.to_string(),
+            q.unscanned.to_string(),
+            q.active.to_string(),
+            q.deferred.to_string(),
+            q.quarantined.to_string(),
+            q.ingress_connections.to_string(),
+            q.delivery_connections.to_string(),
+            q.received.to_string(),
+            q.delivered.to_string(),
+            q.bounced.to_string(),
+            q.deferrals.to_string(),
+            q.dsns.to_string(),
+            q.syncs.to_string(),
+            q.segments.to_string(),
+        ]);
+    }
+    let mut out = t.render();
+    for s in shards {
+        if s.queue.is_some_and(|q| q.broken) {
+            let _ = writeln!(
+                out,
+                "shard {}: the spool cannot be written; new messages get 451",
+                s.shard
+            );
+        }
+    }
+    out
+}
+
 /// Formats an uptime as `1h 2m 3s` (`2d 0h 0m 5s` past a day, `42s` under a minute).
 #[must_use]
 pub fn format_uptime(secs: u64) -> String {
@@ -260,6 +315,10 @@ pub fn shards_table(shards: &[ShardStatus]) -> String {
     if shards.is_empty() {
         let _ = writeln!(out, "(no shards)");
     }
+    if shards.iter().any(|s| s.queue.is_some()) {
+        out.push('\n');
+        out.push_str(&queue_table(shards));
+    }
     out
 }
 
@@ -386,8 +445,19 @@ mod tests {
             latency_p999_us: 3_456,
             buffer_bytes: 48 * 1024,
             config_generation: 1,
+            queue: None,
         };
-        let out = shards_table(&[s]);
+        let out = shards_table(std::slice::from_ref(&s));
+        let with_queue = ShardStatus {
+            queue: Some(mb_engine::ctl_api::QueueStatus {
+                messages: 7,
+                deferred: 3,
+                ..Default::default()
+            }),
+            ..s
+        };
+        let q = shards_table(&[with_queue]);
+        assert!(q.contains("queued") && q.contains("deferrals"), "{q}");
         let mut lines = out.lines();
         let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(

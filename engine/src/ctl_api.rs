@@ -256,6 +256,51 @@ pub struct ShardStatus {
     pub buffer_bytes: u64,
     /// Config generation this shard runs.
     pub config_generation: u64,
+    /// The after-queue path (`None`: `[delivery]` is off).
+    #[serde(default)]
+    pub queue: Option<QueueStatus>,
+}
+
+/// One shard's spool and delivery figures (`mbctl shard status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueStatus {
+    /// Messages in the spool (every live phase).
+    pub messages: u64,
+    /// Waiting for the scan.
+    pub unscanned: u64,
+    /// Scanned and due (or being delivered).
+    pub active: u64,
+    /// Waiting for a retry.
+    pub deferred: u64,
+    /// Held in quarantine.
+    pub quarantined: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Group commits (`fdatasync`) since start.
+    pub syncs: u64,
+    /// The spool cannot be written (new messages get 451).
+    pub broken: bool,
+    /// Open ingress connections.
+    pub ingress_connections: u32,
+    /// Open delivery connections.
+    pub delivery_connections: u32,
+    /// Messages spooled and answered 250 since start.
+    pub received: u64,
+    /// Messages answered 451 because the spool failed.
+    pub spool_failures: u64,
+    /// Recipients delivered since start.
+    pub delivered: u64,
+    /// Recipients bounced since start.
+    pub bounced: u64,
+    /// Recipient deferrals since start (one per failed attempt).
+    pub deferrals: u64,
+    /// DSNs queued since start.
+    pub dsns: u64,
+    /// Connections opened to the relay since start.
+    pub relay_connections: u64,
+    /// Of which failed.
+    pub relay_failures: u64,
 }
 
 /// Encodes a value as one line (JSON + `\n`).

@@ -246,6 +246,31 @@ impl Socket<'_> {
         Ok(())
     }
 
+    /// Waits until a non-blocking `connect` on this socket finished, and
+    /// returns its outcome (`SO_ERROR`).
+    pub async fn connected(&self) -> io::Result<()> {
+        self.clear(Dir::Write);
+        if !self.writing.replace(true) {
+            // MOD re-checks readiness, so a connect that completed before
+            // it is still reported.
+            self.readiness.epoll.modify(
+                self.fd(),
+                self.token as u64,
+                INTEREST | libc::EPOLLOUT as u32,
+            )?;
+        }
+        self.ready(Dir::Write).await;
+        if self.writing.replace(false) {
+            self.readiness
+                .epoll
+                .modify(self.fd(), self.token as u64, INTEREST)?;
+        }
+        match socket2::SockRef::from(&self.fd).take_error()? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Accepts one pending connection (non-blocking, close-on-exec), waiting
     /// for one if the backlog is empty. For a listening socket.
     pub async fn accept(&self) -> io::Result<OwnedFd> {

@@ -20,14 +20,16 @@ use mb_engine::eval::ratelimit::RateTable;
 
 mod cluster;
 mod control;
+mod deliver;
 mod evalload;
+mod ingress;
 mod io;
 mod logger;
 mod policyd;
 mod shard;
 mod slab;
-// The per-shard spool (delivery issue): built and tested, not yet wired in.
 mod spool;
+mod store;
 mod sweeper;
 #[allow(unsafe_code)]
 mod sys;
@@ -132,6 +134,30 @@ fn run(args: &Args) -> Result<()> {
     let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded(HANDOFF_CHANNEL_CAPACITY))
         .unzip();
+    let delivery = config.delivery.enabled.then(|| {
+        Arc::new(deliver::Setup {
+            config: config.delivery.clone(),
+            hostname: config
+                .delivery
+                .hostname
+                .clone()
+                .unwrap_or_else(topology::host_name),
+            spool_dir: config
+                .delivery
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| paths.state_dir.join(config::defaults::SPOOL_SUBDIR)),
+        })
+    });
+    if let Some(setup) = &delivery {
+        if setup.spool_dir.starts_with("/run") || setup.spool_dir.starts_with("/dev/shm") {
+            log::warn!(
+                "The spool {} is on a tmpfs: a reboot loses every queued message. Set \
+                 delivery.spool_dir to persistent storage (docs/CONFIG.md).",
+                setup.spool_dir.display()
+            );
+        }
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (finished_tx, finished_rx) = flume::unbounded();
     let mut handles = Vec::with_capacity(shard_count);
@@ -168,6 +194,7 @@ fn run(args: &Args) -> Result<()> {
             shared: Arc::clone(&shared),
             ready: ready_tx.clone(),
             grace: config.daemon.shutdown_grace,
+            delivery: delivery.clone(),
         };
         let finished = finished_tx.clone();
         let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -218,6 +245,9 @@ fn run(args: &Args) -> Result<()> {
             .iter()
             .map(|a| format!("policy inet:{a}")),
     );
+    if let Some(setup) = &delivery {
+        listeners.extend(setup.config.listen.iter().map(|a| format!("smtp inet:{a}")));
+    }
     log::info!(
         "mbd {} started: {shard_count} shards on CPUs {cpus:?}, listening on {}, state directory {}, \
          control socket {}, memlock {} KiB, nofile {}.",
@@ -240,6 +270,23 @@ fn run(args: &Args) -> Result<()> {
         );
     }
 
+    if let Some(setup) = &delivery {
+        if let Some(first) = setup.config.listen.first() {
+            println!(
+                "# After-queue content filter: in main.cf\n\
+                 #   content_filter = smtp:[{ip}]:{port}\n\
+                 # and in master.cf the way back in (delivery.relay = {relay}):\n\
+                 #   {relay} inet n - n - - smtpd -o content_filter= \\\n\
+                 #     -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters \\\n\
+                 #     -o smtpd_authorized_xforward_hosts=127.0.0.0/8 -o mynetworks=127.0.0.0/8\n\
+                 # Spool: {spool}",
+                ip = first.ip(),
+                port = first.port(),
+                relay = setup.config.relay,
+                spool = setup.spool_dir.display(),
+            );
+        }
+    }
     let milter_socket = paths.milter_socket.clone();
     let policyd_socket = paths.policyd_socket.clone();
     let left = control::run(control::ControlContext {

@@ -57,6 +57,8 @@ pub enum Proto {
     Milter,
     /// Postfix policy delegation (`check_policy_service`).
     Policyd,
+    /// SMTP ingress of the after-queue content filter.
+    Smtp,
 }
 
 impl Proto {
@@ -64,6 +66,7 @@ impl Proto {
         match self {
             Proto::Milter => "milter",
             Proto::Policyd => "policy",
+            Proto::Smtp => "smtp",
         }
     }
 }
@@ -118,6 +121,8 @@ pub struct ShardContext {
     pub ready: std::sync::mpsc::Sender<Result<u16, String>>,
     /// Longest drain.
     pub grace: Duration,
+    /// The after-queue path (`[delivery] enabled`).
+    pub delivery: Option<Arc<crate::deliver::Setup>>,
 }
 
 /// Per-shard counters and the reply latency histogram.
@@ -205,12 +210,14 @@ pub(crate) struct Local {
     pub(crate) policy: RefCell<Arc<Policy>>,
     /// Scratch space of the content filter, one per shard.
     scan_pool: RefCell<ScanPool>,
+    /// The after-queue path, once its spool is open.
+    pub(crate) delivery: std::cell::OnceCell<Rc<crate::deliver::Runtime>>,
     open: Cell<u32>,
     pub(crate) buffer_bytes: Cell<u64>,
     stats: RefCell<Stats>,
     drain: DrainSignal,
     sweeper: Rc<crate::sweeper::Sweeper>,
-    readiness: Rc<Readiness>,
+    pub(crate) readiness: Rc<Readiness>,
     shared: Arc<Shared>,
 }
 
@@ -241,7 +248,18 @@ impl Local {
             latency_p999_us: q(0.999),
             buffer_bytes: self.buffer_bytes.get(),
             config_generation: self.policy.borrow().generation(),
+            queue: self.delivery.get().map(|rt| queue_status(rt)),
         }
+    }
+
+    /// Judges `raw` with the content filter, on this shard's scratch.
+    pub(crate) fn scan(
+        &self,
+        filter: &Arc<mb_engine::filter::content::ContentFilter>,
+        raw: &[u8],
+        truncated: bool,
+    ) -> mb_engine::filter::content::ContentVerdict {
+        self.scan_pool.borrow_mut().judge(filter, raw, truncated)
     }
 
     /// Whether the shard is draining.
@@ -287,6 +305,7 @@ pub async fn run(ctx: ShardContext) -> u32 {
         milter: ctx.milter.clone(),
         policy: RefCell::new(ctx.policy),
         scan_pool: RefCell::default(),
+        delivery: std::cell::OnceCell::new(),
         open: Cell::new(0),
         buffer_bytes: Cell::new(0),
         stats: RefCell::new(Stats {
@@ -317,9 +336,30 @@ pub async fn run(ctx: ShardContext) -> u32 {
             return 0;
         }
     };
+    let mut committer = None;
+    let smtp = match &ctx.delivery {
+        None => Listeners {
+            unix: None,
+            tcp: Vec::new(),
+        },
+        Some(setup) => match start_delivery(&local, setup).await {
+            Ok((listeners, task)) => {
+                committer = Some(task);
+                listeners
+            }
+            Err(e) => {
+                let _ = ctx.ready.send(Err(format!("shard {}: {e:#}", ctx.id)));
+                return 0;
+            }
+        },
+    };
     let _ = ctx.ready.send(Ok(ctx.id));
 
-    for (listeners, proto) in [(milter, Proto::Milter), (policyd, Proto::Policyd)] {
+    for (listeners, proto) in [
+        (milter, Proto::Milter),
+        (policyd, Proto::Policyd),
+        (smtp, Proto::Smtp),
+    ] {
         if let Some(listener) = listeners.unix {
             let local = Rc::clone(&local);
             let handoff = ctx.handoff_tx.clone();
@@ -344,7 +384,13 @@ pub async fn run(ctx: ShardContext) -> u32 {
     }
     local.drain.fire();
     let deadline = Instant::now() + ctx.grace;
-    while local.open.get() > 0 && Instant::now() < deadline {
+    if let Some(rt) = local.delivery.get() {
+        rt.stop();
+    }
+    let busy = |local: &Local| {
+        local.open.get() > 0 || local.delivery.get().is_some_and(|rt| rt.workers() > 0)
+    };
+    while busy(&local) && Instant::now() < deadline {
         // Keep answering status requests while draining.
         while let Ok(cmd) = ctx.commands.try_recv() {
             if let ShardCommand::Status(reply) = cmd {
@@ -353,7 +399,89 @@ pub async fn run(ctx: ShardContext) -> u32 {
         }
         sleep(Duration::from_millis(20)).await;
     }
+    if let (Some(rt), Some(task)) = (local.delivery.get(), committer) {
+        // What the last deliveries recorded goes to disk before the exit.
+        rt.store.stop();
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let _ = glommio::timer::timeout(left, async {
+            task.await;
+            Ok(())
+        })
+        .await;
+    }
     local.open.get()
+}
+
+/// Opens the shard's spool, binds the SMTP ingress and starts the spool
+/// committer, the scanner and the delivery scheduler. Returns the ingress
+/// listeners and the committer's task.
+async fn start_delivery(
+    local: &Rc<Local>,
+    setup: &Arc<crate::deliver::Setup>,
+) -> anyhow::Result<(Listeners, glommio::Task<()>)> {
+    let dir = setup.spool_dir.join(format!("shard-{}", local.id));
+    let opened = crate::store::Store::open(&dir, local.id, setup.config.group_commit)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the spool {}: {e}", dir.display()))?;
+    let report = &opened.report;
+    for c in &report.corruptions {
+        log::error!(
+            "Spool on shard {}: damaged record in segment {:?} at offset {} ({} bytes): {:?}; skipped.",
+            local.id,
+            c.segment,
+            c.offset,
+            c.len,
+            c.reason
+        );
+    }
+    let store = opened.store;
+    let depth = store.depth();
+    log::info!(
+        "Spool on shard {} ({}): {} records read, {} messages queued ({} unscanned, \
+         {} deferred, {} quarantined).",
+        local.id,
+        dir.display(),
+        report.records,
+        depth.messages,
+        depth.unscanned,
+        depth.deferred,
+        depth.quarantined
+    );
+    let listeners = bind(&None, &setup.config.listen, Proto::Smtp)?;
+    let rt = crate::deliver::Runtime::new(Arc::clone(setup), Rc::clone(&store));
+    let committer = glommio::spawn_local(Rc::clone(&store).committer());
+    glommio::spawn_local(crate::deliver::scanner(Rc::clone(local), Rc::clone(&rt))).detach();
+    glommio::spawn_local(crate::deliver::scheduler(Rc::clone(local), Rc::clone(&rt))).detach();
+    let _ = local.delivery.set(rt);
+    Ok((listeners, committer))
+}
+
+/// The after-queue figures of `mbctl shard status`.
+fn queue_status(rt: &crate::deliver::Runtime) -> mb_engine::ctl_api::QueueStatus {
+    let d = rt.store.depth();
+    let c = rt.counters();
+    mb_engine::ctl_api::QueueStatus {
+        messages: d.messages,
+        unscanned: d.unscanned,
+        active: d.active,
+        deferred: d.deferred,
+        quarantined: d.quarantined,
+        segments: d.segments,
+        syncs: d.syncs,
+        broken: d.broken,
+        ingress_connections: rt.smtp_open.get(),
+        delivery_connections: rt.workers(),
+        received: c.received,
+        spool_failures: c.spool_failures,
+        delivered: c.delivered,
+        bounced: c.bounced,
+        deferrals: c.deferred,
+        dsns: c.dsns,
+        relay_connections: c.connections,
+        relay_failures: c.connection_failures,
+    }
 }
 
 struct Listeners {
@@ -592,8 +720,24 @@ pub(crate) fn adjust(cell: &Cell<u64>, delta: isize) {
 
 /// Serves one connection until QUIT, EOF, an error, a timeout or drain.
 async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool, proto: Proto) {
-    let refuse =
-        local.drain.fired.get() || local.open.get() >= local.milter.connections_max_per_shard;
+    let smtp = match proto {
+        Proto::Smtp => local.delivery.get().cloned(),
+        Proto::Milter | Proto::Policyd => None,
+    };
+    let refuse = local.drain.fired.get()
+        || match &smtp {
+            Some(rt) => rt.smtp_open.get() >= rt.setup.config.connections_max_per_shard,
+            None => local.open.get() >= local.milter.connections_max_per_shard,
+        };
+    let loopback = smtp.is_some()
+        && socket2::SockRef::from(&fd)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| a.ip().to_canonical().is_loopback());
+    if let Some(rt) = &smtp {
+        rt.smtp_open.set(rt.smtp_open.get() + 1);
+    }
     local.open.set(local.open.get() + 1);
     {
         let mut stats = local.stats.borrow_mut();
@@ -642,7 +786,21 @@ async fn serve(local: Rc<Local>, fd: OwnedFd, tcp: bool, proto: Proto) {
             };
             crate::policyd::converse(&local, &mut io, refuse).await
         }
+        Proto::Smtp => match &smtp {
+            Some(rt) => {
+                let mut io = crate::ingress::Io {
+                    watch: &watch,
+                    stream: &stream,
+                    buf: &mut buf,
+                };
+                crate::ingress::converse(&local, rt, &mut io, refuse, loopback).await
+            }
+            None => Err("SMTP connection without a delivery runtime".into()),
+        },
     };
+    if let Some(rt) = &smtp {
+        rt.smtp_open.set(rt.smtp_open.get() - 1);
+    }
     drop(watch);
     drop(stream);
     if let Err(why) = end {

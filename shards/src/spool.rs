@@ -22,11 +22,9 @@
 //! Research (tpc-feasibility.md §2) measured this mode as the fastest:
 //! `DmaStreamWriter::sync` rewrites its whole buffer every time.
 
-// Ready for the shard; nothing calls it until the ingress lands.
-#![allow(dead_code)]
-
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 use mb_engine::spool::{
@@ -163,6 +161,8 @@ pub async fn read_record(dir: &Path, at: Location) -> io::Result<Vec<u8>> {
 
 /// Deletes compacted segments and makes the unlinks durable. Call only after
 /// the records the plan copied forward are synced (docs/SPOOL.md).
+// Compaction is not wired into the shard yet (docs/SPOOL.md).
+#[cfg_attr(not(test), allow(dead_code))]
 pub async fn delete_segments(
     dir: &Path,
     ids: impl IntoIterator<Item = SegmentId>,
@@ -175,7 +175,7 @@ pub async fn delete_segments(
 
 /// The writer of the active segment.
 pub struct SegmentWriter {
-    file: DmaFile,
+    file: Rc<DmaFile>,
     id: SegmentId,
     nonce: u64,
     /// File offset of `tail[0]`: a multiple of `BLOCK`.
@@ -213,7 +213,7 @@ impl SegmentWriter {
             },
         );
         Ok(Self {
-            file,
+            file: Rc::new(file),
             id,
             nonce,
             tail_base: 0,
@@ -230,11 +230,6 @@ impl SegmentWriter {
     /// End of data (synced or not).
     pub fn len(&self) -> u64 {
         self.tail_base + self.tail.len() as u64
-    }
-
-    /// Nothing but the header was written.
-    pub fn is_empty(&self) -> bool {
-        self.len() <= mb_engine::spool::SEGMENT_HEADER_BYTES as u64
     }
 
     /// Whether everything appended is durable.
@@ -264,39 +259,99 @@ impl SegmentWriter {
     /// commit may be acknowledged; the runtime answers those sessions with
     /// 4xx and starts a new segment.
     pub async fn commit(&mut self) -> io::Result<()> {
-        if self.is_synced() {
+        let Some(pending) = self.prepare_commit() else {
             return Ok(());
+        };
+        let done = pending.run().await?;
+        self.finish_commit(done);
+        Ok(())
+    }
+
+    /// The first half of a commit, without I/O: copies the tail into a DMA
+    /// buffer. Records appended while the returned commit runs are not part
+    /// of it (they go into the next one). `None` when everything is synced.
+    /// At most one commit may be in flight.
+    pub fn prepare_commit(&mut self) -> Option<PendingCommit> {
+        if self.is_synced() {
+            return None;
         }
         let padded = self.tail.len().next_multiple_of(BLOCK);
         let mut buf = self.file.alloc_dma_buffer(padded);
         let bytes = buf.as_bytes_mut();
         bytes[..self.tail.len()].copy_from_slice(&self.tail);
         bytes[self.tail.len()..].fill(0);
-        let written = self.file.write_at(buf, self.tail_base).await?;
-        if written != padded {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!(
-                    "spool segment {:?}: short write of {written} of {padded} bytes at {}",
-                    self.id, self.tail_base
-                ),
-            ));
-        }
-        self.file.fdatasync().await?;
-        self.synced_len = self.len();
-        // Keep only the last, partial block in memory.
-        let whole = self.tail.len() / BLOCK * BLOCK;
+        Some(PendingCommit {
+            file: Rc::clone(&self.file),
+            id: self.id,
+            buf,
+            at: self.tail_base,
+            padded,
+            end: self.len(),
+        })
+    }
+
+    /// The second half of a commit that succeeded: raises the synced length
+    /// and keeps only the last partial block of what it covered in memory.
+    pub fn finish_commit(&mut self, done: CommitDone) {
+        debug_assert_eq!(done.at, self.tail_base, "one commit in flight at a time");
+        self.synced_len = self.synced_len.max(done.end);
+        let covered = usize::try_from(done.end - self.tail_base).unwrap_or(usize::MAX);
+        let whole = covered / BLOCK * BLOCK;
         self.tail.drain(..whole);
         self.tail_base += whole as u64;
         debug_assert!(self.tail_base.is_multiple_of(BLOCK as u64));
-        Ok(())
     }
 
     /// Commits and closes the file.
     pub async fn close(mut self) -> io::Result<()> {
         self.commit().await?;
-        self.file.close().await?;
+        // A commit in flight would still hold the file (not after
+        // `commit`); its last reference then closes it when dropped.
+        if let Ok(file) = Rc::try_unwrap(self.file) {
+            file.close().await?;
+        }
         Ok(())
+    }
+}
+
+/// A commit prepared by [`SegmentWriter::prepare_commit`]: the bytes to
+/// write and where. Running it needs no borrow of the writer, so records can
+/// be appended while it waits for the disk.
+pub struct PendingCommit {
+    file: Rc<DmaFile>,
+    id: SegmentId,
+    buf: glommio::io::DmaBuffer,
+    at: u64,
+    padded: usize,
+    end: u64,
+}
+
+/// A commit that reached the disk; hand it to
+/// [`SegmentWriter::finish_commit`].
+#[derive(Debug, Clone, Copy)]
+pub struct CommitDone {
+    at: u64,
+    end: u64,
+}
+
+impl PendingCommit {
+    /// Writes the blocks and `fdatasync`s.
+    pub async fn run(self) -> io::Result<CommitDone> {
+        let written = self.file.write_at(self.buf, self.at).await?;
+        if written != self.padded {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!(
+                    "spool segment {:?}: short write of {written} of {} bytes at {}",
+                    self.id, self.padded, self.at
+                ),
+            ));
+        }
+        self.file.fdatasync().await?;
+        Ok(CommitDone {
+            at: self.at,
+            end: self.end,
+        })
     }
 }
 

@@ -267,3 +267,17 @@ pub fn claim_socket_path(path: &Path) -> Result<()> {
     }
     fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))
 }
+
+/// The machine's host name (`/proc/sys/kernel/hostname`), lower-case;
+/// `localhost` when it cannot be read or is not a usable name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -7,5 +7,6 @@
 pub mod harness;
 pub mod miltertest;
 pub mod postfix;
+pub mod relay;
 pub mod smtp;
 pub mod wire;

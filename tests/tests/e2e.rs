@@ -18,6 +18,8 @@
 //!   redis-server (policy delegation traffic, a Redis outage and restart).
 //! - `filter_postfix`: the content filter (SpamAssassin-format rules) behind
 //!   Postfix: X-Spam-* headers, hold queue and 550 by score thresholds.
+//! - `delivery_postfix`: the after-queue content filter (`[delivery]`)
+//!   behind Postfix's `content_filter`: reinjection, retries, DSNs.
 
 #[path = "e2e/cluster_ratelimit.rs"]
 mod cluster_ratelimit;
@@ -25,6 +27,8 @@ mod cluster_ratelimit;
 mod common;
 #[path = "e2e/ctl.rs"]
 mod ctl;
+#[path = "e2e/delivery_postfix.rs"]
+mod delivery_postfix;
 #[path = "e2e/eval_postfix.rs"]
 mod eval_postfix;
 #[path = "e2e/filter_postfix.rs"]
