@@ -269,3 +269,102 @@ fn permanent_refusal_bounces_to_the_sender() {
         s.mbd.shard_status()
     );
 }
+
+/// Rules for the filter verdicts on this path (same shapes as
+/// `filter_postfix`'s): spam 6, held 9 (quarantine at 8), refused 25
+/// (reject at 20).
+pub const RULES: &str = "\
+body     MB_TEST_SPAMMY   /cheap-meds-marker/i
+score    MB_TEST_SPAMMY   6.0
+body     MB_TEST_HOLD     /hold-me-marker/
+score    MB_TEST_HOLD     9.0
+header   MB_TEST_SUBJ     Subject =~ /reject-me-subject/
+score    MB_TEST_SUBJ     25.0
+required_score 5.0
+";
+
+/// `[filter]` with [`RULES`] written to `dir`.
+pub fn filter_config(dir: &TestDir) -> String {
+    let rules = dir.join("local.cf");
+    std::fs::write(&rules, RULES).unwrap();
+    format!(
+        "[filter]\nrules = [\"{}\"]\nquarantine_score = 8.0\nreject_score = 20.0\n",
+        rules.display()
+    )
+}
+
+#[test]
+fn filter_verdicts_header_hold_and_bounce() {
+    let rules = TestDir::new("delivery-filter-rules").unwrap();
+    let relay_port = lease_port().unwrap();
+    let relay = Relay::accept_all(relay_port.port).unwrap();
+    let s = FilterStack::start("delivery-filter", relay_port.port, &filter_config(&rules));
+    let send = |subject: &str, body: &str| {
+        let msg = message("sender@source.example", "rcpt@dest.example", subject, body);
+        let r =
+            s.pf.send("sender@source.example", &["rcpt@dest.example"], &msg);
+        assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+    };
+    send("clean one", "nothing to see");
+    send("spammy one", "buy cheap-meds-marker now");
+    send("held one", "hold-me-marker");
+    send("reject-me-subject", "refused by score");
+    // clean + spammy delivered, the DSN for the refused one.
+    let got = relay.wait(3, Duration::from_secs(60)).unwrap();
+    let by_subject = |want: &str| {
+        got.iter()
+            .find(|m| m.header_values("Subject").iter().any(|v| v == want))
+            .unwrap_or_else(|| panic!("no message {want:?}: {got:#?}"))
+    };
+    let clean = by_subject("clean one");
+    let status = clean.header_values("X-Spam-Status").join("|");
+    assert!(
+        status.starts_with("No, score=0.0 required=5.0 tests=none"),
+        "{}",
+        clean.data
+    );
+    assert!(clean.header_values("X-Spam-Flag").is_empty());
+    let spammy = by_subject("spammy one");
+    assert_eq!(
+        spammy.header_values("X-Spam-Flag"),
+        ["YES"],
+        "{}",
+        spammy.data
+    );
+    assert!(
+        spammy
+            .header_values("X-Spam-Status")
+            .join("")
+            .contains("tests=MB_TEST_SPAMMY"),
+        "{}",
+        spammy.data
+    );
+    let mb = spammy.header_values("X-Mailborder");
+    assert!(
+        mb.len() == 1 && mb[0].starts_with("score=6.00 shard="),
+        "{}",
+        spammy.data
+    );
+    let dsn = got
+        .iter()
+        .find(|m| m.mail_from.is_empty())
+        .unwrap_or_else(|| panic!("no DSN: {got:#?}"));
+    assert_eq!(dsn.rcpts, ["sender@source.example"]);
+    assert!(dsn.data.contains("Status: 5.7.1"), "{}", dsn.data);
+    assert!(dsn.data.contains("rejected as spam"), "{}", dsn.data);
+    // The held one stays in the spool, quarantined; nothing else is left.
+    assert!(
+        wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+            (s.queue_sum("messages") == 1 && s.queue_sum("quarantined") == 1).then_some(())
+        })
+        .is_some(),
+        "{:?}",
+        s.mbd.shard_status()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        relay.accepted().len(),
+        3,
+        "the held message was not delivered"
+    );
+}
