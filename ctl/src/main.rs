@@ -105,6 +105,10 @@ enum Cmd {
         /// (no parsing, no confirmation, no evals), and print it beside the real scan.
         #[arg(long)]
         floor: bool,
+        /// Print how each pattern rule runs on the matcher (prefiltered and confirmed, confirm-only,
+        /// rejected) and why, one line per rule that is not run exactly, before scanning.
+        #[arg(long)]
+        modes: bool,
     },
 }
 
@@ -303,6 +307,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             backend,
             root,
             floor,
+            modes,
         } => {
             let default_rules = [PathBuf::from(scan::STOCK_RULES)];
             let rules: &[PathBuf] = if rules.is_empty() {
@@ -322,6 +327,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 json: cli.json,
                 root: root.as_deref(),
                 floor: *floor,
+                modes: *modes,
             })?;
             Ok(ExitCode::SUCCESS)
         }

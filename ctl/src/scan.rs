@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use mb_engine::filter::content;
-use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::matcher::{Backend, Mode};
 use mb_engine::filter::mime::{self, Limits};
 use serde_json::json;
 
@@ -33,6 +33,8 @@ pub struct Args<'a> {
     pub root: Option<&'a Path>,
     /// Also time the raw Hyperscan floor (see `Scanner::scan_floor`).
     pub floor: bool,
+    /// List the rules the matcher does not run exactly, with the reason.
+    pub modes: bool,
 }
 
 /// The `.cf` files of `paths`, in order (a directory's files sorted by name,
@@ -108,6 +110,22 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
         compiled.as_secs_f64(),
         messages.len()
     );
+    let [exact, prefiltered, confirm_only, rejected] = scanner.mode_counts();
+    eprintln!(
+        "mbctl scan: patterns: {exact} exact, {prefiltered} prefiltered and confirmed, \
+         {confirm_only} confirm-only, {rejected} rejected"
+    );
+    if args.modes {
+        for (rule, mode) in scanner.pattern_modes() {
+            let (kind, reason) = match mode {
+                Mode::Exact => continue,
+                Mode::Prefiltered { reason } => ("prefiltered", reason),
+                Mode::ConfirmOnly { reason } => ("confirm-only", reason),
+                Mode::Rejected { reason } => ("rejected", reason),
+            };
+            eprintln!("{rule}\t{kind}\t{reason}");
+        }
+    }
     let progress = !args.json && std::io::stderr().is_terminal() && messages.len() > 50;
     let limits = Limits::default();
     let stdout = std::io::stdout();

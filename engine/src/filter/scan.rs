@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::matcher::{Backend, CompileReport, Database, HitSet, Pattern, Scratch};
+use super::matcher::{Backend, CompileReport, Database, HitSet, Mode, Pattern, Scratch};
 use super::mime::{Header, Message};
 use super::sa::meta::Resolved;
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
@@ -311,6 +311,43 @@ impl Scanner {
                 .map(|c| HitSet::new(c.database.id_bound()))
                 .collect(),
         }
+    }
+
+    /// How each pattern rule runs on the matcher, in rule-set order: the
+    /// rule's name and its [`Mode`] (exact, prefiltered and confirmed,
+    /// confirm-only, rejected: each but exact with the reason).
+    #[must_use]
+    pub fn pattern_modes(&self) -> Vec<(&str, &Mode)> {
+        let mut out = Vec::new();
+        for (rule, check) in self.rules.iter().zip(&self.checks) {
+            let Check::Pattern { class, id, .. } = check else {
+                continue;
+            };
+            let entry = self.reports.get(*class).and_then(|r| {
+                r.entries
+                    .get(*id as usize)
+                    .filter(|e| e.id == *id)
+                    .or_else(|| r.entries.iter().find(|e| e.id == *id))
+            });
+            if let Some(e) = entry {
+                out.push((rule.name.as_str(), &e.mode));
+            }
+        }
+        out
+    }
+
+    /// How many pattern rules run exact, prefiltered and confirmed,
+    /// confirm-only, and rejected (see [`Scanner::pattern_modes`]).
+    #[must_use]
+    pub fn mode_counts(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for report in &self.reports {
+            let c = report.counts();
+            for k in 0..4 {
+                n[k] += c[k];
+            }
+        }
+        n
     }
 
     /// The compile reports, one per class.

@@ -609,11 +609,14 @@ impl Database {
                         .to_owned(),
                     true,
                 )
-            } else if let Some(wide) =
-                relaxed.filter(|wide| hs_pattern(wide, p, true).info().is_ok())
+            } else if let Some((wide, oracle)) = relaxed
+                .filter(|wide| hs_pattern(wide, p, true).info().is_ok())
+                // widening needs a confirming engine: a pattern only
+                // Hyperscan reads (octal escapes, say) stays exact
+                .and_then(|wide| Oracle::compile(p).ok().map(|o| (wide, o)))
             {
                 text = wide;
-                demote(p, WIDENED.to_owned(), false)
+                Plan::Prefilter(WIDENED.to_owned(), oracle)
             } else {
                 match hs_pattern(&text, p, false).info() {
                     Ok(_) => Plan::Exact,

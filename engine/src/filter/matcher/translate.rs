@@ -360,7 +360,24 @@ pub(crate) fn translate(source: &str, multiline: bool) -> Translated {
                 out.push('\\');
                 break;
             };
+            // Perl octal: `\0`, `\0N`, `\0NN`, or three octal digits
+            // (`\042`, `\223`; SpamAssassin's WEIRD_QUOTING). The `regex`
+            // crate has no octal escapes: write the byte as `\xHH`.
+            let octal = chars[i + 1..]
+                .iter()
+                .take(3)
+                .take_while(|c| ('0'..='7').contains(*c))
+                .count();
+            if next == '0' || octal == 3 {
+                let digits: String = chars[i + 1..i + 1 + octal.max(1)].iter().collect();
+                let value = u32::from_str_radix(&digits, 8).unwrap_or(0) & 0xFF;
+                let _ = write!(out, "\\x{value:02X}");
+                i += 1 + octal.max(1);
+                continue;
+            }
             match next {
+                // Perl's escape character; the `regex` crate has no `\e`
+                'e' => out.push_str("\\x1B"),
                 'Z' if !in_class => {
                     out.push_str("(?=\\n?\\z)");
                     needs_fancy = true;
@@ -522,6 +539,13 @@ mod tests {
         assert!(translate("\\x{263A}", false).needs_unicode);
         assert!(!translate("\\x{E9}", false).needs_unicode);
         assert_eq!(escape_literal("a.b"), "a\\x2Eb");
+        assert_eq!(translate("[\\042\\223]{2}", false).text, "[\\x22\\x93]{2}");
+        assert_eq!(translate("a\\0b\\012", false).text, "a\\x00b\\x0A");
+        assert_eq!(translate("\\e\\$B[\\e]", false).text, "\\x1B\\$B[\\x1B]");
+        assert!(
+            translate("(a)\\1\\12", false).needs_fancy,
+            "\\1 and \\12 stay backreferences"
+        );
     }
 
     #[test]
