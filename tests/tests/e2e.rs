@@ -20,6 +20,8 @@
 //!   Postfix: X-Spam-* headers, hold queue and 550 by score thresholds.
 //! - `delivery_postfix`: the after-queue content filter (`[delivery]`)
 //!   behind Postfix's `content_filter`: reinjection, retries, DSNs.
+//! - `delivery_crash`: SIGKILL of mbd three times under load; every
+//!   message that got a 250 is delivered.
 
 #[path = "e2e/cluster_ratelimit.rs"]
 mod cluster_ratelimit;
@@ -27,6 +29,8 @@ mod cluster_ratelimit;
 mod common;
 #[path = "e2e/ctl.rs"]
 mod ctl;
+#[path = "e2e/delivery_crash.rs"]
+mod delivery_crash;
 #[path = "e2e/delivery_postfix.rs"]
 mod delivery_postfix;
 #[path = "e2e/eval_postfix.rs"]
