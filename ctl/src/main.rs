@@ -10,6 +10,8 @@
 //! mbctl policy reload
 //! mbctl policy check [FILE]           (no daemon needed)
 //! mbctl ratelimit show KEY            (192.0.2.0/24, sender=a@example.com, LIMIT:KEY)
+//! mbctl queue list|show ID|retry ID|delete ID|flush       (the after-queue spool)
+//! mbctl quarantine list|show ID|release ID|delete ID
 //! mbctl scan [--rules DIR|FILE].. [--backend hyperscan|naive] FILE|DIR..   (no daemon needed)
 //! ```
 //!
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod queue;
 mod scan;
 mod table;
 mod test_socket;
@@ -86,6 +89,16 @@ enum Cmd {
     Ratelimit {
         #[command(subcommand)]
         cmd: RatelimitCmd,
+    },
+    /// The after-queue spool ([delivery]): list, show, retry, delete, flush.
+    Queue {
+        #[command(subcommand)]
+        cmd: queue::QueueCmd,
+    },
+    /// Messages held by the content filter on the after-queue path.
+    Quarantine {
+        #[command(subcommand)]
+        cmd: queue::QuarantineCmd,
     },
     /// Scan messages offline with the content filter's rule engine (SpamAssassin rules).
     Scan {
@@ -344,6 +357,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
             other => anyhow::bail!("mbd answered ratelimit show with {other:?}"),
         },
+        Cmd::Queue { cmd } => {
+            queue::run(&client(), &queue::queue_request(cmd), cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Quarantine { cmd } => {
+            queue::run(&client(), &queue::quarantine_request(cmd), cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::TestSocket { spec } => {
             let target = mbctl::endpoint::parse(spec).map_err(anyhow::Error::msg)?;
             match test_socket::run(&target, cli.timeout) {

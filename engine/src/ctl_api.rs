@@ -33,6 +33,87 @@ pub enum Request {
         /// The key as `mbctl ratelimit show` was given it.
         key: String,
     },
+    /// The after-queue spool: messages of every shard, oldest first
+    /// (`mbctl queue list`, `mbctl quarantine list`).
+    QueueList {
+        /// Only messages held in quarantine.
+        quarantined: bool,
+        /// Most entries returned (all shards together).
+        limit: u32,
+    },
+    /// One message: envelope, state, header (`mbctl queue show`).
+    QueueShow {
+        /// Its queue id.
+        id: String,
+        /// Refuse unless it is held in quarantine.
+        quarantined: bool,
+    },
+    /// Make a deferred (or waiting) message due now (`mbctl queue retry`).
+    QueueRetry {
+        /// Its queue id.
+        id: String,
+    },
+    /// Remove a message from the spool without delivering it (`mbctl queue
+    /// delete`, `mbctl quarantine delete`).
+    QueueDelete {
+        /// Its queue id.
+        id: String,
+        /// Refuse unless it is held in quarantine.
+        quarantined: bool,
+    },
+    /// Make every deferred message due now (`mbctl queue flush`).
+    QueueFlush,
+    /// Deliver a quarantined message (`mbctl quarantine release`).
+    QuarantineRelease {
+        /// Its queue id.
+        id: String,
+    },
+}
+
+/// One spooled message in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// Queue id (as in `250 2.0.0 Ok: queued as <id>`).
+    pub id: String,
+    /// The shard whose spool holds it.
+    pub shard: u16,
+    /// `unscanned`, `active` (due or being delivered), `deferred` or
+    /// `quarantined`.
+    pub phase: String,
+    /// When it arrived (Unix ms).
+    pub received_unix_ms: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Next attempt (Unix ms), when deferred.
+    pub next_try_unix_ms: Option<u64>,
+    /// Recipients in the envelope.
+    pub recipients: u32,
+    /// Of which not yet delivered or bounced.
+    pub pending: u32,
+    /// Bytes of its spool record (envelope and content).
+    pub bytes: u64,
+    /// The scan: action (`pass`, `spam`, `quarantine`, `reject`,
+    /// `tempfail`) and score, once scanned.
+    pub scan: Option<(String, f32)>,
+}
+
+/// One spooled message in detail (`mbctl queue show`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueMessage {
+    /// What a listing shows.
+    pub entry: QueueEntry,
+    /// Envelope sender (`""`: the null sender).
+    pub sender: String,
+    /// Recipients with their state (`pending`, `delivered`, `failed`).
+    pub recipients: Vec<(String, String)>,
+    /// XFORWARD and ingress facts.
+    pub facts: Vec<(String, String)>,
+    /// Symbols of the scan, comma separated.
+    pub symbols: String,
+    /// The message's header block (at most 64 KiB).
+    pub header: String,
+    /// Content bytes.
+    pub size: u64,
 }
 
 /// An envelope to test (`mbctl policy test`).
@@ -114,6 +195,22 @@ pub enum Answer {
     PolicyTest(Vec<PolicyTrace>),
     /// For [`Request::RatelimitShow`].
     Ratelimit(Vec<BucketRow>),
+    /// For [`Request::QueueList`].
+    Queue {
+        /// Entries, oldest first, at most the limit asked for.
+        entries: Vec<QueueEntry>,
+        /// Messages that matched, all shards (may exceed `entries`).
+        total: u64,
+    },
+    /// For [`Request::QueueShow`].
+    QueueMessage(Box<QueueMessage>),
+    /// For [`Request::QueueRetry`], [`Request::QueueDelete`],
+    /// [`Request::QueueFlush`], [`Request::QuarantineRelease`]: how many
+    /// messages changed.
+    QueueChanged {
+        /// Messages changed.
+        count: u64,
+    },
 }
 
 /// Process-wide status.

@@ -36,6 +36,9 @@ use crate::topology;
 
 /// Longest wait for a shard to answer a status request.
 const SHARD_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for a shard to answer a queue request (`queue show` reads
+/// the spool).
+const SHARD_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time one `mbctl` connection may stay idle.
 const CTL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -252,6 +255,55 @@ impl Control {
                     .collect();
                 Response::Ok(Answer::Ratelimit(rows))
             }
+            Request::QueueList { limit, .. } => {
+                let mut entries = Vec::new();
+                let mut total = 0;
+                for shard in &self.ctx.shards {
+                    match self.shard_queue(shard, request.clone()).await {
+                        Ok(Answer::Queue {
+                            entries: e,
+                            total: t,
+                        }) => {
+                            entries.extend(e);
+                            total += t;
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Response::Error(e),
+                    }
+                }
+                entries
+                    .sort_by(|a, b| (a.received_unix_ms, &a.id).cmp(&(b.received_unix_ms, &b.id)));
+                entries.truncate(limit as usize);
+                Response::Ok(Answer::Queue { entries, total })
+            }
+            Request::QueueFlush => {
+                let mut count = 0;
+                for shard in &self.ctx.shards {
+                    match self.shard_queue(shard, Request::QueueFlush).await {
+                        Ok(Answer::QueueChanged { count: n }) => count += n,
+                        Ok(_) => {}
+                        Err(e) => return Response::Error(e),
+                    }
+                }
+                Response::Ok(Answer::QueueChanged { count })
+            }
+            Request::QueueShow { ref id, .. }
+            | Request::QueueRetry { ref id }
+            | Request::QueueDelete { ref id, .. }
+            | Request::QuarantineRelease { ref id } => {
+                let Some(shard) = crate::store::parse_queue_id(id)
+                    .map(crate::store::shard_of)
+                    .and_then(|s| self.ctx.shards.iter().find(|h| h.id == s))
+                else {
+                    return Response::Error(format!(
+                        "`{id}` is not a queue id of this mbd (hex digits, as in `queued as`)"
+                    ));
+                };
+                match self.shard_queue(shard, request.clone()).await {
+                    Ok(answer) => Response::Ok(answer),
+                    Err(e) => Response::Error(e),
+                }
+            }
             Request::Reload | Request::PolicyReload => match self.reload().await {
                 Ok((generation, warnings)) => Response::Ok(Answer::Reloaded {
                     generation,
@@ -259,6 +311,23 @@ impl Control {
                 }),
                 Err(e) => Response::Error(e),
             },
+        }
+    }
+
+    /// One queue request on one shard.
+    async fn shard_queue(&self, shard: &ShardHandle, request: Request) -> Result<Answer, String> {
+        let (tx, rx) = flume::bounded(1);
+        shard
+            .commands
+            .try_send(ShardCommand::Queue(request, tx))
+            .map_err(|_| format!("shard {} is busy or gone", shard.id))?;
+        match tokio::time::timeout(SHARD_QUEUE_TIMEOUT, rx.recv_async()).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(format!("shard {} did not answer", shard.id)),
+            Err(_) => Err(format!(
+                "shard {} did not answer within {SHARD_QUEUE_TIMEOUT:?}",
+                shard.id
+            )),
         }
     }
 

@@ -169,6 +169,11 @@ impl Runtime {
         self.wake_scanner.notify();
     }
 
+    /// Something became due (release, retry, flush): look again now.
+    pub fn kick(&self) {
+        self.wake_scheduler.notify();
+    }
+
     /// The counters.
     pub fn counters(&self) -> Counters {
         *self.counters.borrow()

@@ -18,6 +18,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use mb_engine::config::{self, Config, Severity};
 use mb_engine::eval::ratelimit::RateTable;
 
+mod admin;
 mod cluster;
 mod control;
 mod deliver;

@@ -82,6 +82,11 @@ pub enum ShardCommand {
     Swap(Arc<Policy>),
     /// Report status on the given channel.
     Status(flume::Sender<ShardStatus>),
+    /// A `mbctl queue`/`quarantine` request for this shard's spool.
+    Queue(
+        mb_engine::ctl_api::Request,
+        flume::Sender<Result<mb_engine::ctl_api::Answer, String>>,
+    ),
     /// Stop accepting, finish conversations, return.
     Drain,
 }
@@ -379,6 +384,18 @@ pub async fn run(ctx: ShardContext) -> u32 {
             Ok(ShardCommand::Status(reply)) => {
                 let _ = reply.try_send(local.status());
             }
+            Ok(ShardCommand::Queue(request, reply)) => match local.delivery.get() {
+                Some(rt) => {
+                    let rt = Rc::clone(rt);
+                    glommio::spawn_local(async move {
+                        let _ = reply.try_send(crate::admin::handle(rt, request).await);
+                    })
+                    .detach();
+                }
+                None => {
+                    let _ = reply.try_send(Err("[delivery] is not enabled".into()));
+                }
+            },
             Ok(ShardCommand::Drain) | Err(_) => break,
         }
     }

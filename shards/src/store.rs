@@ -213,6 +213,19 @@ pub fn queue_id(id: MessageId) -> String {
     format!("{:X}", id.0)
 }
 
+/// Parses [`queue_id`]'s form (either case).
+pub fn parse_queue_id(text: &str) -> Option<MessageId> {
+    if text.is_empty() || text.len() > 32 {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok().map(MessageId)
+}
+
+/// The shard whose spool holds message `id` (see [`message_id`]).
+pub fn shard_of(id: MessageId) -> u16 {
+    (id.0 >> 48) as u16
+}
+
 struct Inner {
     queue: Queue,
     commit: CommitState,
@@ -583,9 +596,14 @@ mod tests {
     #[test]
     fn ids_are_time_shard_counter() {
         let id = message_id(1_700_000_000_000, 3, 0x1234_5678_9ABC_DEF0);
-        assert_eq!((id.0 >> 48) as u16, 3);
+        assert_eq!(shard_of(id), 3);
         assert_eq!((id.0 >> 64) as u64, 1_700_000_000_000);
-        assert_eq!(queue_id(id).len(), 27);
+        let text = queue_id(id);
+        assert_eq!(text.len(), 27);
+        assert_eq!(parse_queue_id(&text), Some(id));
+        assert_eq!(parse_queue_id(&text.to_ascii_lowercase()), Some(id));
+        assert_eq!(parse_queue_id("xyz"), None);
+        assert_eq!(parse_queue_id(""), None);
     }
 
     #[test]

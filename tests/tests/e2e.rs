@@ -22,6 +22,7 @@
 //!   behind Postfix's `content_filter`: reinjection, retries, DSNs.
 //! - `delivery_crash`: SIGKILL of mbd three times under load; every
 //!   message that got a 250 is delivered.
+//! - `delivery_ctl`: `mbctl queue` and `mbctl quarantine` on the spool.
 
 #[path = "e2e/cluster_ratelimit.rs"]
 mod cluster_ratelimit;
@@ -31,6 +32,8 @@ mod common;
 mod ctl;
 #[path = "e2e/delivery_crash.rs"]
 mod delivery_crash;
+#[path = "e2e/delivery_ctl.rs"]
+mod delivery_ctl;
 #[path = "e2e/delivery_postfix.rs"]
 mod delivery_postfix;
 #[path = "e2e/eval_postfix.rs"]

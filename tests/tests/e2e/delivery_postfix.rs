@@ -32,13 +32,18 @@ pub struct FilterStack {
 /// The `[delivery]` table for an ingress port and a relay port, with a 1 s
 /// retry schedule; `extra` lines are appended to it.
 pub fn delivery_config(ingress: u16, relay: u16, extra: &str) -> MbdConfig {
+    delivery_config_retry(ingress, relay, "1s", extra)
+}
+
+/// Like [`delivery_config`], retrying every `retry` (a duration).
+pub fn delivery_config_retry(ingress: u16, relay: u16, retry: &str, extra: &str) -> MbdConfig {
     MbdConfig {
         shards: 2,
         policy: format!(
             "[policy]\nheader = \"X-Mailborder\"\n\n\
              [delivery]\nenabled = true\nlisten = [\"127.0.0.1:{ingress}\"]\n\
-             relay = \"127.0.0.1:{relay}\"\nretry_initial = \"1s\"\nretry_factor = 1\n\
-             retry_interval_max = \"1s\"\nretry_jitter_percent = 0\nconnect_timeout = \"2s\"\n\
+             relay = \"127.0.0.1:{relay}\"\nretry_initial = \"{retry}\"\nretry_factor = 1\n\
+             retry_interval_max = \"{retry}\"\nretry_jitter_percent = 0\nconnect_timeout = \"2s\"\n\
              command_timeout = \"20s\"\n{extra}\n"
         ),
         ..MbdConfig::default()
