@@ -77,6 +77,8 @@ pub struct Scanner {
     required_score: f32,
     reports: Vec<CompileReport>,
     config: evals::Config,
+    /// How much of each text part body and rawbody rules see.
+    sizes: ScanSizes,
     /// Per class: the `tflags multiple` rules whose hit count metas read
     /// (rule index, the translated regex, `maxhits`).
     counters: Vec<Vec<Counter>>,
@@ -296,6 +298,7 @@ impl Scanner {
             required_score: set.required_score,
             reports,
             config: evals::Config::from_set(set),
+            sizes: ScanSizes::from_set(set),
             counters,
         }
     }
@@ -381,7 +384,7 @@ impl Scanner {
                 Source::Full => raw,
                 other => {
                     text.clear();
-                    fill(other, message, &facts, &mut text);
+                    fill(other, message, &facts, self.sizes, &mut text);
                     text.as_bytes()
                 }
             };
@@ -486,8 +489,57 @@ impl Counter {
     }
 }
 
+/// SpamAssassin's `body_part_scan_size` and `rawbody_part_scan_size`: body
+/// and rawbody rules see about this much of each text part (0: all of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ScanSizes {
+    body: usize,
+    rawbody: usize,
+}
+
+impl ScanSizes {
+    /// SpamAssassin 4's defaults, or the rule set's last setting of each.
+    fn from_set(set: &RuleSet) -> Self {
+        let mut sizes = ScanSizes {
+            body: 50_000,
+            rawbody: 500_000,
+        };
+        for s in &set.settings {
+            let value = s.value.trim().parse::<usize>().ok();
+            match (s.name.as_str(), value) {
+                ("body_part_scan_size", Some(v)) => sizes.body = v,
+                ("rawbody_part_scan_size", Some(v)) => sizes.rawbody = v,
+                _ => {}
+            }
+        }
+        sizes
+    }
+}
+
+/// A part's text cut to about `limit` bytes as SpamAssassin cuts it
+/// (`Message::get_body_text_array_common`, `get_decoded_body_text_array`):
+/// just after the first of `boundaries` (tried in order) found within 1,024
+/// bytes after `limit`, else at `limit`. A limit of 0 keeps everything.
+fn truncate_part<'a>(text: &'a str, limit: usize, boundaries: &[char]) -> &'a str {
+    if limit == 0 || text.len() <= limit {
+        return text;
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    for &b in boundaries {
+        if let Some(idx) = text[cut..].find(b) {
+            if (cut + idx).saturating_sub(limit) <= 1024 {
+                return &text[..cut + idx + b.len_utf8()];
+            }
+        }
+    }
+    &text[..cut]
+}
+
 /// Appends a class's text for `message` to `out`.
-fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
+fn fill(source: &Source, message: &Message, facts: &Facts, sizes: ScanSizes, out: &mut String) {
     match source {
         Source::Header(name, form, _) if name == "all" => {
             for h in &message.headers {
@@ -553,9 +605,13 @@ fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
                 }
             }
         }
-        Source::Body => out.push_str(&message.body_text()),
-        Source::BodyNoSubject => {
+        Source::Body | Source::BodyNoSubject => {
+            if *source == Source::Body {
+                out.push_str(message.header_value("Subject").unwrap_or(""));
+                out.push('\n');
+            }
             for t in message.parts.iter().filter_map(|p| p.text.as_deref()) {
+                let t = truncate_part(t, sizes.body, &['\n', ' ']);
                 out.push_str(t);
                 if !t.ends_with('\n') {
                     out.push('\n');
@@ -565,7 +621,7 @@ fn fill(source: &Source, message: &Message, facts: &Facts, out: &mut String) {
         Source::Rawbody => {
             for part in &message.parts {
                 if let Some(t) = &part.raw_text {
-                    out.push_str(t);
+                    out.push_str(truncate_part(t, sizes.rawbody, &['\n', '>', ' ']));
                     out.push('\n');
                 }
             }
@@ -693,4 +749,32 @@ fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
         visit(m, rules, index, &mut state, &mut out, 0);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_part;
+
+    #[test]
+    fn parts_are_cut_like_spamassassin_cuts_them() {
+        let text = format!("{}\nrest", "a".repeat(10));
+        assert_eq!(truncate_part(&text, 0, &['\n']), text, "0 keeps all");
+        assert_eq!(truncate_part(&text, 100, &['\n']), text, "short enough");
+        assert_eq!(
+            truncate_part(&text, 4, &['\n']),
+            "aaaaaaaaaa\n",
+            "next newline"
+        );
+        let far = format!("{} x{}\n", "a".repeat(10), "b".repeat(2000));
+        assert_eq!(
+            truncate_part(&far, 4, &['\n', ' ']),
+            "aaaaaaaaaa ",
+            "space when the newline is over 1 KiB away"
+        );
+        assert_eq!(
+            truncate_part(&"é".repeat(3000), 5, &['\n']),
+            "éé",
+            "never inside a character"
+        );
+    }
 }

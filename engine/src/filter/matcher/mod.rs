@@ -313,8 +313,13 @@ const ORACLE_DFA_BYTES: usize = 16 << 20;
 #[derive(Debug)]
 enum Oracle {
     Plain(regex::bytes::Regex),
-    /// The backtracking engine, behind an optional `regex` superset (see
+    /// PCRE2 (JIT-compiled, byte mode: Perl's own semantics on bytes, the
+    /// pattern's Perl text as written) for what the `regex` crate cannot
+    /// run, behind an optional `regex` superset (see
     /// `translate::fancy_superset`) that rejects most haystacks first.
+    Pcre(pcre2::bytes::Regex, Option<regex::bytes::Regex>),
+    /// `fancy-regex`: patterns that need Unicode semantics, and any PCRE2
+    /// refuses.
     Fancy(fancy_regex::Regex, Option<regex::bytes::Regex>),
 }
 
@@ -327,6 +332,29 @@ impl Oracle {
             (t.text, t.needs_fancy || t.needs_unicode, t.needs_unicode)
         };
         if fancy {
+            let superset = || {
+                translate::fancy_superset(&text).and_then(|sup| {
+                    regex::bytes::RegexBuilder::new(&sup)
+                        .unicode(false)
+                        .dfa_size_limit(ORACLE_DFA_BYTES)
+                        .case_insensitive(p.caseless)
+                        .multi_line(p.multiline)
+                        .dot_matches_new_line(p.dotall)
+                        .build()
+                        .ok()
+                })
+            };
+            if !unicode {
+                let pcre = pcre2::bytes::RegexBuilder::new()
+                    .caseless(p.caseless)
+                    .multi_line(p.multiline)
+                    .dotall(p.dotall)
+                    .jit_if_available(true)
+                    .build(&p.source);
+                if let Ok(re) = pcre {
+                    return Ok(Oracle::Pcre(re, superset()));
+                }
+            }
             let mode = if unicode {
                 fancy_regex::BytesMode::UnicodeBytes
             } else {
@@ -339,21 +367,7 @@ impl Oracle {
                 .dot_matches_new_line(p.dotall)
                 .build()
                 .map_err(|e| e.to_string())?;
-            let superset = if unicode {
-                None
-            } else {
-                translate::fancy_superset(&text).and_then(|sup| {
-                    regex::bytes::RegexBuilder::new(&sup)
-                        .unicode(false)
-                        .dfa_size_limit(ORACLE_DFA_BYTES)
-                        .case_insensitive(p.caseless)
-                        .multi_line(p.multiline)
-                        .dot_matches_new_line(p.dotall)
-                        .build()
-                        .ok()
-                })
-            };
-            Ok(Oracle::Fancy(re, superset))
+            Ok(Oracle::Fancy(re, if unicode { None } else { superset() }))
         } else {
             regex::bytes::RegexBuilder::new(&text)
                 .unicode(false)
@@ -370,7 +384,12 @@ impl Oracle {
     fn is_match(&self, haystack: &[u8]) -> Result<bool, String> {
         match self {
             Oracle::Plain(re) => Ok(re.is_match(haystack)),
-            Oracle::Fancy(_, Some(superset)) if !superset.is_match(haystack) => Ok(false),
+            Oracle::Pcre(_, Some(superset)) | Oracle::Fancy(_, Some(superset))
+                if !superset.is_match(haystack) =>
+            {
+                Ok(false)
+            }
+            Oracle::Pcre(re, _) => re.is_match(haystack).map_err(|e| e.to_string()),
             Oracle::Fancy(re, _) => re.is_match(haystack).map_err(|e| e.to_string()),
         }
     }
