@@ -469,6 +469,7 @@ async fn start_delivery(
     let listeners = bind(&None, &setup.config.listen, Proto::Smtp)?;
     let rt = crate::deliver::Runtime::new(Arc::clone(setup), Rc::clone(&store));
     let committer = glommio::spawn_local(Rc::clone(&store).committer());
+    glommio::spawn_local(Rc::clone(&store).compactor()).detach();
     glommio::spawn_local(crate::deliver::scanner(Rc::clone(local), Rc::clone(&rt))).detach();
     glommio::spawn_local(crate::deliver::scheduler(Rc::clone(local), Rc::clone(&rt))).detach();
     let _ = local.delivery.set(rt);

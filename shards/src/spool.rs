@@ -161,8 +161,6 @@ pub async fn read_record(dir: &Path, at: Location) -> io::Result<Vec<u8>> {
 
 /// Deletes compacted segments and makes the unlinks durable. Call only after
 /// the records the plan copied forward are synced (docs/SPOOL.md).
-// Compaction is not wired into the shard yet (docs/SPOOL.md).
-#[cfg_attr(not(test), allow(dead_code))]
 pub async fn delete_segments(
     dir: &Path,
     ids: impl IntoIterator<Item = SegmentId>,

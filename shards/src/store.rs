@@ -36,8 +36,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use mb_engine::spool::{
-    decode_record, AckGate, CommitState, EncodeError, Entry, GroupCommit, MessageId, Queue, Record,
-    RecoveryReport, Reject, SyncDecision, SEGMENT_BYTES_DEFAULT,
+    decode_record, plan_compaction, AckGate, CommitState, CompactionPolicy, EncodeError, Entry,
+    GroupCommit, MessageId, Queue, Record, RecoveryReport, Reject, ScanSummary, SyncDecision,
+    SEGMENT_BYTES_DEFAULT,
 };
 
 use crate::spool::{self, SegmentWriter};
@@ -47,6 +48,9 @@ use crate::spool::{self, SegmentWriter};
 /// seconds of traffic at the measured ingress rate, well inside the
 /// delivery stage's 1 GB budget on any shard count up to 16.
 pub const CACHE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// How often a shard looks for segments to compact.
+pub const COMPACT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Wait before a writer that failed tries a new segment again.
 const BROKEN_RETRY: Duration = Duration::from_secs(5);
@@ -433,6 +437,134 @@ impl Store {
         d
     }
 
+    /// Resolves once every record appended so far is durable (`false`: the
+    /// sync failed).
+    pub async fn synced(&self) -> bool {
+        let wait = {
+            let mut inner = self.inner.borrow_mut();
+            match inner.commit.appended_seq() {
+                Some(seq) if !inner.commit.is_durable(seq) => {
+                    let slot = Rc::new(AckSlot::default());
+                    inner.acks.push(seq, Rc::clone(&slot));
+                    Some(AckWait(slot))
+                }
+                _ => None,
+            }
+        };
+        self.wake_committer.notify();
+        match wait {
+            Some(w) => w.await,
+            None => true,
+        }
+    }
+
+    /// One compaction (`docs/SPOOL.md`, "Compaction"): segments other than
+    /// the active one whose records are mostly dead are deleted, after the
+    /// live messages in them were rewritten as snapshots and the terminal
+    /// evidence still needed as `Deleted` records, and all of that synced.
+    /// Returns the number of segments deleted.
+    pub async fn compact(&self, policy: &CompactionPolicy) -> Result<usize, String> {
+        let victims = {
+            let inner = self.inner.borrow();
+            plan_compaction(&inner.queue, inner.writer.id(), policy).victims
+        };
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        // Copy forward until nothing in the victims is needed; records
+        // appended meanwhile go to the active segment, so this converges
+        // (a message can only move out of the victims).
+        for _round in 0..4 {
+            let (live, tombstones) =
+                self.with_queue(|q| (q.live_in(&victims), q.tombstones_in(&victims)));
+            if live.is_empty() && tombstones.is_empty() {
+                break;
+            }
+            for id in live {
+                self.snapshot(id).await?;
+            }
+            for id in tombstones {
+                self.append(id, &Record::Deleted, false)
+                    .map_err(|e| e.to_string())?;
+            }
+            if !self.synced().await {
+                return Err("the sync of the copies failed".into());
+            }
+        }
+        let clear = self
+            .with_queue(|q| q.live_in(&victims).is_empty() && q.tombstones_in(&victims).is_empty());
+        if !clear {
+            return Ok(0);
+        }
+        spool::delete_segments(&self.dir, victims.iter().copied())
+            .await
+            .map_err(|e| format!("cannot delete spool segments: {e}"))?;
+        self.inner.borrow_mut().queue.segments_deleted(&victims);
+        Ok(victims.len())
+    }
+
+    /// Rewrites live message `id` as a snapshot record in the active
+    /// segment (its base record with the current state folded in).
+    async fn snapshot(&self, id: MessageId) -> Result<(), String> {
+        let Some(at) = self.entry(id).map(|e| e.base) else {
+            return Ok(());
+        };
+        let bytes = spool::read_record(&self.dir, at)
+            .await
+            .map_err(|e| format!("cannot read the spool record at {at:?}: {e}"))?;
+        let (_, record) = decode_record(&bytes)
+            .map_err(|d| format!("spool record at {at:?} is damaged: {d:?}"))?;
+        let Record::Message(base) = record else {
+            return Err(format!("spool record at {at:?} is not a message"));
+        };
+        // The state as of now (no await between reading it and appending).
+        let Some(e) = self.entry(id) else {
+            return Ok(());
+        };
+        if e.base != at {
+            // Rewritten meanwhile (a concurrent compaction): nothing to do.
+            return Ok(());
+        }
+        let mut m = base;
+        m.phase = e.phase;
+        m.attempts = e.attempts;
+        m.next_try_unix_ms = e.next_try_unix_ms;
+        m.scan = e
+            .scan
+            .as_ref()
+            .map(|(action, score_milli, symbols)| ScanSummary {
+                action: *action,
+                score_milli: *score_milli,
+                symbols,
+            });
+        for (r, state) in m.rcpts.iter_mut().zip(&e.rcpts) {
+            r.state = *state;
+        }
+        self.append(id, &Record::Message(m), false)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The compaction task: every [`COMPACT_INTERVAL`] (and once at start,
+    /// which frees the segments of earlier runs whose mail was delivered).
+    pub async fn compactor(self: Rc<Self>) {
+        let policy = CompactionPolicy::default();
+        loop {
+            if self.stopping.get() {
+                return;
+            }
+            match self.compact(&policy).await {
+                Ok(0) => {}
+                Ok(n) => log::info!(
+                    "Spool on shard {}: {n} segment(s) compacted away.",
+                    self.shard
+                ),
+                Err(e) => log::warn!("Spool compaction on shard {} failed: {e}", self.shard),
+            }
+            glommio::timer::sleep(COMPACT_INTERVAL).await;
+        }
+    }
+
     /// Asks the committer to flush what is pending and return.
     pub fn stop(&self) {
         self.stopping.set(true);
@@ -604,6 +736,98 @@ mod tests {
         assert_eq!(parse_queue_id(&text.to_ascii_lowercase()), Some(id));
         assert_eq!(parse_queue_id("xyz"), None);
         assert_eq!(parse_queue_id(""), None);
+    }
+
+    fn message<'a>(body: &'a [u8], rcpt: &'a [u8]) -> Record<'a> {
+        Record::Message(mb_engine::spool::MessageRecord {
+            received_unix_ms: 1_000,
+            phase: mb_engine::spool::Phase::Received,
+            attempts: 0,
+            next_try_unix_ms: 0,
+            scan: None,
+            sender: b"a@example.org",
+            rcpts: vec![mb_engine::spool::Rcpt {
+                address: rcpt,
+                state: mb_engine::spool::RcptState::Pending,
+            }],
+            facts: vec![],
+            body,
+        })
+    }
+
+    /// Messages received, scanned, some delivered; the segment rolls; a
+    /// compaction deletes the old segment after rewriting the live messages,
+    /// and a restart recovers exactly the live ones (nothing delivered comes
+    /// back).
+    #[test]
+    fn compaction_keeps_the_live_and_forgets_the_delivered() {
+        let dir = std::env::temp_dir().join(format!("mb-store-compact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let opened = Store::open(&d, 0, GroupCommit::default()).await.unwrap();
+                let store = opened.store;
+                let committer = glommio::spawn_local(Rc::clone(&store).committer());
+                let scanned = Record::Scanned(ScanSummary {
+                    action: mb_engine::spool::ScanAction::Pass,
+                    score_milli: 0,
+                    symbols: b"",
+                });
+                let mut ids = Vec::new();
+                for i in 0..20u8 {
+                    let id = store.new_id();
+                    let body = vec![b'a' + i % 26; 3000];
+                    let wait = store.append(id, &message(&body, b"b@example.net"), true);
+                    assert!(wait.unwrap().unwrap().await);
+                    store.append(id, &scanned, false).unwrap();
+                    ids.push(id);
+                }
+                // Even ones delivered, odd ones deferred.
+                for (i, id) in ids.iter().enumerate() {
+                    let r = if i % 2 == 0 {
+                        Record::Delivered { rcpts: vec![0] }
+                    } else {
+                        Record::Deferred {
+                            next_try_unix_ms: 5,
+                            attempts: 1,
+                            reason: b"451 later",
+                        }
+                    };
+                    store.append(*id, &r, false).unwrap();
+                }
+                assert!(store.synced().await);
+                let first = store.inner.borrow().writer.id();
+                store.roll(false).await;
+                assert_ne!(store.inner.borrow().writer.id(), first);
+                let policy = CompactionPolicy {
+                    live_percent_max: 100,
+                    ..CompactionPolicy::default()
+                };
+                assert_eq!(store.compact(&policy).await, Ok(1));
+                assert!(!crate::spool::segment_path(&d, first).exists());
+                assert_eq!(store.depth().messages, 10);
+                store.stop();
+                committer.await;
+                let again = Store::open(&d, 0, GroupCommit::default()).await.unwrap();
+                assert!(again.report.corruptions.is_empty(), "{:?}", again.report);
+                let live: Vec<MessageId> = again
+                    .store
+                    .with_queue(|q| q.entries().map(|e| e.id).collect());
+                let odd: Vec<MessageId> = ids.iter().skip(1).step_by(2).copied().collect();
+                assert_eq!(live, odd, "only the deferred ones come back");
+                let e = again.store.entry(odd[0]).unwrap();
+                assert_eq!(
+                    (e.phase, e.attempts),
+                    (mb_engine::spool::Phase::Deferred, 1)
+                );
+                let body = again.store.load(odd[0]).await.unwrap();
+                assert_eq!(body.body, vec![b'b'; 3000]);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -524,7 +524,13 @@ impl Queue {
         }
         for t in self.dead.values() {
             for (s, n) in &t.evidence {
-                out.entry(*s).or_default().live += n;
+                // Evidence guards against the Message records of the id in
+                // other segments; beside its only base it guards nothing (the
+                // two go together), so a segment of delivered messages is
+                // all dead.
+                if t.bases.iter().any(|b| b != s) {
+                    out.entry(*s).or_default().live += n;
+                }
             }
         }
         out
@@ -540,12 +546,17 @@ impl Queue {
             .collect()
     }
 
-    /// Kept tombstones with evidence in one of `segments` (compaction
-    /// writes a `Deleted` record for each).
+    /// Kept tombstones with evidence in one of `segments` and a Message
+    /// record of the id outside them (compaction writes a `Deleted` record
+    /// for each; a tombstone whose every base goes with `segments` is simply
+    /// forgotten by [`Queue::segments_deleted`]).
     pub fn tombstones_in(&self, segments: &BTreeSet<SegmentId>) -> Vec<MessageId> {
         self.dead
             .iter()
-            .filter(|(_, t)| t.evidence.keys().any(|s| segments.contains(s)))
+            .filter(|(_, t)| {
+                t.evidence.keys().any(|s| segments.contains(s))
+                    && t.bases.iter().any(|b| !segments.contains(b))
+            })
             .map(|(id, _)| *id)
             .collect()
     }
