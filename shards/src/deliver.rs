@@ -704,7 +704,12 @@ pub async fn scheduler(local: Rc<Local>, rt: Rc<Runtime>) {
                         next = Some(due);
                         break;
                     }
-                    if moved < READY_BATCH_MAX && in_flight.insert(id) {
+                    if moved + ready.len() >= READY_BATCH_MAX {
+                        // More is due: look again as soon as workers free up.
+                        next = Some(now);
+                        break;
+                    }
+                    if in_flight.insert(id) {
                         ready.push_back(id);
                         moved += 1;
                     }
