@@ -3,7 +3,8 @@
 //! with SIGKILL at three random points and restarts it each time; at the
 //! end every message that got a 250 from mbd has reached the relay at least
 //! once (duplicates are allowed: a delivery whose `Delivered` record did not
-//! reach the disk is repeated; losses are not).
+//! reach the disk is repeated; losses are not). And a SIGTERM drain keeps
+//! the queue for the next mbd.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -220,4 +221,49 @@ fn kill_9_three_times_loses_no_acknowledged_message() {
         (queued == 0).then_some(())
     });
     assert!(empty.is_some(), "{:?}", mbd.shard_status());
+}
+
+/// SIGTERM with messages waiting for a relay that is down: mbd drains and
+/// exits on its own, and the next mbd delivers them once the relay is up.
+#[test]
+fn sigterm_drains_and_the_next_mbd_delivers_the_queue() {
+    let dir = TestDir::new("delivery-sigterm").unwrap();
+    let relay_port = lease_port().unwrap();
+    let ingress = lease_port().unwrap();
+    let mbd_dir = dir.join("mbd");
+    let mut mbd = Mbd::start(
+        &mbd_dir,
+        &delivery_config(ingress.port, relay_port.port, ""),
+    )
+    .unwrap();
+    let (config_path, state_dir) = (mbd.config_path.clone(), mbd.state_dir.clone());
+    let ids: Vec<String> = (0..3)
+        .map(|i| format!("sigterm-{i}.{}@client.mbtest.example", std::process::id()))
+        .collect();
+    let (mut s, _) = SmtpSession::connect(ingress.port).unwrap();
+    s.cmd("EHLO client.mbtest.example").unwrap();
+    for id in &ids {
+        assert!(send(&mut s, id).unwrap(), "{}", s.transcript);
+    }
+    s.quit();
+    let (status, on_its_own) = mbd.terminate(Duration::from_secs(20)).unwrap();
+    assert!(
+        on_its_own && status.success(),
+        "{status:?}\n{}",
+        mbd.stderr()
+    );
+    assert!(mbd.stderr().contains("Drained"), "{}", mbd.stderr());
+    let relay = Relay::accept_all(relay_port.port).unwrap();
+    let mbd = Mbd::start_with_config(&mbd_dir, &config_path, &state_dir).unwrap();
+    let got = relay.wait(ids.len(), Duration::from_secs(30)).unwrap();
+    let mut seen: Vec<String> = got
+        .iter()
+        .flat_map(|m| m.header_values("Message-ID"))
+        .map(|v| v.trim_matches(['<', '>']).to_string())
+        .collect();
+    seen.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(seen, want);
+    drop(mbd);
 }
