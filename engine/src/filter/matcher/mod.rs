@@ -7,8 +7,9 @@
 //!   pattern (`HS_FLAG_SINGLEMATCH`: we need which rules hit, not every offset;
 //!   `HS_FLAG_ALLOWEMPTY`: an always-matching rule hits). A pattern Hyperscan
 //!   rejects (backreference, lookaround, ...) is compiled with
-//!   `HS_FLAG_PREFILTER` and each Hyperscan hit is confirmed by `fancy-regex`;
-//!   a pattern that fails even as a prefilter is run by `fancy-regex` on every
+//!   `HS_FLAG_PREFILTER` and each Hyperscan hit is confirmed by a backtracking
+//!   engine (PCRE2; see `Oracle`); a pattern that fails even as a prefilter is
+//!   run by that engine on every
 //!   scan ("confirm-only"). A pattern with a bounded repeat `{n,m}` is
 //!   compiled widened to `{n,}` as a prefilter too (Hyperscan unrolls bounded
 //!   repeats, and a few stock rules took tens of seconds each). A class is
@@ -17,7 +18,7 @@
 //!   [`CompileReport`] says which pattern runs how and why.
 //! - [`Backend::AhoCorasick`]: literal lists (one automaton per case mode).
 //! - [`Backend::Naive`]: every pattern run one after the other with `regex`
-//!   (or `fancy-regex` where needed): the oracle the other two are tested
+//!   (or PCRE2 / `fancy-regex` where needed): the oracle the other two are tested
 //!   against.
 //!
 //! # Semantics (shared by the three backends)
@@ -111,11 +112,11 @@ impl Pattern {
 /// The engine a [`Database`] runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// One Hyperscan database, plus `fancy-regex` confirmation.
+    /// Hyperscan databases, plus backtracking (PCRE2) confirmation.
     Hyperscan,
     /// aho-corasick automata; literal patterns only (others are rejected).
     AhoCorasick,
-    /// Each pattern on its own with `regex`/`fancy-regex`: the oracle.
+    /// Each pattern on its own with `regex`/PCRE2/`fancy-regex`: the oracle.
     Naive,
 }
 
@@ -125,12 +126,13 @@ pub enum Mode {
     /// Run as written by the backend's own engine.
     Exact,
     /// Hyperscan runs a relaxed form (`HS_FLAG_PREFILTER`); each of its hits is
-    /// confirmed by `fancy-regex`. `reason`: why the exact form was refused.
+    /// confirmed by the pattern's oracle. `reason`: why the exact form was
+    /// refused.
     Prefiltered {
         /// Hyperscan's error for the exact form.
         reason: String,
     },
-    /// Not in the Hyperscan database: `fancy-regex` runs it on every scan.
+    /// Not in the Hyperscan database: its oracle runs on every scan.
     ConfirmOnly {
         /// Why Hyperscan cannot run it, even as a prefilter.
         reason: String,
@@ -200,7 +202,7 @@ pub enum ScanIssue {
     Confirm {
         /// The pattern not decided.
         id: u32,
-        /// `fancy-regex`'s error.
+        /// The backtracking engine's error.
         reason: String,
     },
     /// The haystack is longer than Hyperscan's 4 GiB block limit.
@@ -1024,7 +1026,7 @@ fn demote(p: &Pattern, reason: String, confirm_only: bool) -> Plan {
     match Oracle::compile(p) {
         Ok(o) if confirm_only => Plan::ConfirmOnly(reason, o),
         Ok(o) => Plan::Prefilter(reason, o),
-        Err(e) => Plan::Rejected(format!("hyperscan: {reason}; fancy-regex: {e}")),
+        Err(e) => Plan::Rejected(format!("hyperscan: {reason}; regex engines: {e}")),
     }
 }
 
