@@ -150,7 +150,7 @@ impl Runtime {
 
     /// The spool cannot take messages now.
     pub fn store_broken(&self) -> bool {
-        self.store.depth().broken
+        self.store.broken()
     }
 
     /// Counts an ingress message.

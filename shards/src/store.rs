@@ -415,7 +415,12 @@ impl Store {
         }))
     }
 
-    /// Queue depth figures for status.
+    /// The writer failed and no new segment exists yet: appends are refused.
+    pub fn broken(&self) -> bool {
+        self.inner.borrow().broken
+    }
+
+    /// Queue depth figures for status (walks the queue: for status only).
     pub fn depth(&self) -> Depth {
         let inner = self.inner.borrow();
         let q = &inner.queue;
