@@ -1249,15 +1249,41 @@ impl Checker {
     /// `milter.tcp`: one address or a list; warns on non-loopback addresses.
     fn tcp(&mut self, key: &str, node: &Node) -> Option<Vec<SocketAddr>> {
         let example = r#"tcp = ["127.0.0.1:9003", "[::1]:9003"]"#;
-        let items: Vec<(String, &Node)> = match node {
-            Node::String(_) => vec![(key.to_owned(), node)],
-            Node::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| (format!("{key}[{i}]"), item))
-                .collect(),
-            other => return self.expected(key, "a string or an array of strings", example, other),
-        };
+        let items = self.address_items(key, node, example)?;
+        self.addresses(
+            items,
+            "milter traffic is unauthenticated and unencrypted, so keep this listener on a \
+             trusted network (firewall it)",
+        )
+    }
+
+    /// One address or an array of them, each with its own key path.
+    pub(crate) fn address_items<'n>(
+        &mut self,
+        key: &str,
+        node: &'n Node,
+        example: &str,
+    ) -> Option<Vec<(String, &'n Node)>> {
+        match node {
+            Node::String(_) => Some(vec![(key.to_owned(), node)]),
+            Node::Array(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| (format!("{key}[{i}]"), item))
+                    .collect(),
+            ),
+            other => self.expected(key, "a string or an array of strings", example, other),
+        }
+    }
+
+    /// Listener addresses: each parsed, none listed twice, and a warning
+    /// (ending in `why`) for each that is not loopback.
+    pub(crate) fn addresses(
+        &mut self,
+        items: Vec<(String, &Node)>,
+        why: &str,
+    ) -> Option<Vec<SocketAddr>> {
         let mut out: Vec<SocketAddr> = Vec::with_capacity(items.len());
         let mut ok = true;
         for (item_key, item) in items {
@@ -1273,11 +1299,7 @@ impl Checker {
             if !address.ip().to_canonical().is_loopback() {
                 self.warning(
                     &item_key,
-                    format!(
-                        "{address} is not a loopback address: milter \
-                    traffic is unauthenticated and unencrypted, so keep this listener on a \
-                    trusted network (firewall it)"
-                    ),
+                    format!("{address} is not a loopback address: {why}"),
                 );
             }
             out.push(address);

@@ -281,15 +281,7 @@ impl Checker {
     /// `delivery.listen`: one address or a list.
     fn listen(&mut self, key: &str, node: &Node) -> Option<Vec<std::net::SocketAddr>> {
         let example = r#"listen = ["127.0.0.1:10024"]"#;
-        let items: Vec<(String, &Node)> = match node {
-            Node::String(_) => vec![(key.to_owned(), node)],
-            Node::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| (format!("{key}[{i}]"), item))
-                .collect(),
-            other => return self.expected(key, "a string or an array of strings", example, other),
-        };
+        let items = self.address_items(key, node, example)?;
         if items.is_empty() {
             return self.fail(
                 key,
@@ -297,31 +289,11 @@ impl Checker {
                  or set enabled = false",
             );
         }
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (item_key, item) in items {
-            let Some(address) = self.tcp_address(&item_key, item) else {
-                ok = false;
-                continue;
-            };
-            if out.contains(&address) {
-                self.error(&item_key, format!("{address} is listed twice"));
-                ok = false;
-                continue;
-            }
-            if !address.ip().to_canonical().is_loopback() {
-                self.warning(
-                    &item_key,
-                    format!(
-                        "{address} is not a loopback address: the ingress accepts mail for \
-                         any recipient and trusts XFORWARD, so keep it reachable by your \
-                         Postfix only (firewall it)"
-                    ),
-                );
-            }
-            out.push(address);
-        }
-        ok.then_some(out)
+        self.addresses(
+            items,
+            "the ingress accepts mail for any recipient and trusts XFORWARD, so keep it \
+             reachable by your Postfix only (firewall it)",
+        )
     }
 
     /// `delivery.hostname`: a host name for the greeting and DSNs.
