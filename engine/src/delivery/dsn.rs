@@ -470,8 +470,9 @@ pub fn rfc5322_date(unix_ms: u64, utc_offset_minutes: i16) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), from Howard
-/// Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// Hinnant's `civil_from_days` (proleptic Gregorian).
+#[must_use]
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
