@@ -94,6 +94,50 @@ pub struct DeliveryConfig {
     /// `relay_connections_max`, `relay_connections_initial`: delivery
     /// connections per shard.
     pub concurrency: crate::delivery::ConcurrencyLimits,
+    /// `relay_tls`: STARTTLS to the relay.
+    pub relay_tls: RelayTls,
+    /// `relay_tls_ca_file`: the PEM bundle `verify` trusts. `None`: the
+    /// system trust store (read by the runtime).
+    pub relay_tls_ca_file: Option<PathBuf>,
+    /// `relay_tls_server_name`: the name (or IP address) the relay's
+    /// certificate must be valid for under `verify`.
+    pub relay_tls_server_name: Option<String>,
+}
+
+/// `delivery.relay_tls`: when STARTTLS is used to the relay, and what the
+/// relay's certificate must prove (Postfix `smtp_tls_security_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayTls {
+    /// `off`: plaintext, STARTTLS never sent (loopback reinjection).
+    #[default]
+    Off,
+    /// `may`: STARTTLS when the relay offers it, certificate not checked;
+    /// plaintext when not offered or when the handshake fails.
+    May,
+    /// `encrypt`: STARTTLS required, certificate not checked.
+    Encrypt,
+    /// `verify`: STARTTLS required, the certificate chain verified against
+    /// the CA bundle and valid for the server name.
+    Verify,
+}
+
+impl RelayTls {
+    /// The configuration word.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayTls::Off => "off",
+            RelayTls::May => "may",
+            RelayTls::Encrypt => "encrypt",
+            RelayTls::Verify => "verify",
+        }
+    }
+
+    /// TLS must be negotiated (no plaintext delivery).
+    #[must_use]
+    pub fn required(self) -> bool {
+        matches!(self, RelayTls::Encrypt | RelayTls::Verify)
+    }
 }
 
 /// `[filter]`.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{d, Checker, Node};
-use crate::config::DeliveryConfig;
+use crate::config::{DeliveryConfig, RelayTls};
 use crate::delivery::{ConcurrencyLimits, RetryPolicy};
 use crate::limits;
 use crate::spool::GroupCommit;
@@ -40,6 +40,9 @@ pub(super) const DELIVERY_KEYS: &[&str] = &[
     "queue_lifetime",
     "relay_connections_max",
     "relay_connections_initial",
+    "relay_tls",
+    "relay_tls_ca_file",
+    "relay_tls_server_name",
 ];
 
 /// The defaults: what an absent `[delivery]` gives.
@@ -68,6 +71,9 @@ fn defaults() -> DeliveryConfig {
             total_max: crate::delivery::concurrency::DESTINATION_CONCURRENCY_DEFAULT,
             ..ConcurrencyLimits::default()
         },
+        relay_tls: RelayTls::Off,
+        relay_tls_ca_file: None,
+        relay_tls_server_name: None,
     }
 }
 
@@ -241,11 +247,24 @@ impl Checker {
                         None => window_ok = false,
                     }
                 }
+                "relay_tls" => {
+                    if let Some(mode) = self.relay_tls(k, value) {
+                        out.relay_tls = mode;
+                    }
+                }
+                "relay_tls_ca_file" => {
+                    let example = r#"relay_tls_ca_file = "/etc/mailborder/relay-ca.pem""#;
+                    out.relay_tls_ca_file = self.path(k, value, example);
+                }
+                "relay_tls_server_name" => {
+                    out.relay_tls_server_name = self.server_name(k, value);
+                }
                 _ => {
                     self.unknown(k, name, DELIVERY_KEYS);
                 }
             }
         }
+        self.relay_tls_cross_checks(node, &out);
         if retry_ok {
             if let Err(e) = out.retry.check() {
                 let (key, fix) = match e {
@@ -294,6 +313,97 @@ impl Checker {
             "the ingress accepts mail for any recipient and trusts XFORWARD, so keep it \
              reachable by your Postfix only (firewall it)",
         )
+    }
+
+    /// `delivery.relay_tls`: `off`, `may`, `encrypt` or `verify`.
+    fn relay_tls(&mut self, key: &str, node: &Node) -> Option<RelayTls> {
+        let text = self.string(key, node, r#"relay_tls = "verify""#)?;
+        let mode = [
+            RelayTls::Off,
+            RelayTls::May,
+            RelayTls::Encrypt,
+            RelayTls::Verify,
+        ]
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(text));
+        if mode.is_none() {
+            let hint = match text.to_ascii_lowercase().as_str() {
+                "opportunistic" | "optional" => " (`may` is opportunistic TLS)",
+                "required" | "secure" | "dane" => {
+                    " (`encrypt` requires TLS, `verify` also checks the certificate)"
+                }
+                "none" | "no" | "false" => " (`off` is plaintext)",
+                _ => "",
+            };
+            return self.fail(
+                key,
+                format!("`{text}` is not one of \"off\", \"may\", \"encrypt\", \"verify\"{hint}"),
+            );
+        }
+        mode
+    }
+
+    /// `delivery.relay_tls_server_name`: a DNS name or an IP address.
+    fn server_name(&mut self, key: &str, node: &Node) -> Option<String> {
+        let text = self.string(key, node, r#"relay_tls_server_name = "relay.example.com""#)?;
+        if text.parse::<std::net::IpAddr>().is_ok() {
+            return Some(text.to_owned());
+        }
+        let name = text.strip_suffix('.').unwrap_or(text);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return self.fail(
+                key,
+                format!(
+                    "`{text}` is not a host name or IP address: write the name in the relay's \
+                     certificate, e.g. \"relay.example.com\""
+                ),
+            );
+        }
+        Some(name.to_ascii_lowercase())
+    }
+
+    /// The `relay_tls*` keys together: `verify` needs a name to check the
+    /// certificate against (the relay is an IP address); the CA file and
+    /// name do nothing without `verify`.
+    fn relay_tls_cross_checks(&mut self, node: &Node, out: &DeliveryConfig) {
+        let set = |key: &str| {
+            matches!(node, Node::Table(entries) if entries.iter().any(|(n, _)| n == key))
+        };
+        // An invalid name was reported already.
+        if out.relay_tls == RelayTls::Verify && !set("relay_tls_server_name") {
+            let ip = out.relay.ip();
+            self.error(
+                "delivery.relay_tls",
+                format!(
+                    "relay_tls = \"verify\" checks the relay's certificate against a name, and \
+                     relay = {} is an IP address: set relay_tls_server_name to the name in its \
+                     certificate, e.g. relay_tls_server_name = \"relay.example.com\" (or \
+                     \"{ip}\" if the certificate lists that address)",
+                    out.relay
+                ),
+            );
+        }
+        if out.relay_tls != RelayTls::Verify {
+            for name in ["relay_tls_ca_file", "relay_tls_server_name"] {
+                if set(name) {
+                    self.warning(
+                        &format!("delivery.{name}"),
+                        format!(
+                            "{name} is used only with relay_tls = \"verify\" (it is \"{}\"): \
+                             no certificate is checked",
+                            out.relay_tls.name()
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// `delivery.hostname`: a host name for the greeting and DSNs.
@@ -404,5 +514,98 @@ retry = "1s"
                 "delivery.relay_connections_initial",
             ]
         );
+    }
+
+    #[test]
+    fn relay_tls_defaults_to_off() {
+        let d = parse("").config.expect("defaults").delivery;
+        assert_eq!(d.relay_tls, crate::config::RelayTls::Off);
+        assert_eq!(d.relay_tls_ca_file, None);
+        assert_eq!(d.relay_tls_server_name, None);
+    }
+
+    #[test]
+    fn relay_tls_keys_are_read() {
+        use crate::config::RelayTls;
+        let text = r#"
+[delivery]
+relay = "192.0.2.1:25"
+relay_tls = "verify"
+relay_tls_ca_file = "/etc/mailborder/relay-ca.pem"
+relay_tls_server_name = "Relay.Example.COM."
+"#;
+        let checked = parse(text);
+        assert_eq!(checked.diagnostics, [], "{text}");
+        let d = checked.config.expect("valid").delivery;
+        assert_eq!(d.relay_tls, RelayTls::Verify);
+        assert!(d.relay_tls.required());
+        assert_eq!(
+            d.relay_tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/mailborder/relay-ca.pem"))
+        );
+        assert_eq!(d.relay_tls_server_name.as_deref(), Some("relay.example.com"));
+        for (word, mode) in [
+            ("off", RelayTls::Off),
+            ("MAY", RelayTls::May),
+            ("encrypt", RelayTls::Encrypt),
+        ] {
+            let text = format!("[delivery]\nrelay_tls = \"{word}\"\n");
+            let checked = parse(&text);
+            assert_eq!(checked.diagnostics, [], "{text}");
+            assert_eq!(checked.config.expect("valid").delivery.relay_tls, mode);
+        }
+        // An IP address is a valid name (checked against an IP SAN).
+        let text = "[delivery]\nrelay_tls = \"verify\"\nrelay_tls_server_name = \"127.0.0.1\"\n";
+        let checked = parse(text);
+        assert_eq!(checked.diagnostics, [], "{text}");
+    }
+
+    #[test]
+    fn relay_tls_mistakes_are_reported_with_their_keys() {
+        let errors = |text: &str| -> Vec<(String, String)> {
+            let checked = parse(text);
+            checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| (d.key.clone(), d.message.clone()))
+                .collect()
+        };
+        let e = errors("[delivery]\nrelay_tls = \"required\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "delivery.relay_tls");
+        assert!(e[0].1.contains("`encrypt` requires TLS"), "{e:?}");
+        // verify without a name: the relay is an IP address.
+        let e = errors("[delivery]\nrelay = \"10.1.2.3:25\"\nrelay_tls = \"verify\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "delivery.relay_tls");
+        assert!(e[0].1.contains("relay_tls_server_name"), "{e:?}");
+        assert!(e[0].1.contains("10.1.2.3"), "{e:?}");
+        // A bad name is reported once, on its own key.
+        let e = errors(
+            "[delivery]\nrelay_tls = \"verify\"\nrelay_tls_server_name = \"bad name!\"\n\
+             relay_tls_ca_file = \"\"\n",
+        );
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["delivery.relay_tls_server_name", "delivery.relay_tls_ca_file"]
+        );
+        let e = errors("[delivery]\nrelay_tls = 1\n");
+        assert_eq!(e[0].0, "delivery.relay_tls");
+    }
+
+    #[test]
+    fn relay_tls_settings_without_verify_warn() {
+        let text = "[delivery]\nrelay_tls = \"may\"\nrelay_tls_ca_file = \"/etc/ca.pem\"\n";
+        let checked = parse(text);
+        assert!(checked.config.is_some());
+        let warnings: Vec<&str> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| d.key.as_str())
+            .collect();
+        assert_eq!(warnings, ["delivery.relay_tls_ca_file"]);
     }
 }
