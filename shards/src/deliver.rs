@@ -38,7 +38,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mb_engine::config::DeliveryConfig;
+use mb_engine::config::{DeliveryConfig, RelayTls};
 use mb_engine::delivery::{
     self, build_dsn, Concurrency, Diagnostic, Disposition, DsnRecipient, DsnRequest, Feedback,
     RetryPolicy, Slot,
@@ -47,7 +47,7 @@ use mb_engine::filter::content::{Cause, ContentAction, ContentVerdict};
 use mb_engine::filter::scan::ScanResult;
 use mb_engine::milter::Modification;
 use mb_engine::policy::{MessageFacts, Policy};
-use mb_engine::smtp::client::{Outcome, RcptStatus, Stage};
+use mb_engine::smtp::client::{Outcome, RcptStatus, Stage, TlsMode};
 use mb_engine::smtp::{
     BodyType, Client, ClientEvent, ClientSettings, Reply, Status, Transaction, TransactionResult,
 };
@@ -73,6 +73,8 @@ const CLIENT_READ_BYTES: usize = 16 * 1024;
 pub struct Setup {
     /// `[delivery]`.
     pub config: DeliveryConfig,
+    /// `relay_tls` other than `off`: the TLS client settings.
+    pub tls: Option<Arc<crate::tls::RelaySetup>>,
     /// Our host name (greeting, EHLO, DSNs).
     pub hostname: String,
     /// The spool base directory; shard `n` uses `shard-<n>/` in it.
@@ -743,7 +745,7 @@ async fn worker(local: Rc<Local>, rt: Rc<Runtime>, slot: Slot) {
     while let Some(id) = rt.next_ready() {
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             rt.counters.borrow_mut().connections += 1;
-            match Conn::open(&local, &rt).await {
+            match Conn::connect(&local, &rt).await {
                 Ok(c) => {
                     conn = Some(c);
                     feedback = Feedback::Success;
@@ -906,23 +908,68 @@ fn local_status(code: u16, status: Status, text: &str) -> RcptStatus {
 
 // ---------------------------------------------------------- connection
 
+/// Why a connection could not be opened.
+enum Failed {
+    /// The TLS handshake (or the certificate) failed.
+    Tls(RcptStatus),
+    /// Anything else (connect, greeting, EHLO, STARTTLS refused).
+    Other(RcptStatus),
+}
+
+impl Failed {
+    fn status(self) -> RcptStatus {
+        match self {
+            Failed::Tls(s) | Failed::Other(s) => s,
+        }
+    }
+}
+
 /// A connection to the relay driving the sans-I/O client, every wait under
 /// a timeout.
 struct Conn<'a> {
     socket: Socket<'a>,
     client: Client,
+    /// After STARTTLS: `out` is encrypted into `wire`, and what is read
+    /// decrypted into `input`.
+    tls: Option<crate::tls::Session>,
     input: Vec<u8>,
     out: Vec<u8>,
+    wire: Vec<u8>,
     events: VecDeque<ClientEvent>,
     timeout: Duration,
 }
 
 impl<'a> Conn<'a> {
-    /// Connects and runs the handshake to `Ready`; the failure as a
-    /// temporary status for every recipient.
-    async fn open(local: &'a Local, rt: &Runtime) -> Result<Conn<'a>, RcptStatus> {
+    /// Connects and runs the handshake to `Ready`, with STARTTLS as
+    /// `relay_tls` says. With `may`, a failed TLS handshake is logged and
+    /// the connection opened again in plaintext; with `encrypt` and
+    /// `verify` it is the failure of the attempt.
+    async fn connect(local: &'a Local, rt: &Runtime) -> Result<Conn<'a>, RcptStatus> {
+        let tls = rt.setup.tls.as_deref();
+        match Conn::open(local, rt, tls).await {
+            Err(Failed::Tls(status)) if tls.is_some_and(|t| t.mode == RelayTls::May) => {
+                log::warn!(
+                    "Shard {}: relay {}: {}; relay_tls = \"may\": delivering in plaintext on \
+                     a new connection.",
+                    local.id,
+                    rt.relay,
+                    status.reply.text()
+                );
+                Conn::open(local, rt, None).await.map_err(Failed::status)
+            }
+            other => other.map_err(Failed::status),
+        }
+    }
+
+    /// Connects and runs the handshake to `Ready` (with STARTTLS when `tls`
+    /// is set); the failure as a temporary status for every recipient.
+    async fn open(
+        local: &'a Local,
+        rt: &Runtime,
+        tls: Option<&crate::tls::RelaySetup>,
+    ) -> Result<Conn<'a>, Failed> {
         let cfg = &rt.setup.config;
-        let fail = |text: String| local_status(451, Status::new(4, 4, 1), &text);
+        let fail = |text: String| Failed::Other(local_status(451, Status::new(4, 4, 1), &text));
         let fd = connect(cfg.relay).map_err(|e| fail(format!("connect to {}: {e}", rt.relay)))?;
         let socket = local
             .readiness
@@ -940,25 +987,39 @@ impl<'a> Conn<'a> {
                 )))
             }
         }
+        let mut settings = ClientSettings::new(rt.setup.hostname.clone());
+        settings.tls = match tls.map(|t| t.mode) {
+            None | Some(RelayTls::Off) => TlsMode::Off,
+            Some(RelayTls::May) => TlsMode::Opportunistic,
+            Some(RelayTls::Encrypt | RelayTls::Verify) => TlsMode::Required,
+        };
         let mut conn = Conn {
             socket,
-            client: Client::new(ClientSettings::new(rt.setup.hostname.clone())),
+            client: Client::new(settings),
+            tls: None,
             input: Vec::new(),
             out: Vec::new(),
+            wire: Vec::new(),
             events: VecDeque::new(),
             timeout: cfg.command_timeout,
         };
         loop {
             match conn.next_event().await {
                 Ok(ClientEvent::Ready) => return Ok(conn),
+                Ok(ClientEvent::StartTls) => {
+                    let Some(setup) = tls else {
+                        return Err(fail("STARTTLS without TLS settings".into()));
+                    };
+                    conn.start_tls(local, rt, setup).await?;
+                }
                 Ok(ClientEvent::SessionFailed(reply)) => {
                     let _ = conn.flush().await;
-                    return Err(RcptStatus {
+                    return Err(Failed::Other(RcptStatus {
                         outcome: Outcome::TempFailed,
                         reply,
                         stage: Stage::Connection,
                         remote: true,
-                    });
+                    }));
                 }
                 Ok(ClientEvent::Closed) => {
                     return Err(fail("the relay closed the connection".into()))
@@ -969,13 +1030,62 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// The TLS handshake after the relay's 220 to STARTTLS, under
+    /// `command_timeout`; then EHLO again over TLS.
+    async fn start_tls(
+        &mut self,
+        local: &Local,
+        rt: &Runtime,
+        setup: &crate::tls::RelaySetup,
+    ) -> Result<(), Failed> {
+        let tls_fail = |text: String| Failed::Tls(local_status(451, Status::new(4, 7, 5), &text));
+        if !self.input.is_empty() {
+            // The client refuses this already (injection); never pass
+            // plaintext bytes on as TLS.
+            return Err(tls_fail("plaintext after the STARTTLS reply".into()));
+        }
+        let socket = &self.socket;
+        let handshake = glommio::timer::timeout(self.timeout, async {
+            Ok(crate::tls::Session::handshake(setup, socket).await)
+        })
+        .await;
+        let session = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(tls_fail(e)),
+            Err(_) => {
+                return Err(tls_fail(format!(
+                    "TLS handshake with the relay timed out after {:?}",
+                    self.timeout
+                )))
+            }
+        };
+        log::info!(
+            "Shard {}: TLS to the relay {} established: {} ({}).",
+            local.id,
+            rt.relay,
+            session.describe(),
+            setup.trust
+        );
+        self.tls = Some(session);
+        self.client.tls_established(&mut self.out).map_err(|e| {
+            Failed::Other(local_status(451, Status::new(4, 4, 0), &e.to_string()))
+        })
+    }
+
     /// Writes what the client queued.
     async fn flush(&mut self) -> Result<(), String> {
         if self.out.is_empty() {
             return Ok(());
         }
         let socket = &self.socket;
-        let out = &self.out;
+        let out = match &mut self.tls {
+            Some(tls) => {
+                self.wire.clear();
+                tls.encrypt(&self.out, &mut self.wire)?;
+                &self.wire
+            }
+            None => &self.out,
+        };
         let written =
             glommio::timer::timeout(self.timeout, async { Ok(socket.write_all(out).await) }).await;
         self.out.clear();
@@ -1018,7 +1128,19 @@ impl<'a> Conn<'a> {
                     .await;
             match read {
                 Ok(Ok(0)) => return Err("the relay closed the connection".into()),
-                Ok(Ok(n)) => self.input.extend_from_slice(&buf[..n]),
+                Ok(Ok(n)) => match &mut self.tls {
+                    Some(tls) => {
+                        self.wire.clear();
+                        let closed = tls.decrypt(&buf[..n], &mut self.input, &mut self.wire)?;
+                        if !self.wire.is_empty() {
+                            let _ = self.socket.write_all(&self.wire).await;
+                        }
+                        if closed && self.input.is_empty() {
+                            return Err("the relay closed the TLS session".into());
+                        }
+                    }
+                    None => self.input.extend_from_slice(&buf[..n]),
+                },
                 Ok(Err(e)) => return Err(format!("read from the relay: {e}")),
                 Err(_) => return Err(format!("no reply from the relay within {:?}", self.timeout)),
             }

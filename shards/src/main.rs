@@ -34,6 +34,7 @@ mod store;
 mod sweeper;
 #[allow(unsafe_code)]
 mod sys;
+mod tls;
 #[allow(unsafe_code)]
 mod topology;
 
@@ -135,9 +136,23 @@ fn run(args: &Args) -> Result<()> {
     let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded(HANDOFF_CHANNEL_CAPACITY))
         .unzip();
+    let relay_tls = if config.delivery.enabled {
+        tls::relay_setup(&config.delivery)?
+    } else {
+        None
+    };
+    if let Some(t) = &relay_tls {
+        log::info!(
+            "Delivery to the relay {}: relay_tls = \"{}\" ({}).",
+            config.delivery.relay,
+            t.mode.name(),
+            t.trust
+        );
+    }
     let delivery = config.delivery.enabled.then(|| {
         Arc::new(deliver::Setup {
             config: config.delivery.clone(),
+            tls: relay_tls.clone(),
             hostname: config
                 .delivery
                 .hostname
