@@ -1067,9 +1067,9 @@ impl<'a> Conn<'a> {
             setup.trust
         );
         self.tls = Some(session);
-        self.client.tls_established(&mut self.out).map_err(|e| {
-            Failed::Other(local_status(451, Status::new(4, 4, 0), &e.to_string()))
-        })
+        self.client
+            .tls_established(&mut self.out)
+            .map_err(|e| Failed::Other(local_status(451, Status::new(4, 4, 0), &e.to_string())))
     }
 
     /// Writes what the client queued.

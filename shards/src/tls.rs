@@ -24,7 +24,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::io::Socket;
 
@@ -74,9 +76,7 @@ pub fn relay_setup(cfg: &DeliveryConfig) -> Result<Option<Arc<RelaySetup>>> {
     })?;
     let (config, trust) = if cfg.relay_tls == RelayTls::Verify {
         let (roots, trust) = load_roots(cfg.relay_tls_ca_file.as_deref())?;
-        let config = builder
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = builder.with_root_certificates(roots).with_no_client_auth();
         (config, format!("{trust}, name {name_text}"))
     } else {
         let config = builder
@@ -98,7 +98,10 @@ fn load_roots(file: Option<&Path>) -> Result<(RootCertStore, String)> {
     let (path, key) = match file {
         Some(p) => (p.to_path_buf(), "delivery.relay_tls_ca_file"),
         None => {
-            let Some(found) = SYSTEM_CA_FILES.iter().map(PathBuf::from).find(|p| p.is_file())
+            let Some(found) = SYSTEM_CA_FILES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
             else {
                 bail!(
                     "delivery.relay_tls: relay_tls = \"verify\" needs CA certificates and no \
@@ -109,14 +112,13 @@ fn load_roots(file: Option<&Path>) -> Result<(RootCertStore, String)> {
             (found, "delivery.relay_tls_ca_file (default)")
         }
     };
-    let pem = std::fs::read(&path)
-        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let pem =
+        std::fs::read(&path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
     let mut roots = RootCertStore::empty();
     let mut found = 0usize;
     for item in CertificateDer::pem_slice_iter(&pem) {
-        let cert = item.with_context(|| {
-            format!("{key}: {} is not a valid PEM file", path.display())
-        })?;
+        let cert =
+            item.with_context(|| format!("{key}: {} is not a valid PEM file", path.display()))?;
         found += 1;
         // A certificate rustls cannot use is skipped (counted below).
         let _ = roots.add(cert);
@@ -200,9 +202,8 @@ impl Session {
     /// Runs the handshake on `socket` (no timeout here: the caller's).
     /// The error is the reason for the log and the queue.
     pub async fn handshake(setup: &RelaySetup, socket: &Socket<'_>) -> Result<Session, String> {
-        let mut conn =
-            ClientConnection::new(Arc::clone(&setup.config), setup.server_name.clone())
-                .map_err(|e| format!("TLS setup: {e}"))?;
+        let mut conn = ClientConnection::new(Arc::clone(&setup.config), setup.server_name.clone())
+            .map_err(|e| format!("TLS setup: {e}"))?;
         let mut wire = Vec::new();
         let mut buf = vec![0u8; HANDSHAKE_READ_BYTES];
         while conn.is_handshaking() {

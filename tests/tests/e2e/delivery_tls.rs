@@ -210,11 +210,13 @@ fn verify_with_the_right_ca_delivers_over_tls() {
         "no Received header with ESMTPS and TLS:\n{}",
         m.headers()
     );
-    let log = s
-        .pf
-        .wait_log("TLS connection established from", Duration::from_secs(5))
-        .unwrap();
-    assert!(log.contains("TLS connection established from localhost[127.0.0.1]"), "{log}");
+    let log =
+        s.pf.wait_log("TLS connection established from", Duration::from_secs(5))
+            .unwrap();
+    assert!(
+        log.contains("TLS connection established from localhost[127.0.0.1]"),
+        "{log}"
+    );
     let err = s.mbd.stderr();
     assert!(err.contains("TLS to the relay"), "{err}");
     assert!(err.contains("relay_tls = \"verify\""), "{err}");
@@ -270,9 +272,13 @@ fn verify_with_a_wrong_ca_defers_and_never_falls_back() {
     assert_eq!(shown["recipients"][0][1], "pending", "{shown}");
     // The relay saw TLS handshakes fail and never got a message.
     let log = s.pf.maillog();
-    assert!(s.pf.delivered().is_empty(), "delivered despite the bad CA:\n{log}");
     assert!(
-        !log.lines().any(|l| l.contains(&format!(":{}", reinject.port)) && l.contains("status=sent")),
+        s.pf.delivered().is_empty(),
+        "delivered despite the bad CA:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(&format!(":{}", reinject.port)) && l.contains("status=sent")),
         "{log}"
     );
     assert_eq!(s.pf.sink_messages(), 0, "{log}");
@@ -292,7 +298,11 @@ fn may_without_starttls_delivers_in_plaintext() {
     send_to_ingress(ingress.port, "may in plaintext");
     let got = relay.wait(1, Duration::from_secs(30)).unwrap();
     assert_eq!(got[0].header_values("Subject"), ["may in plaintext"]);
-    assert!(!mbd.stderr().contains("TLS to the relay"), "{}", mbd.stderr());
+    assert!(
+        !mbd.stderr().contains("TLS to the relay"),
+        "{}",
+        mbd.stderr()
+    );
 }
 
 #[test]
@@ -310,7 +320,12 @@ fn encrypt_without_starttls_defers() {
     let deferred = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
         (queue_sum(&mbd, "deferrals") >= 2).then_some(())
     });
-    assert!(deferred.is_some(), "{:?}\n{}", mbd.shard_status(), mbd.stderr());
+    assert!(
+        deferred.is_some(),
+        "{:?}\n{}",
+        mbd.shard_status(),
+        mbd.stderr()
+    );
     assert!(relay.accepted().is_empty(), "sent in plaintext");
     let err = mbd.stderr();
     assert!(err.contains("TLS is required"), "{err}");

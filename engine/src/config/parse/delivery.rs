@@ -373,9 +373,7 @@ impl Checker {
     /// certificate against (the relay is an IP address); the CA file and
     /// name do nothing without `verify`.
     fn relay_tls_cross_checks(&mut self, node: &Node, out: &DeliveryConfig) {
-        let set = |key: &str| {
-            matches!(node, Node::Table(entries) if entries.iter().any(|(n, _)| n == key))
-        };
+        let set = |key: &str| matches!(node, Node::Table(entries) if entries.iter().any(|(n, _)| n == key));
         // An invalid name was reported already.
         if out.relay_tls == RelayTls::Verify && !set("relay_tls_server_name") {
             let ip = out.relay.ip();
@@ -543,7 +541,10 @@ relay_tls_server_name = "Relay.Example.COM."
             d.relay_tls_ca_file.as_deref(),
             Some(std::path::Path::new("/etc/mailborder/relay-ca.pem"))
         );
-        assert_eq!(d.relay_tls_server_name.as_deref(), Some("relay.example.com"));
+        assert_eq!(
+            d.relay_tls_server_name.as_deref(),
+            Some("relay.example.com")
+        );
         for (word, mode) in [
             ("off", RelayTls::Off),
             ("MAY", RelayTls::May),
@@ -589,7 +590,10 @@ relay_tls_server_name = "Relay.Example.COM."
         let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
-            ["delivery.relay_tls_server_name", "delivery.relay_tls_ca_file"]
+            [
+                "delivery.relay_tls_server_name",
+                "delivery.relay_tls_ca_file"
+            ]
         );
         let e = errors("[delivery]\nrelay_tls = 1\n");
         assert_eq!(e[0].0, "delivery.relay_tls");
