@@ -5,6 +5,8 @@
 //! Plain threads and `std::net`: one thread accepts, one per connection
 //! speaks SMTP (EHLO with PIPELINING and 8BITMIME, MAIL, RCPT, DATA, RSET,
 //! NOOP, QUIT), line by line, so pipelined commands work. Stopped on drop.
+//! [`Relay::broken_starttls`] also announces STARTTLS and fails every
+//! handshake (for the `relay_tls` tests).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -67,6 +69,20 @@ impl Relay {
     /// # Errors
     /// When the port cannot be bound.
     pub fn start(port: u16, rule: Box<RcptRule>) -> Result<Self> {
+        Self::start_with(port, rule, false)
+    }
+
+    /// A relay that accepts everything and announces STARTTLS, but answers
+    /// the STARTTLS command's 220 with bytes that are not TLS and hangs up
+    /// (a broken TLS peer: every handshake fails).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub fn broken_starttls(port: u16) -> Result<Self> {
+        Self::start_with(port, Box::new(|_| None), true)
+    }
+
+    fn start_with(port: u16, rule: Box<RcptRule>, broken_tls: bool) -> Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .with_context(|| format!("bind the test relay on 127.0.0.1:{port}"))?;
         listener.set_nonblocking(true)?;
@@ -88,7 +104,7 @@ impl Relay {
                             let (accepted, stop, rule) =
                                 (Arc::clone(&accepted), Arc::clone(&stop), Arc::clone(&rule));
                             thread::spawn(move || {
-                                let _ = serve(stream, &accepted, &stop, &*rule);
+                                let _ = serve(stream, &accepted, &stop, &*rule, broken_tls);
                             });
                         }
                         Err(_) => thread::sleep(Duration::from_millis(20)),
@@ -160,6 +176,7 @@ fn serve(
     accepted: &Mutex<Vec<Accepted>>,
     stop: &AtomicBool,
     rule: &RcptRule,
+    broken_tls: bool,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut writer = stream.try_clone()?;
@@ -192,7 +209,14 @@ fn serve(
         let line = text;
         let cmd = line.trim_end_matches(['\r', '\n']).to_string();
         let upper = cmd.to_ascii_uppercase();
-        let reply: String = if upper.starts_with("EHLO") {
+        let reply: String = if upper.starts_with("EHLO") && broken_tls {
+            "250-relay.mbtest.example\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n".into()
+        } else if upper == "STARTTLS" && broken_tls {
+            writer.write_all(b"220 2.0.0 Ready to start TLS\r\n")?;
+            thread::sleep(Duration::from_millis(50));
+            writer.write_all(b"this is not TLS at all\r\n")?;
+            return Ok(());
+        } else if upper.starts_with("EHLO") {
             "250-relay.mbtest.example\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n"
                 .into()
         } else if upper.starts_with("HELO") {

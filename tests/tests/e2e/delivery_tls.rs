@@ -14,6 +14,9 @@
 //!   announce STARTTLS; `may` delivers anyway.
 //! - `encrypt_without_starttls_defers`: the same relay with `encrypt`: the
 //!   message is deferred (4.7.4), never sent in plaintext.
+//! - `broken_handshake_may_falls_back_encrypt_defers`: a relay that
+//!   announces STARTTLS and fails every handshake: `may` logs it and
+//!   delivers in plaintext on a new connection; `encrypt` defers.
 
 use std::path::Path;
 use std::process::Command;
@@ -329,4 +332,42 @@ fn encrypt_without_starttls_defers() {
     assert!(relay.accepted().is_empty(), "sent in plaintext");
     let err = mbd.stderr();
     assert!(err.contains("TLS is required"), "{err}");
+}
+
+#[test]
+fn broken_handshake_may_falls_back_encrypt_defers() {
+    for (mode, delivered) in [("may", true), ("encrypt", false)] {
+        let dir = TestDir::new(&format!("delivery-tls-broken-{mode}")).unwrap();
+        let ingress = lease_port().unwrap();
+        let relay_port = lease_port().unwrap();
+        let relay = Relay::broken_starttls(relay_port.port).unwrap();
+        let extra = format!("relay_tls = \"{mode}\"\n");
+        let mbd = Mbd::start(
+            &dir.join("mbd"),
+            &delivery_config(ingress.port, relay_port.port, &extra),
+        )
+        .unwrap();
+        send_to_ingress(ingress.port, "broken tls peer");
+        if delivered {
+            let got = relay.wait(1, Duration::from_secs(30)).unwrap();
+            assert_eq!(got[0].header_values("Subject"), ["broken tls peer"]);
+            let err = mbd.stderr();
+            assert!(err.contains("TLS handshake with the relay failed"), "{err}");
+            assert!(err.contains("delivering in plaintext"), "{err}");
+        } else {
+            let deferred = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+                (queue_sum(&mbd, "deferrals") >= 2).then_some(())
+            });
+            assert!(
+                deferred.is_some(),
+                "{:?}\n{}",
+                mbd.shard_status(),
+                mbd.stderr()
+            );
+            assert!(relay.accepted().is_empty(), "sent in plaintext");
+            let err = mbd.stderr();
+            assert!(err.contains("TLS handshake with the relay failed"), "{err}");
+            assert!(!err.contains("delivering in plaintext"), "{err}");
+        }
+    }
 }
