@@ -320,3 +320,87 @@ fn drain_tls(conn: &mut ClientConnection, wire: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> DeliveryConfig {
+        let checked = mb_engine::config::parse(text);
+        checked.config.expect("valid").delivery
+    }
+
+    fn error(cfg: &DeliveryConfig) -> String {
+        format!("{:#}", relay_setup(cfg).expect_err("refused"))
+    }
+
+    #[test]
+    fn off_has_no_tls_settings() {
+        assert!(relay_setup(&config("")).unwrap().is_none());
+    }
+
+    #[test]
+    fn may_and_encrypt_need_no_ca() {
+        for mode in ["may", "encrypt"] {
+            let cfg = config(&format!(
+                "[delivery]\nrelay_tls = \"{mode}\"\nrelay_tls_ca_file = \"/nonexistent\"\n"
+            ));
+            let setup = relay_setup(&cfg).unwrap().expect("tls");
+            assert_eq!(setup.mode.name(), mode);
+            assert_eq!(setup.trust, "certificate not checked");
+        }
+    }
+
+    #[test]
+    fn ca_file_problems_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("mb-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let verify = |path: &Path| {
+            config(&format!(
+                "[delivery]\nrelay_tls = \"verify\"\nrelay_tls_server_name = \"relay.test\"\n\
+                 relay_tls_ca_file = \"{}\"\n",
+                path.display()
+            ))
+        };
+        let missing = error(&verify(&dir.join("missing.pem")));
+        assert!(
+            missing.starts_with("delivery.relay_tls_ca_file: cannot read"),
+            "{missing}"
+        );
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = error(&verify(&empty));
+        assert!(
+            e.starts_with("delivery.relay_tls_ca_file:") && e.contains("no usable CA"),
+            "{e}"
+        );
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = error(&verify(&broken));
+        assert!(e.starts_with("delivery.relay_tls_ca_file:"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn verify_defaults_to_the_system_store() {
+        let cfg = config(
+            "[delivery]\nrelay_tls = \"verify\"\nrelay_tls_server_name = \"relay.example.com\"\n",
+        );
+        match SYSTEM_CA_FILES.iter().find(|p| Path::new(p).is_file()) {
+            Some(found) => {
+                let setup = relay_setup(&cfg).unwrap().expect("tls");
+                assert!(setup.trust.contains(found), "{}", setup.trust);
+                assert!(
+                    setup.trust.ends_with("name relay.example.com"),
+                    "{}",
+                    setup.trust
+                );
+            }
+            None => assert!(error(&cfg).contains("no system trust store")),
+        }
+    }
+}
