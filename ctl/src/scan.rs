@@ -98,7 +98,7 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
         })
         .collect::<Result<_>>()?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let (set, scanner) = content::compile_rules(&texts, args.backend, threads);
+    let (set, scanner) = content::compile_rules(&texts, args.backend, threads, None);
     let compiled = started.elapsed();
     let mut state = scanner.state();
     let messages = message_files(args.paths)?;

@@ -817,7 +817,8 @@ mod tests {
         use crate::filter::matcher::Backend;
         let cfg = crate::config::parse(section).config.expect("valid");
         let rules = "body SPAMMY /spammy-marker/\nscore SPAMMY 6.0\n";
-        let (set, scanner) = compile_rules(&[("t.cf".into(), rules.into())], Backend::Naive, 1);
+        let (set, scanner) =
+            compile_rules(&[("t.cf".into(), rules.into())], Backend::Naive, 1, None);
         let filter = ContentFilter::new(
             Arc::new(scanner),
             set.required_score,

@@ -1,7 +1,7 @@
 //! Golden tests for the matcher backends: Hyperscan (with prefilter and
 //! confirmation), aho-corasick and the naive oracle give the same hit sets.
 
-use mb_engine::filter::matcher::{Backend, Database, HitSet, Mode, Pattern};
+use mb_engine::filter::matcher::{Backend, Database, DatabaseCache, HitSet, Mode, Pattern};
 use proptest::prelude::*;
 
 fn hits(db: &Database, haystack: &[u8]) -> Vec<u32> {
@@ -478,4 +478,50 @@ fn widened_repeats_parts_and_threads_keep_the_oracles_hits() {
             report.mode(2)
         );
     }
+}
+
+/// A second compile with the databases the first one cached takes every
+/// Hyperscan database from the cache and finds the same hits; a damaged or
+/// foreign entry is a miss that compiles afresh.
+#[test]
+fn cached_databases_give_the_same_hits() {
+    let (big, msg) = big_set();
+    let mut patterns: Vec<Pattern> = big.into_iter().skip(5000).take(100).collect();
+    for (i, p) in patterns.iter_mut().enumerate() {
+        p.id = i as u32;
+    }
+    let (naive, _) = Database::compile(&patterns, Backend::Naive);
+    let want = hits(&naive, &msg);
+
+    let first = DatabaseCache::new();
+    let (db, _) = Database::compile_cached(&patterns, Backend::Hyperscan, 2, Some(&first));
+    assert_eq!(hits(&db, &msg), want);
+    assert_eq!(first.hits(), 0);
+    let added = first.take_added();
+    assert!(
+        added.len() >= 3,
+        "100 patterns make several parts: {}",
+        added.len()
+    );
+
+    let mut second = DatabaseCache::new();
+    for (key, bytes) in added.clone() {
+        second.insert(key, bytes);
+    }
+    let (db, report) = Database::compile_cached(&patterns, Backend::Hyperscan, 1, Some(&second));
+    assert_eq!(second.hits(), added.len());
+    assert!(second.take_added().is_empty());
+    assert_eq!(second.used().len(), added.len());
+    assert_eq!(hits(&db, &msg), want);
+    assert_eq!(report.counts()[3], 0);
+
+    let mut damaged = DatabaseCache::new();
+    for (key, mut bytes) in added {
+        let mid = bytes.len() / 2;
+        bytes.truncate(mid);
+        damaged.insert(key, bytes);
+    }
+    let (db, _) = Database::compile_cached(&patterns, Backend::Hyperscan, 1, Some(&damaged));
+    assert_eq!(damaged.hits(), 0);
+    assert_eq!(hits(&db, &msg), want);
 }

@@ -15,7 +15,7 @@ use mb_engine::config::Config;
 use mb_engine::eval::ratelimit::RateTable;
 use mb_engine::eval::{source, PolicyTree};
 use mb_engine::filter::content::{self, ContentFilter, FilterSettings};
-use mb_engine::filter::matcher::Backend;
+use mb_engine::filter::matcher::{Backend, DatabaseCache};
 use mb_engine::filter::scan::Scanner;
 use mb_engine::policy::Policy;
 
@@ -130,6 +130,97 @@ struct RulesPrint {
 /// the control thread for reuse.
 static LAST_SCANNER: Mutex<Option<(RulesPrint, Arc<Scanner>, f32)>> = Mutex::new(None);
 
+/// Where the content filter's compiled Hyperscan databases are kept between
+/// runs (`<state_dir>/filter-cache`; set once at start). Unset: no cache.
+pub static FILTER_CACHE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// First bytes of a cache file: the format, then the key's length (u64 LE),
+/// the key (the exact Hyperscan input) and the serialized database.
+const CACHE_MAGIC: &[u8] = b"mailborder hsdb 1\n";
+
+/// The stored databases of `dir` (a missing or unreadable directory, or a
+/// damaged file, is an empty cache or a miss: it only costs a compile).
+fn load_cache(dir: &Path) -> DatabaseCache {
+    let mut cache = DatabaseCache::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return cache;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("hsdb") {
+            continue;
+        }
+        let Some((key, db)) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| decode_cache_file(&b))
+        else {
+            log::warn!("filter cache: {} is damaged; ignored", path.display());
+            continue;
+        };
+        cache.insert(key, db);
+    }
+    cache
+}
+
+fn decode_cache_file(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
+    let rest = bytes.strip_prefix(CACHE_MAGIC)?;
+    let (len, rest) = rest.split_at_checked(8)?;
+    let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+    let key = rest.get(..len)?;
+    Some((String::from_utf8(key.to_vec()).ok()?, rest[len..].to_vec()))
+}
+
+fn encode_cache_file(key: &str, db: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CACHE_MAGIC.len() + 8 + key.len() + db.len());
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(db);
+    out
+}
+
+fn cache_file_name(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("{:016x}.hsdb", h.finish())
+}
+
+/// Writes the databases `cache` compiled (write then rename, so a crash
+/// leaves no half file) and removes the stored ones this rule set no longer
+/// uses. Failures are logged; they only cost a compile next time.
+fn store_cache(dir: &Path, cache: &DatabaseCache) {
+    let added = cache.take_added();
+    if !added.is_empty() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            log::warn!("filter cache: cannot create {}: {e}", dir.display());
+            return;
+        }
+    }
+    for (key, db) in &added {
+        let path = dir.join(cache_file_name(key));
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, encode_cache_file(key, db))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            log::warn!("filter cache: cannot write {}: {e}", path.display());
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    let used: std::collections::HashSet<String> =
+        cache.used().iter().map(|k| cache_file_name(k)).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.ends_with(".hsdb") || name.ends_with(".tmp");
+        if ours && !used.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The `.cf` files `[filter] rules` names, in SpamAssassin's order.
 fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut entries = Vec::with_capacity(paths.len());
@@ -210,21 +301,80 @@ fn load_scanner(paths: &[PathBuf]) -> Result<(Arc<Scanner>, f32), String> {
     // that changes rule files is rare and brief (about 10 s for the stock
     // rules on two cores).
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let (set, scanner) = content::compile_rules(&texts, Backend::Hyperscan, threads);
+    let cache_dir = FILTER_CACHE_DIR.get();
+    let cache = cache_dir.map(|d| load_cache(d));
+    let (set, scanner) =
+        content::compile_rules(&texts, Backend::Hyperscan, threads, cache.as_ref());
     let report = &set.report;
+    let [exact, prefiltered, confirm_only, rejected] = scanner.mode_counts();
     log::info!(
-        "Content filter: {} rule files, {} rules, {} active, {} skipped, {} diagnostics; compiled in {:.2} s",
+        "Content filter: {} rule files, {} rules, {} active, {} skipped, {} diagnostics; \
+         patterns: {exact} exact, {prefiltered} prefiltered, {confirm_only} confirm-only, \
+         {rejected} rejected; compiled in {:.2} s ({} databases from the cache)",
         files.len(),
         report.rules_total,
         scanner.active_rules(),
         report.skipped(),
         report.diagnostics.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        cache.as_ref().map_or(0, DatabaseCache::hits)
     );
+    if let (Some(dir), Some(cache)) = (cache_dir, &cache) {
+        store_cache(dir, cache);
+    }
     for d in report.diagnostics.iter().take(20) {
         log::warn!("filter rules: {d}");
     }
     let scanner = Arc::new(scanner);
     *last = Some((print, Arc::clone(&scanner), set.required_score));
     Ok((scanner, set.required_score))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_files_round_trip_and_refuse_damage() {
+        let file = encode_cache_file("key\nwith lines", b"\x00db bytes");
+        assert_eq!(
+            decode_cache_file(&file),
+            Some(("key\nwith lines".to_owned(), b"\x00db bytes".to_vec()))
+        );
+        assert_eq!(
+            decode_cache_file(&file[..file.len() - 9 - 6]),
+            None,
+            "cut in the key"
+        );
+        assert_eq!(decode_cache_file(b"not a cache file"), None);
+        let mut foreign = file.clone();
+        foreign[0] ^= 1;
+        assert_eq!(decode_cache_file(&foreign), None);
+    }
+
+    #[test]
+    fn the_cache_directory_keeps_what_the_rules_use() {
+        let dir = std::env::temp_dir().join(format!("mb-filter-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rules = [(
+            "t.cf".to_owned(),
+            "body A /winner/i\nbody B /mon(e)y\\1{2,9}/\nheader C Subject =~ /hello/\n".to_owned(),
+        )];
+        let first = load_cache(&dir);
+        let _ = content::compile_rules(&rules, Backend::Hyperscan, 1, Some(&first));
+        store_cache(&dir, &first);
+        let stored = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        assert!(stored >= 2, "a body and a Subject database: {stored}");
+        std::fs::write(dir.join("0000000000000000.hsdb"), b"stale").unwrap_or(());
+        let second = load_cache(&dir);
+        let _ = content::compile_rules(&rules, Backend::Hyperscan, 1, Some(&second));
+        assert_eq!(second.hits(), stored);
+        store_cache(&dir, &second);
+        let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(
+            left, stored,
+            "the stale file is removed, the used ones kept"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

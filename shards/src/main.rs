@@ -126,6 +126,8 @@ fn run(args: &Args) -> Result<()> {
     } else {
         RateTable::with_seed(slots, seed)
     });
+    // Compiled content-filter databases survive restarts here.
+    let _ = evalload::FILTER_CACHE_DIR.set(paths.state_dir.join("filter-cache"));
     let (policy, watched) = evalload::build_policy(&config, 1, &rate_table)
         .map_err(|e| anyhow::anyhow!("the eval policy has errors; nothing started:\n{e}"))?;
     if let Some(tree) = policy.eval() {

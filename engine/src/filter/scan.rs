@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::matcher::{Backend, CompileReport, Database, HitSet, Mode, Pattern, Scratch};
+use super::matcher::{
+    Backend, CompileReport, Database, DatabaseCache, HitSet, Mode, Pattern, Scratch,
+};
 use super::mime::{Header, Message};
 use super::sa::meta::Resolved;
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
@@ -131,6 +133,18 @@ impl Scanner {
     /// databases are compiled in parallel; see [`Database::compile_on`]).
     #[must_use]
     pub fn compile_on(set: &RuleSet, backend: Backend, threads: usize) -> Self {
+        Self::compile_cached(set, backend, threads, None)
+    }
+
+    /// [`Scanner::compile_on`] with a cache of compiled Hyperscan databases
+    /// (see [`DatabaseCache`]).
+    #[must_use]
+    pub fn compile_cached(
+        set: &RuleSet,
+        backend: Backend,
+        threads: usize,
+        cache: Option<&DatabaseCache>,
+    ) -> Self {
         let rules = set.rules.clone();
         let index: HashMap<String, usize> = rules
             .iter()
@@ -234,7 +248,7 @@ impl Scanner {
         for source in order {
             let list = by_source.remove(&source).unwrap_or_default();
             let patterns: Vec<Pattern> = list.iter().map(|(_, p)| p.clone()).collect();
-            let (database, report) = Database::compile_on(&patterns, backend, threads);
+            let (database, report) = Database::compile_cached(&patterns, backend, threads, cache);
             let class = classes.len();
             for (rule, _) in &list {
                 if let Check::Pattern { class: c, .. } = &mut checks[*rule] {

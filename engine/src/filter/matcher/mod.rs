@@ -43,7 +43,7 @@
 
 mod translate;
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use hyperscan::prelude::{BlockDatabase, Builder as _, Matching};
@@ -522,6 +522,17 @@ impl Database {
         backend: Backend,
         threads: usize,
     ) -> (Database, CompileReport) {
+        Self::compile_cached(patterns, backend, threads, None)
+    }
+
+    /// [`Database::compile_on`], taking Hyperscan databases from `cache`
+    /// where it has them and adding the ones it compiles.
+    pub fn compile_cached(
+        patterns: &[Pattern],
+        backend: Backend,
+        threads: usize,
+        cache: Option<&DatabaseCache>,
+    ) -> (Database, CompileReport) {
         let id_bound = patterns
             .iter()
             .map(|p| p.id as usize + 1)
@@ -538,7 +549,7 @@ impl Database {
         let modes = match backend {
             Backend::Naive => db.compile_naive(patterns),
             Backend::AhoCorasick => db.compile_aho_corasick(patterns),
-            Backend::Hyperscan => db.compile_hyperscan(patterns, threads),
+            Backend::Hyperscan => db.compile_hyperscan(patterns, threads, cache),
         };
         db.len = modes
             .iter()
@@ -607,7 +618,12 @@ impl Database {
         modes
     }
 
-    fn compile_hyperscan(&mut self, patterns: &[Pattern], threads: usize) -> Vec<Mode> {
+    fn compile_hyperscan(
+        &mut self,
+        patterns: &[Pattern],
+        threads: usize,
+        cache: Option<&DatabaseCache>,
+    ) -> Vec<Mode> {
         let mut plans: Vec<Plan> = Vec::with_capacity(patterns.len());
         let mut texts: Vec<String> = Vec::with_capacity(patterns.len());
         for p in patterns {
@@ -696,7 +712,7 @@ impl Database {
         let build_all = |list: Vec<PartWork<'_>>| {
             list.into_iter()
                 .filter_map(|(k, plans, texts, patterns)| {
-                    build_part(plans, texts, patterns).map(|part| (k, part))
+                    build_part(plans, texts, patterns, cache).map(|part| (k, part))
                 })
                 .collect::<Vec<_>>()
         };
@@ -890,8 +906,13 @@ impl Scratch {
 /// Builds one Hyperscan database of the patterns whose plan puts them in it.
 /// A pattern can pass `hs_expression_info` and still fail the database
 /// compile (size limits): it is demoted one step and the rest compiled again.
-fn build_part(plans: &mut [Plan], texts: &[String], patterns: &[Pattern]) -> Option<HsPart> {
-    for _ in 0..=2 * patterns.len() {
+fn build_part(
+    plans: &mut [Plan],
+    texts: &[String],
+    patterns: &[Pattern],
+    cache: Option<&DatabaseCache>,
+) -> Option<HsPart> {
+    for attempt in 0..=2 * patterns.len() {
         let mut in_db: Vec<usize> = Vec::new();
         let mut list: Vec<hyperscan::Pattern> = Vec::new();
         for (i, plan) in plans.iter().enumerate() {
@@ -908,7 +929,26 @@ fn build_part(plans: &mut [Plan], texts: &[String], patterns: &[Pattern]) -> Opt
         if list.is_empty() {
             break;
         }
-        match hyperscan::Patterns(list).build::<hyperscan::Block>() {
+        // The first attempt's pattern list is the cache key (a database
+        // that needed demotions is not cached: it compiles again).
+        let spec = (attempt == 0)
+            .then(|| cache.map(|_| spec_of(&list)))
+            .flatten();
+        let cached = match (cache, &spec) {
+            (Some(c), Some(spec)) => c.get(spec),
+            _ => None,
+        };
+        let built = match cached {
+            Some(db) => Ok(db),
+            None => {
+                let built = hyperscan::Patterns(list).build::<hyperscan::Block>();
+                if let (Some(c), Some(spec), Ok(db)) = (cache, spec, &built) {
+                    c.add(spec, db);
+                }
+                built
+            }
+        };
+        match built {
             Ok(db) => {
                 let mut entries = Vec::with_capacity(in_db.len());
                 for &i in &in_db {
@@ -960,6 +1000,136 @@ fn build_part(plans: &mut [Plan], texts: &[String], patterns: &[Pattern]) -> Opt
         }
     }
     None
+}
+
+/// The exact Hyperscan input of a database, as the cache's key: every
+/// pattern's flags, id and expression, length-prefixed.
+fn spec_of(list: &[hyperscan::Pattern]) -> String {
+    let mut spec = String::new();
+    for p in list {
+        let _ = writeln!(
+            spec,
+            "{}:{:?}:{:?}:{}",
+            p.expression.len(),
+            p.flags,
+            p.id,
+            p.expression
+        );
+    }
+    spec
+}
+
+/// Compiled Hyperscan databases kept between runs, so that a restart does
+/// not compile the rules again (the stock rules: 11–16 s of compiling, about
+/// 1 s with every database cached). The engine does no I/O: the caller loads
+/// the entries it stored ([`DatabaseCache::insert`]), compiles with the cache
+/// ([`Database::compile_cached`]), then stores [`DatabaseCache::take_added`].
+///
+/// An entry is keyed by the exact pattern list it was compiled from (flags,
+/// ids, expressions), so a hit is that very database. It is used only when
+/// its Hyperscan version, CPU features and mode equal what this process
+/// would build (`hs_serialized_database_info`); anything else, including
+/// damaged bytes, is a miss and compiles afresh.
+#[derive(Default)]
+pub struct DatabaseCache {
+    known: std::collections::HashMap<String, Vec<u8>>,
+    platform: std::sync::OnceLock<Option<String>>,
+    added: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+    used: std::sync::Mutex<Vec<String>>,
+    hits: std::sync::atomic::AtomicUsize,
+}
+
+impl fmt::Debug for DatabaseCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseCache")
+            .field("known", &self.known.len())
+            .field("hits", &self.hits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseCache {
+    /// An empty cache.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stored entry: the key as [`DatabaseCache::take_added`] gave it, and
+    /// the serialized database.
+    pub fn insert(&mut self, key: String, bytes: Vec<u8>) {
+        self.known.insert(key, bytes);
+    }
+
+    /// The databases compiled (not found) since the cache was made: store
+    /// them.
+    pub fn take_added(&self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(
+            &mut *self
+                .added
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Keys of every entry hit or added: what a compile of the same rules
+    /// needs. Stored entries not among them can be dropped.
+    pub fn used(&self) -> Vec<String> {
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Databases taken from the cache instead of compiled.
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What this process's Hyperscan builds: version, CPU features, mode.
+    fn platform(&self) -> Option<&String> {
+        self.platform
+            .get_or_init(|| {
+                let probe =
+                    hyperscan::Patterns(vec![hs_pattern("a", &Pattern::regex(0, "a"), false)])
+                        .build::<hyperscan::Block>()
+                        .ok()?;
+                let bytes = probe.serialize().ok()?;
+                hyperscan::Serialized::info(&bytes.as_ref()).ok()
+            })
+            .as_ref()
+    }
+
+    fn get(&self, key: &str) -> Option<BlockDatabase> {
+        use hyperscan::Serialized as _;
+        let bytes = self.known.get(key)?;
+        let platform = self.platform()?;
+        if bytes.info().ok().as_ref() != Some(platform) {
+            return None;
+        }
+        let db: BlockDatabase = bytes.deserialize().ok()?;
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.mark_used(key);
+        Some(db)
+    }
+
+    fn add(&self, key: String, db: &BlockDatabase) {
+        let Ok(bytes) = db.serialize() else {
+            return;
+        };
+        self.mark_used(&key);
+        self.added
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key, bytes.as_ref().to_vec()));
+    }
+
+    fn mark_used(&self, key: &str) {
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key.to_owned());
+    }
 }
 
 /// Patterns per Hyperscan database: compile time grows faster than linearly
