@@ -228,6 +228,9 @@ pub fn show_text(m: &QueueMessage) -> String {
     if let Some(t) = e.next_try_unix_ms {
         let _ = writeln!(out, "next try:  {} UTC", utc(t));
     }
+    if let Some(reason) = &e.last_reason {
+        let _ = writeln!(out, "deferred:  {reason}");
+    }
     let _ = writeln!(out, "size:      {} bytes", m.size);
     let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
     let _ = writeln!(out, "sender:    {sender}");
@@ -271,9 +274,23 @@ mod tests {
             pending: 1,
             bytes: 1234,
             scan: Some(("pass".into(), 0.5)),
+            last_reason: Some("TLS handshake with the relay failed".into()),
         };
-        let text = list_text(&[e], 3);
+        let text = list_text(std::slice::from_ref(&e), 3);
         assert!(text.contains("1A2B") && text.contains("1/2") && text.contains("pass 0.5"));
         assert!(text.contains("3 message(s), 1 shown"), "{text}");
+        let shown = show_text(&QueueMessage {
+            entry: e,
+            sender: String::new(),
+            recipients: Vec::new(),
+            facts: Vec::new(),
+            symbols: String::new(),
+            header: String::new(),
+            size: 0,
+        });
+        assert!(
+            shown.contains("deferred:  TLS handshake with the relay failed"),
+            "{shown}"
+        );
     }
 }

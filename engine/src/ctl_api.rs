@@ -95,6 +95,10 @@ pub struct QueueEntry {
     /// The scan: action (`pass`, `spam`, `quarantine`, `reject`,
     /// `tempfail`) and score, once scanned.
     pub scan: Option<(String, f32)>,
+    /// Why the last attempt was deferred (the relay's reply, a connection or
+    /// TLS error), when known.
+    #[serde(default)]
+    pub last_reason: Option<String>,
 }
 
 /// One spooled message in detail (`mbctl queue show`).

@@ -411,3 +411,47 @@ fn resync_through_a_body_of_forged_headers_is_linear() {
     assert_eq!(bad.len(), 1);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// The queue keeps the last deferral's reason for `mbctl queue show`, until
+/// a compaction snapshot of the message (which recovery would not see it in).
+#[test]
+fn the_queue_keeps_the_last_deferral_reason() {
+    use mb_engine::spool::{Location, Queue, REASON_BYTES_MAX};
+    let mut q = Queue::new();
+    q.add_segment(SegmentId(1));
+    let id = MessageId(7);
+    let at = |offset: u64| Location {
+        segment: SegmentId(1),
+        offset,
+        len: 64,
+    };
+    let scanned = Record::Scanned(ScanSummary {
+        action: ScanAction::Pass,
+        score_milli: 0,
+        symbols: b"",
+    });
+    q.apply(at(64), 1, id, &message(b"x")).expect("message");
+    q.apply(at(128), 2, id, &scanned).expect("scanned");
+    let long = vec![b'4'; REASON_BYTES_MAX];
+    for (n, reason) in [b"451 4.3.0 try later".as_slice(), &long]
+        .into_iter()
+        .enumerate()
+    {
+        q.apply(
+            at(192 + 64 * n as u64),
+            3 + n as u64,
+            id,
+            &Record::Deferred {
+                next_try_unix_ms: 1,
+                attempts: 1 + n as u32,
+                reason,
+            },
+        )
+        .expect("deferred");
+        let kept = &q.get(id).expect("live").last_reason;
+        assert_eq!(kept.as_slice(), reason);
+    }
+    // a compaction snapshot (a newer Message record) starts afresh
+    q.apply(at(320), 5, id, &message(b"x")).expect("snapshot");
+    assert!(q.get(id).expect("live").last_reason.is_empty());
+}

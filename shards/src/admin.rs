@@ -138,6 +138,8 @@ fn entry_of(shard: u16, e: &Entry) -> QueueEntry {
             .scan
             .as_ref()
             .map(|(a, score, _)| (action_name(*a).to_owned(), *score as f32 / 1000.0)),
+        last_reason: (!e.last_reason.is_empty())
+            .then(|| String::from_utf8_lossy(&e.last_reason).into_owned()),
     }
 }
 

@@ -55,6 +55,11 @@ pub struct Entry {
     pub scan: Option<(ScanAction, i32, Vec<u8>)>,
     /// One state per recipient, in envelope order.
     pub rcpts: Vec<RcptState>,
+    /// Why the last attempt was deferred (the relay's reply or the
+    /// connection error; a record holds at most
+    /// [`super::REASON_BYTES_MAX`] bytes), until compaction folds the
+    /// `Deferred` record into a snapshot (or the next attempt replaces it).
+    pub last_reason: Vec<u8>,
     /// Record bytes of this message per segment since `base` (live bytes).
     live: BTreeMap<SegmentId, u64>,
     /// Segments holding any `Message` record of this id.
@@ -414,11 +419,14 @@ impl Queue {
             Record::Deferred {
                 next_try_unix_ms,
                 attempts,
-                ..
+                reason,
             } => {
                 e.phase = Phase::Deferred;
                 e.next_try_unix_ms = *next_try_unix_ms;
                 e.attempts = *attempts;
+                if !reason.is_empty() {
+                    e.last_reason = reason.to_vec();
+                }
             }
             Record::Delivered { rcpts } => {
                 for &i in rcpts {
@@ -483,6 +491,9 @@ impl Queue {
                 .as_ref()
                 .map(|s| (s.action, s.score_milli, s.symbols.to_vec())),
             rcpts: m.rcpts.iter().map(|r| r.state).collect(),
+            // not in the snapshot record: the live queue must equal what
+            // recovery rebuilds, which no longer sees a compacted Deferred
+            last_reason: Vec::new(),
             live: BTreeMap::from([(at.segment, u64::from(at.len))]),
             bases,
         };

@@ -273,6 +273,12 @@ fn verify_with_a_wrong_ca_defers_and_never_falls_back() {
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(shown["entry"]["attempts"].as_u64().unwrap() >= 1, "{shown}");
     assert_eq!(shown["recipients"][0][1], "pending", "{shown}");
+    // ... and why: the certificate error, as the relay attempt saw it.
+    let reason = shown["entry"]["last_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("TLS handshake") && reason.contains("UnknownIssuer"),
+        "{shown}"
+    );
     // The relay saw TLS handshakes fail and never got a message.
     let log = s.pf.maillog();
     assert!(
