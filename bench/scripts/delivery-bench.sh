@@ -596,6 +596,10 @@ def summarize(rows):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for fn in ("runs.jsonl", "fio.jsonl", "summary.md"):   # a re-run starts afresh
+        if os.path.exists(os.path.join(OUT, fn)):
+            os.rename(os.path.join(OUT, fn), os.path.join(OUT, fn + "." + stamp))
     open(os.path.join(WORK, "small-rules.cf"), "w").write(SMALL_RULES)
     dev = disk_of(WORK)
     log("WORK %s on block device %s; load %s; HEAD %s; mbd built %s" % (
