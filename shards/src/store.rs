@@ -353,7 +353,11 @@ impl Store {
         if let Err(e) = inner.queue.apply(at, seq, id, record) {
             unreachable!("a checked spool record was refused: {e}");
         }
-        inner.commit.appended(seq, u64::from(at.len), now);
+        if wait {
+            inner.commit.appended(seq, u64::from(at.len), now);
+        } else {
+            inner.commit.appended_lazily(seq, u64::from(at.len), now);
+        }
         let ack = wait.then(|| {
             let slot = Rc::new(AckSlot::default());
             inner.acks.push(seq, Rc::clone(&slot));

@@ -54,7 +54,7 @@ pub mod queue;
 pub mod record;
 pub mod segment;
 
-pub use commit::{AckGate, CommitState, GroupCommit, SyncDecision, SyncTicket};
+pub use commit::{AckGate, CommitState, GroupCommit, SyncDecision, SyncTicket, LAZY_SYNC_DELAY};
 pub use compact::{plan as plan_compaction, CompactionPlan, CompactionPolicy};
 pub use queue::{
     recover, Entry, Queue, Recoverer, Recovery, RecoveryReport, Reject, SegmentUsage, Tombstone,
