@@ -378,8 +378,9 @@ add_header all Status _YESNO_
         panic!("{:?}", meta.kind)
     };
     assert_eq!(expr.rules(), vec!["H1", "B1", "H3"]);
-    let hits =
-        |names: &'static [&'static str]| move |n: &str| f64::from(u8::from(names.contains(&n)));
+    let hits = |names: &'static [&'static str]| {
+        move |n: &String| f64::from(u8::from(names.contains(&n.as_str())))
+    };
     assert_eq!(expr.eval(&hits(&["H1", "B1"])), 1.0);
     assert_eq!(expr.eval(&hits(&["H1", "B1", "H3"])), 0.0);
     assert_eq!(expr.eval(&hits(&["H1"])), 0.0);

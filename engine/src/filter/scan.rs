@@ -340,14 +340,8 @@ impl Scanner {
             let Check::Pattern { class, id, .. } = check else {
                 continue;
             };
-            let entry = self.reports.get(*class).and_then(|r| {
-                r.entries
-                    .get(*id as usize)
-                    .filter(|e| e.id == *id)
-                    .or_else(|| r.entries.iter().find(|e| e.id == *id))
-            });
-            if let Some(e) = entry {
-                out.push((rule.name.as_str(), &e.mode));
+            if let Some(mode) = self.reports.get(*class).and_then(|r| r.mode(*id)) {
+                out.push((rule.name.as_str(), mode));
             }
         }
         out
@@ -438,7 +432,7 @@ impl Scanner {
             };
         }
         for (m, expr) in &self.metas {
-            let value = expr.eval(&|r: usize| if hit[r] { counts[r] } else { 0.0 });
+            let value = expr.eval(&|&r: &usize| if hit[r] { counts[r] } else { 0.0 });
             hit[*m] = value != 0.0;
         }
         let mut score = 0.0f32;

@@ -1,20 +1,25 @@
 //! `meta` rule expressions: rule names combined with Perl's `&&`, `||`, `!`,
 //! arithmetic and comparisons, evaluated on hit counts.
 
-/// A parsed `meta` expression.
+/// A parsed `meta` expression. Its rules are named (`R = String`, as
+/// parsed) or, once [`MetaExpr::resolve`]d, indices ([`Resolved`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum MetaExpr {
-    /// A rule name: its hit count (0 when it did not hit).
-    Rule(String),
+pub enum MetaExpr<R = String> {
+    /// A rule: its hit count (0 when it did not hit).
+    Rule(R),
     /// A number literal.
     Number(f64),
     /// `!e`: 1 when `e` is 0, else 0.
-    Not(Box<MetaExpr>),
+    Not(Box<MetaExpr<R>>),
     /// `-e`.
-    Neg(Box<MetaExpr>),
+    Neg(Box<MetaExpr<R>>),
     /// A binary operation.
-    Binary(BinOp, Box<MetaExpr>, Box<MetaExpr>),
+    Binary(BinOp, Box<MetaExpr<R>>, Box<MetaExpr<R>>),
 }
+
+/// A [`MetaExpr`] whose rule names are indices (see [`MetaExpr::resolve`];
+/// an unknown rule became `Number(0.0)`).
+pub type Resolved = MetaExpr<usize>;
 
 /// Binary operators of `meta` expressions, in Perl's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,27 +50,12 @@ pub enum BinOp {
     Ne,
 }
 
-/// A [`MetaExpr`] whose rule names are indices (see [`MetaExpr::resolve`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resolved {
-    /// A rule by index: its hit count.
-    Rule(usize),
-    /// A number literal (also an unknown rule: 0).
-    Number(f64),
-    /// `!e`.
-    Not(Box<Resolved>),
-    /// `-e`.
-    Neg(Box<Resolved>),
-    /// A binary operation.
-    Binary(BinOp, Box<Resolved>, Box<Resolved>),
-}
-
-impl Resolved {
-    /// Evaluates the expression; `hit` gives a rule's hit count by index.
+impl<R> MetaExpr<R> {
+    /// Evaluates the expression; `hit` gives a rule's hit count (0 for no hit).
     #[must_use]
-    pub fn eval(&self, hit: &dyn Fn(usize) -> f64) -> f64 {
+    pub fn eval(&self, hit: &dyn Fn(&R) -> f64) -> f64 {
         match self {
-            Self::Rule(i) => hit(*i),
+            Self::Rule(r) => hit(r),
             Self::Number(n) => *n,
             Self::Not(e) => truth(e.eval(hit) == 0.0),
             Self::Neg(e) => -e.eval(hit),
@@ -111,18 +101,6 @@ impl BinOp {
 }
 
 impl MetaExpr {
-    /// Evaluates the expression; `hit` gives a rule's hit count (0 for no hit).
-    #[must_use]
-    pub fn eval(&self, hit: &dyn Fn(&str) -> f64) -> f64 {
-        match self {
-            Self::Rule(name) => hit(name),
-            Self::Number(n) => *n,
-            Self::Not(e) => truth(e.eval(hit) == 0.0),
-            Self::Neg(e) => -e.eval(hit),
-            Self::Binary(op, l, r) => op.apply(l.eval(hit), || r.eval(hit)),
-        }
-    }
-
     /// The expression with every rule name replaced by `index(name)` (`None`
     /// for an unknown rule, which counts as 0): evaluated without looking up
     /// names on every message.
@@ -333,12 +311,12 @@ mod tests {
             .unwrap_or_else(|e| {
                 panic!("{text}: {e}");
             });
-        let by_name = e.eval(&|n| hits.iter().find(|h| h.0 == n).map_or(0.0, |h| h.1));
+        let by_name = e.eval(&|n: &String| hits.iter().find(|h| h.0 == n).map_or(0.0, |h| h.1));
         // the resolved form (names as indices; unknown names are 0) agrees
         let names = ["A", "B", "C"];
         let resolved = e.resolve(&|n| names.iter().position(|k| *k == n));
         let by_index =
-            resolved.eval(&|i| hits.iter().find(|h| h.0 == names[i]).map_or(0.0, |h| h.1));
+            resolved.eval(&|&i| hits.iter().find(|h| h.0 == names[i]).map_or(0.0, |h| h.1));
         assert_eq!(by_name.to_bits(), by_index.to_bits(), "{text}");
         by_name
     }
