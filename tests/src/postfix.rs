@@ -242,6 +242,15 @@ impl SmtpClient {
     }
 }
 
+/// The message of `msgs` whose Subject is exactly `subject`; panics, listing
+/// what was delivered, when there is none.
+#[must_use]
+pub fn with_subject<'a>(msgs: &'a [Delivered], subject: &str) -> &'a Delivered {
+    msgs.iter()
+        .find(|m| m.header_values("Subject") == [subject])
+        .unwrap_or_else(|| panic!("{subject:?} not delivered: {msgs:#?}"))
+}
+
 /// A message captured by smtp-sink.
 #[derive(Debug, Clone)]
 pub struct Delivered {

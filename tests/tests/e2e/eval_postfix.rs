@@ -15,7 +15,9 @@ use std::time::Duration;
 use mb_tests::harness::{
     describe, lease_port, mbctl, wait_for, workspace_root, Mbd, MbdConfig, PortLease, TestDir,
 };
-use mb_tests::postfix::{message, Postfix, PostfixOpts, Reply, SmtpClient, SmtpResult};
+use mb_tests::postfix::{
+    message, with_subject, Postfix, PostfixOpts, Reply, SmtpClient, SmtpResult,
+};
 
 use crate::common::assert_nothing_delivered;
 
@@ -215,12 +217,8 @@ impl EvalStack {
     /// The recipients smtp-sink got for the message with this subject, sorted
     /// (Postfix groups them by destination).
     fn delivered_rcpts(&self, subject: &str) -> Vec<String> {
-        let m = self
-            .pf
-            .delivered()
-            .into_iter()
-            .find(|m| m.header_values("Subject") == [subject])
-            .unwrap_or_else(|| panic!("no delivered message with subject {subject:?}"));
+        let delivered = self.pf.delivered();
+        let m = with_subject(&delivered, subject);
         let mut rcpts = m.rcpt_args();
         rcpts.sort();
         rcpts

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use mb_tests::harness::MbdConfig;
-use mb_tests::postfix::message;
+use mb_tests::postfix::{message, with_subject};
 
 use crate::common::{assert_one_held, Stack};
 
@@ -155,11 +155,7 @@ fn domain_override_changes_the_action_for_the_same_spam() {
     assert_eq!(r.eod_code(), 250, "{}", r.transcript);
 
     let msgs = s.pf.wait_delivered(2, WAIT).unwrap();
-    let by_subject = |subj: &str| {
-        msgs.iter()
-            .find(|m| m.header_values("Subject") == [subj])
-            .unwrap_or_else(|| panic!("{subj} not delivered: {msgs:#?}"))
-    };
+    let by_subject = |subj: &str| with_subject(&msgs, subj);
     let global = by_subject("spam-global");
     assert_eq!(
         global.header_values("X-Spam-Flag"),
@@ -203,11 +199,7 @@ fn content_scores_map_to_headers_hold_and_reject() {
     let r = send("spam-1", "buy Cheap-Meds-Marker now");
     assert_eq!(r.eod_code(), 250, "{}", r.transcript);
     let msgs = s.pf.wait_delivered(2, WAIT).unwrap();
-    let by_subject = |subj: &str| {
-        msgs.iter()
-            .find(|m| m.header_values("Subject") == [subj])
-            .unwrap_or_else(|| panic!("{subj} not delivered: {msgs:#?}"))
-    };
+    let by_subject = |subj: &str| with_subject(&msgs, subj);
     let ham = by_subject("ham-1");
     let status = ham.header_values("X-Spam-Status").join("|");
     assert!(
@@ -248,10 +240,7 @@ fn content_scores_map_to_headers_hold_and_reject() {
     assert!(r.transcript.contains("5.7.1"), "{}", r.transcript);
 
     let msgs = s.pf.wait_delivered(3, WAIT).unwrap();
-    let half = msgs
-        .iter()
-        .find(|m| m.header_values("Subject") == ["half-1"])
-        .unwrap_or_else(|| panic!("half-1 not delivered: {msgs:#?}"));
+    let half = with_subject(&msgs, "half-1");
     assert!(half.header_values("X-Spam-Flag").is_empty(), "{}", half.raw);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
