@@ -267,7 +267,8 @@ impl Conversation {
         self.state == State::Message
     }
 
-    /// Refuse every later transaction with 4xx (used when draining).
+    /// Refuse every later transaction with 4xx (used when draining); a
+    /// message already past MAIL still gets its verdict.
     pub fn set_refuse(&mut self, refuse: bool) {
         self.settings.refuse = refuse;
     }
@@ -664,7 +665,9 @@ impl Conversation {
         let Some(policy) = self.message.policy.clone() else {
             unreachable!("a message always pins a policy at MAIL");
         };
-        if self.settings.refuse || self.message.refused_sender {
+        // Only a refused MAIL refuses the end: a drain that starts inside a
+        // transaction (`set_refuse` after MAIL) lets that message finish.
+        if self.message.refused_sender {
             self.reply_refusal(&busy(), out, output);
             self.end_message(output, None);
             return;

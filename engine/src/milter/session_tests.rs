@@ -410,6 +410,51 @@ fn refusing_connection_tempfails_every_transaction() {
     assert_eq!(out.verdicts.tempfail, 2);
 }
 
+/// A drain that starts between RCPT and end-of-message (the runtime calls
+/// `set_refuse` at its next read) lets that message finish with its verdict
+/// and tempfails only the next MAIL. Fed at every chunk size so the split
+/// falls on every frame boundary.
+#[test]
+fn refuse_set_inside_a_message_lets_it_finish() {
+    let policy = policy(vec![], vec![]);
+    let mut start = session_start(POSTFIX_PROTOCOL);
+    let message = postfix_message(b"<a@b.example>\0", &[b"<r@d.example>\0"], b"hi\r\n");
+    let split = message
+        .iter()
+        .position(|c| matches!(c, Command::Data))
+        .unwrap();
+    start.extend_from_slice(&message[..split]);
+    let before = mta_frames(&start);
+    let after = mta_frames(&message[split..]);
+    let again = mta_frames(&[Command::Mail {
+        args: b"<a@b.example>\0",
+    }]);
+    for chunk in [1, 7, 64, 4096] {
+        let mut conv = Conversation::new(settings());
+        run(&mut conv, &before, chunk, &policy).unwrap();
+        assert!(conv.in_message());
+        conv.set_refuse(true);
+        let (resp, out) = run(&mut conv, &after, chunk, &policy).unwrap();
+        assert!(
+            resp.iter()
+                .any(|r| matches!(r, Response::Reply(Reply::Accept | Reply::Continue))),
+            "chunk {chunk}: message cut by the drain: {resp:?}"
+        );
+        assert_eq!(out.verdicts.tempfail, 0, "chunk {chunk}");
+        assert_eq!(out.messages, 1, "chunk {chunk}");
+        assert!(!conv.in_message());
+        let (resp, out) = run(&mut conv, &again, chunk, &policy).unwrap();
+        assert!(
+            matches!(
+                resp.last(),
+                Some(Response::Reply(Reply::ReplyCode { code: 451, .. }))
+            ),
+            "chunk {chunk}: MAIL after the drain: {resp:?}"
+        );
+        assert_eq!(out.verdicts.tempfail, 1);
+    }
+}
+
 #[test]
 fn policy_is_pinned_at_mail_until_the_message_ends() {
     let old = policy(vec![], vec![]);
