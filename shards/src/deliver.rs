@@ -11,7 +11,9 @@
 //! scheduler task: Queue::due(now) ─▶ ready list ─▶ up to the window of workers
 //! worker: connect (connect_timeout) ─▶ Client (every reply under command_timeout)
 //!         ─▶ one message after another on the same connection while any is ready
-//!         ─▶ dispose(): Delivered / Bounced (+ DSN) / Deferred(next try) ─▶ QUIT
+//!         ─▶ dispose(): Delivered / Bounced (+ DSN) / Deferred(next try)
+//!         ─▶ nothing ready: wait up to relay_idle_time for more (the scheduler
+//!            wakes idle workers first), else QUIT
 //! ```
 //!
 //! Every state change is a spool record appended before the next step
@@ -120,6 +122,8 @@ pub struct Runtime {
     in_flight: RefCell<HashSet<MessageId>>,
     concurrency: RefCell<Concurrency>,
     workers: Cell<u32>,
+    /// Workers whose connection waits for the next ready message.
+    idle: RefCell<Vec<Rc<Notify>>>,
     counters: RefCell<Counters>,
     /// Open ingress connections.
     pub smtp_open: Cell<u32>,
@@ -144,6 +148,7 @@ impl Runtime {
             in_flight: RefCell::default(),
             concurrency: RefCell::new(concurrency),
             workers: Cell::new(0),
+            idle: RefCell::default(),
             counters: RefCell::default(),
             smtp_open: Cell::new(0),
             stopping: Cell::new(false),
@@ -192,6 +197,18 @@ impl Runtime {
         self.stopping.set(true);
         self.wake_scanner.notify();
         self.wake_scheduler.notify();
+        self.wake_idle(usize::MAX);
+    }
+
+    /// Wakes up to `n` workers waiting on an idle connection.
+    fn wake_idle(&self, n: usize) {
+        let mut idle = self.idle.borrow_mut();
+        for _ in 0..n {
+            match idle.pop() {
+                Some(worker) => worker.notify(),
+                None => return,
+            }
+        }
     }
 
     fn next_ready(&self) -> Option<MessageId> {
@@ -716,9 +733,12 @@ pub async fn scheduler(local: Rc<Local>, rt: Rc<Runtime>) {
                         moved += 1;
                     }
                 }
-                next
+                (next, moved)
             })
         };
+        let (next_due, moved) = next_due;
+        // Connections already open and idle take the new messages first.
+        rt.wake_idle(moved);
         loop {
             let want = rt.ready.borrow().len() as u32;
             if rt.workers.get() >= want {
@@ -738,11 +758,36 @@ pub async fn scheduler(local: Rc<Local>, rt: Rc<Runtime>) {
 }
 
 /// One delivery connection: delivers ready messages one after another on
-/// it, then says QUIT.
+/// it, waits up to `relay_idle_time` for more when none is ready, then says
+/// QUIT.
 async fn worker(local: Rc<Local>, rt: Rc<Runtime>, slot: Slot) {
     let mut conn: Option<Conn<'_>> = None;
     let mut feedback = Feedback::Neutral;
-    while let Some(id) = rt.next_ready() {
+    let mut idle_since: Option<std::time::Instant> = None;
+    loop {
+        let Some(id) = rt.next_ready() else {
+            let Some(c) = conn.as_mut() else { break };
+            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+            let left = rt
+                .setup
+                .config
+                .relay_idle_time
+                .saturating_sub(since.elapsed());
+            if left.is_zero() || rt.stopping.get() || c.client.is_closed() {
+                break;
+            }
+            if !c.linger(&rt, left).await {
+                log::debug!(
+                    "Shard {}: relay {} closed an idle delivery connection.",
+                    local.id,
+                    rt.relay
+                );
+                conn = None;
+                break;
+            }
+            continue;
+        };
+        idle_since = None;
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             rt.counters.borrow_mut().connections += 1;
             match Conn::connect(&local, &rt).await {
@@ -1200,6 +1245,36 @@ impl<'a> Conn<'a> {
                 Err(e) => return (lost(&mut self.client, &e), false),
             }
         }
+    }
+
+    /// Waits, with nothing to send, until the scheduler has a message for
+    /// this connection (true), `left` passes (true: the caller quits), or
+    /// the relay sends anything or hangs up (false: the connection is not
+    /// used again; a relay only speaks unasked to say 421 or close).
+    async fn linger(&mut self, rt: &Runtime, left: Duration) -> bool {
+        let wake = Rc::new(Notify::default());
+        rt.idle.borrow_mut().push(Rc::clone(&wake));
+        let mut byte = [0u8; 64];
+        let socket = &self.socket;
+        let usable = futures_lite::future::or(
+            async {
+                wake.wait().await;
+                true
+            },
+            futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(left).await;
+                    true
+                },
+                async {
+                    let _ = socket.read(&mut byte).await;
+                    false
+                },
+            ),
+        )
+        .await;
+        rt.idle.borrow_mut().retain(|w| !Rc::ptr_eq(w, &wake));
+        usable
     }
 
     /// QUIT, politely and briefly.

@@ -6,7 +6,9 @@
 //! speaks SMTP (EHLO with PIPELINING and 8BITMIME, MAIL, RCPT, DATA, RSET,
 //! NOOP, QUIT), line by line, so pipelined commands work. Stopped on drop.
 //! [`Relay::broken_starttls`] also announces STARTTLS and fails every
-//! handshake (for the `relay_tls` tests).
+//! handshake (for the `relay_tls` tests); [`Relay::hanging_up_idle`] says
+//! 421 and closes a connection that sent nothing for a while, as Postfix's
+//! smtpd does after `smtpd_timeout`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -69,7 +71,16 @@ impl Relay {
     /// # Errors
     /// When the port cannot be bound.
     pub fn start(port: u16, rule: Box<RcptRule>) -> Result<Self> {
-        Self::start_with(port, rule, false)
+        Self::start_with(port, rule, false, None)
+    }
+
+    /// A relay that accepts everything and hangs up (421, then close) on a
+    /// connection that sent nothing for `idle` (checked every 200 ms).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub fn hanging_up_idle(port: u16, idle: Duration) -> Result<Self> {
+        Self::start_with(port, Box::new(|_| None), false, Some(idle))
     }
 
     /// A relay that accepts everything and announces STARTTLS, but answers
@@ -79,10 +90,15 @@ impl Relay {
     /// # Errors
     /// When the port cannot be bound.
     pub fn broken_starttls(port: u16) -> Result<Self> {
-        Self::start_with(port, Box::new(|_| None), true)
+        Self::start_with(port, Box::new(|_| None), true, None)
     }
 
-    fn start_with(port: u16, rule: Box<RcptRule>, broken_tls: bool) -> Result<Self> {
+    fn start_with(
+        port: u16,
+        rule: Box<RcptRule>,
+        broken_tls: bool,
+        idle_close: Option<Duration>,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .with_context(|| format!("bind the test relay on 127.0.0.1:{port}"))?;
         listener.set_nonblocking(true)?;
@@ -104,7 +120,11 @@ impl Relay {
                             let (accepted, stop, rule) =
                                 (Arc::clone(&accepted), Arc::clone(&stop), Arc::clone(&rule));
                             thread::spawn(move || {
-                                let _ = serve(stream, &accepted, &stop, &*rule, broken_tls);
+                                let how = Serve {
+                                    broken_tls,
+                                    idle_close,
+                                };
+                                let _ = serve(stream, &accepted, &stop, &*rule, how);
                             });
                         }
                         Err(_) => thread::sleep(Duration::from_millis(20)),
@@ -171,13 +191,25 @@ impl Drop for Relay {
     }
 }
 
+/// How a connection is served: see the constructors of [`Relay`].
+#[derive(Clone, Copy)]
+struct Serve {
+    broken_tls: bool,
+    idle_close: Option<Duration>,
+}
+
 fn serve(
     stream: TcpStream,
     accepted: &Mutex<Vec<Accepted>>,
     stop: &AtomicBool,
     rule: &RcptRule,
-    broken_tls: bool,
+    how: Serve,
 ) -> std::io::Result<()> {
+    let Serve {
+        broken_tls,
+        idle_close,
+    } = how;
+    let mut quiet_since = std::time::Instant::now();
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -198,6 +230,11 @@ fn serve(
             {
                 // What arrived before the timeout stays in `line`.
                 if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                if line.is_empty() && idle_close.is_some_and(|d| quiet_since.elapsed() >= d) {
+                    writer
+                        .write_all(b"421 4.4.2 relay.mbtest.example Error: timeout exceeded\r\n")?;
                     return Ok(());
                 }
                 continue;
@@ -263,6 +300,7 @@ fn serve(
             "502 5.5.2 Error: command not recognized\r\n".into()
         };
         writer.write_all(reply.as_bytes())?;
+        quiet_since = std::time::Instant::now();
     }
 }
 

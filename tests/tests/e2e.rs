@@ -23,6 +23,8 @@
 //! - `delivery_crash`: SIGKILL of mbd three times under load; every
 //!   message that got a 250 is delivered.
 //! - `delivery_ctl`: `mbctl queue` and `mbctl quarantine` on the spool.
+//! - `delivery_reuse`: a delivery connection kept for the next message
+//!   (`relay_idle_time`), and a relay hanging up on it.
 //! - `delivery_tls`: STARTTLS to the relay (`relay_tls`): a verified
 //!   certificate, a wrong CA (deferred, no plaintext), `may` and `encrypt`
 //!   against a relay without STARTTLS.
@@ -39,6 +41,8 @@ mod delivery_crash;
 mod delivery_ctl;
 #[path = "e2e/delivery_postfix.rs"]
 mod delivery_postfix;
+#[path = "e2e/delivery_reuse.rs"]
+mod delivery_reuse;
 #[path = "e2e/delivery_tls.rs"]
 mod delivery_tls;
 #[path = "e2e/eval_postfix.rs"]

@@ -262,6 +262,18 @@ pub const DELIVERY_CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 /// Cost: a relay that stops answering holds a slot this long.
 pub const DELIVERY_COMMAND_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
 
+/// `delivery.relay_idle_time` default: 2 s, Postfix's
+/// `smtp_connection_cache_time_limit`. A delivery connection with nothing
+/// to send waits this long for the next message before QUIT, so a trickle
+/// of mail (one message every second or so per shard) reuses one
+/// connection instead of opening one per message.
+/// Cost: one idle connection per shard at the relay for this long.
+pub const RELAY_IDLE_TIME_DEFAULT: Duration = Duration::from_secs(2);
+
+/// `delivery.relay_idle_time` range: 0 (QUIT at once) to 5 min (Postfix's
+/// smtpd closes an idle client after `smtpd_timeout`, 300 s).
+pub const RELAY_IDLE_TIME_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(300));
+
 /// `delivery.command_timeout` maximum: 1 h.
 pub const DELIVERY_COMMAND_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 

@@ -94,6 +94,9 @@ pub struct DeliveryConfig {
     /// `relay_connections_max`, `relay_connections_initial`: delivery
     /// connections per shard.
     pub concurrency: crate::delivery::ConcurrencyLimits,
+    /// `relay_idle_time`: how long a delivery connection with nothing to
+    /// send stays open for the next message.
+    pub relay_idle_time: Duration,
     /// `relay_tls`: STARTTLS to the relay.
     pub relay_tls: RelayTls,
     /// `relay_tls_ca_file`: the PEM bundle `verify` trusts. `None`: the

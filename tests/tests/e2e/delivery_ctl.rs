@@ -14,7 +14,7 @@ use mb_tests::smtp::SmtpSession;
 use crate::delivery_postfix::{delivery_config_retry, filter_config};
 
 /// Sends one message to the ingress; its queue id from the 250.
-fn send(port: u16, subject: &str, body: &str) -> String {
+pub(crate) fn send(port: u16, subject: &str, body: &str) -> String {
     let (mut s, greeting) = SmtpSession::connect(port).unwrap();
     assert_eq!(greeting.code, 220, "{greeting}");
     assert_eq!(s.cmd("EHLO client.mbtest.example").unwrap().code, 250);
@@ -55,7 +55,7 @@ fn ctl_fails(mbd: &Mbd, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn queue_sum(mbd: &Mbd, field: &str) -> u64 {
+pub(crate) fn queue_sum(mbd: &Mbd, field: &str) -> u64 {
     mbd.shard_status()
         .unwrap()
         .iter()

@@ -40,6 +40,7 @@ pub(super) const DELIVERY_KEYS: &[&str] = &[
     "queue_lifetime",
     "relay_connections_max",
     "relay_connections_initial",
+    "relay_idle_time",
     "relay_tls",
     "relay_tls_ca_file",
     "relay_tls_server_name",
@@ -71,6 +72,7 @@ fn defaults() -> DeliveryConfig {
             total_max: crate::delivery::concurrency::DESTINATION_CONCURRENCY_DEFAULT,
             ..ConcurrencyLimits::default()
         },
+        relay_idle_time: d::RELAY_IDLE_TIME_DEFAULT,
         relay_tls: RelayTls::Off,
         relay_tls_ca_file: None,
         relay_tls_server_name: None,
@@ -140,6 +142,12 @@ impl Checker {
                     let range = (d::DELIVERY_TIMEOUT_MIN, d::DELIVERY_COMMAND_TIMEOUT_MAX);
                     if let Some(v) = self.duration(k, value, r#"command_timeout = "10m""#, range) {
                         out.command_timeout = v;
+                    }
+                }
+                "relay_idle_time" => {
+                    let range = d::RELAY_IDLE_TIME_RANGE;
+                    if let Some(v) = self.duration(k, value, r#"relay_idle_time = "2s""#, range) {
+                        out.relay_idle_time = v;
                     }
                 }
                 "idle_timeout" => {
@@ -439,6 +447,7 @@ mod tests {
         assert_eq!(d.relay, "127.0.0.1:10025".parse().unwrap());
         assert_eq!(d.retry, crate::delivery::RetryPolicy::default());
         assert!(d.scan && d.xforward);
+        assert_eq!(d.relay_idle_time, Duration::from_secs(2));
     }
 
     #[test]
@@ -462,6 +471,7 @@ retry_jitter_percent = 0
 queue_lifetime = "1m"
 relay_connections_max = 4
 relay_connections_initial = 2
+relay_idle_time = "0s"
 "#;
         let checked = parse(text);
         assert_eq!(checked.diagnostics, [], "{text}");
@@ -476,6 +486,7 @@ relay_connections_initial = 2
         assert_eq!(d.retry.lifetime_max, Duration::from_secs(60));
         assert_eq!(d.concurrency.per_destination_max, 4);
         assert_eq!(d.concurrency.initial, 2);
+        assert_eq!(d.relay_idle_time, Duration::ZERO);
     }
 
     #[test]
@@ -491,6 +502,7 @@ relay_connections_max = 2
 relay_connections_initial = 3
 commit_delay = "5s"
 retry = "1s"
+relay_idle_time = "1h"
 "#;
         let checked = parse(text);
         assert!(checked.config.is_none());
@@ -508,6 +520,7 @@ retry = "1s"
                 "delivery.relay",
                 "delivery.commit_delay",
                 "delivery.retry",
+                "delivery.relay_idle_time",
                 "delivery.retry_initial",
                 "delivery.relay_connections_initial",
             ]
