@@ -387,8 +387,10 @@ add_header all Status _YESNO_
     assert_eq!(meta.score, 1.0);
     assert_eq!(set.get("T_TEST").expect("T").score, 0.01);
     assert_eq!(set.get("NICE1").expect("N").score, -1.0);
+    // no scored rule uses __SUB: not run (see unused_sub_rules_are_pruned)
     let sub = set.get("__SUB").expect("sub");
-    assert!(sub.is_active() && sub.is_subrule());
+    assert!(sub.is_subrule());
+    assert_eq!(sub.status, Status::Skipped(SkipReason::Unused));
     assert_eq!(sub.score, 0.0);
     assert_eq!(set.required_score, 6.5);
     assert_eq!(set.util_rb_tld, vec!["com", "net"]);
@@ -398,6 +400,52 @@ add_header all Status _YESNO_
         .iter()
         .any(|s| s.name == "add_header" && s.value == "all Status _YESNO_"));
     assert_eq!(set.report.active_by_kind.get("header"), Some(&5));
+}
+
+/// A `__` sub-rule runs only when a scored rule depends on it, through any
+/// chain of metas; one used only by a disabled (score 0) or unused meta is
+/// skipped as unused, as is every rule of the chain below it. With
+/// `prune: false` all of them run.
+#[test]
+fn unused_sub_rules_are_pruned() {
+    let text = "\
+body  __A     /alpha/
+body  __B     /beta/
+meta  __MID   __A && __B
+meta  SCORED  __MID || __C
+body  __C     /gamma/
+body  __D     /delta/
+meta  OFF     __D
+score OFF     0
+body  __E     /epsilon/
+meta  __ORPHAN __E
+body  __F     /phi/
+meta  NICE    !__F
+score NICE    -1
+";
+    let set = one(text);
+    let status = |n: &str| set.get(n).expect(n).status.clone();
+    for used in ["__A", "__B", "__MID", "__C", "SCORED", "__F", "NICE"] {
+        assert_eq!(status(used), Status::Active, "{used}");
+    }
+    for unused in ["__D", "__E", "__ORPHAN"] {
+        assert_eq!(
+            status(unused),
+            Status::Skipped(SkipReason::Unused),
+            "{unused}"
+        );
+    }
+    assert_eq!(status("OFF"), Status::Skipped(SkipReason::ScoreZero));
+    let all = load(
+        &[Source { file: "t.cf", text }],
+        &Options {
+            prune: false,
+            ..Options::default()
+        },
+    );
+    for n in ["__D", "__E", "__ORPHAN"] {
+        assert_eq!(all.get(n).expect(n).status, Status::Active, "{n}");
+    }
 }
 
 #[test]

@@ -207,6 +207,9 @@ pub struct Options {
     /// Compile each translated pattern with `regex::bytes` to confirm it is
     /// accepted (a failure makes the rule unsupported, with the error).
     pub validate: bool,
+    /// Skip `__` sub-rules that no scored rule depends on
+    /// ([`SkipReason::Unused`]). Off only to look at every sub-rule's hits.
+    pub prune: bool,
 }
 
 impl Default for Options {
@@ -221,6 +224,7 @@ impl Default for Options {
                 .map(|s| (*s).to_owned())
                 .collect(),
             validate: true,
+            prune: true,
         }
     }
 }
@@ -407,6 +411,10 @@ pub enum SkipReason {
     UnsupportedRegex(String),
     /// Score 0 in score set 0: disabled, as in SpamAssassin.
     ScoreZero,
+    /// A `__` sub-rule no scored rule depends on (through any chain of
+    /// metas): whether it hits cannot change a score, a symbol or a verdict,
+    /// so it is not run (SpamAssassin runs it and ignores the result).
+    Unused,
     /// Defined only under a condition that is false; the condition.
     Conditional(String),
     /// Defined only on `lang xx` lines for another language.
@@ -424,6 +432,7 @@ impl SkipReason {
             Self::EvalNotImplemented(_) => "eval not implemented",
             Self::UnsupportedRegex(_) => "unsupported regex",
             Self::ScoreZero => "score 0 (disabled)",
+            Self::Unused => "sub-rule no scored rule uses",
             Self::Conditional(_) => "conditional false",
             Self::Lang => "lang",
         }
@@ -1244,9 +1253,48 @@ impl Loader {
             .keys()
             .filter(|k| !names.contains_key(k.as_str()))
             .count();
+        if options.prune {
+            prune_unused(&mut rules);
+        }
         set.rules = rules;
         report::tally(&mut set, options);
         set
+    }
+}
+
+/// Marks active `__` sub-rules that no active scored rule depends on,
+/// directly or through metas, as [`SkipReason::Unused`].
+fn prune_unused(rules: &mut [Rule]) {
+    let index: HashMap<&str, usize> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    let mut needed = vec![false; rules.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        if r.is_active() && !r.is_subrule() {
+            needed[i] = true;
+            stack.push(i);
+        }
+    }
+    while let Some(i) = stack.pop() {
+        let Kind::Meta { expr } = &rules[i].kind else {
+            continue;
+        };
+        for name in expr.rules() {
+            if let Some(&j) = index.get(name) {
+                if !needed[j] {
+                    needed[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    for (r, needed) in rules.iter_mut().zip(needed) {
+        if !needed && r.is_active() {
+            r.status = Status::Skipped(SkipReason::Unused);
+        }
     }
 }
 
