@@ -122,6 +122,11 @@ enum Cmd {
         /// rejected) and why, one line per rule that is not run exactly, before scanning.
         #[arg(long)]
         modes: bool,
+        /// Print where the time went: each rule class (body, rawbody, uri, full, each header and
+        /// form) with its pattern count, total and per-message time and share, then parsing and
+        /// the rule logic (exists, evals, metas).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -321,6 +326,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             root,
             floor,
             modes,
+            profile,
         } => {
             let default_rules = [PathBuf::from(scan::STOCK_RULES)];
             let rules: &[PathBuf] = if rules.is_empty() {
@@ -341,6 +347,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 root: root.as_deref(),
                 floor: *floor,
                 modes: *modes,
+                profile: *profile,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -14,6 +14,9 @@ use anyhow::{bail, Context, Result};
 use mb_engine::filter::content;
 use mb_engine::filter::matcher::{Backend, Mode};
 use mb_engine::filter::mime::{self, Limits};
+use mb_engine::filter::scan::{Profile, Scanner};
+
+use crate::table::{Align, Table};
 use serde_json::json;
 
 /// Where Debian's `spamassassin` package installs the stock rules.
@@ -35,6 +38,8 @@ pub struct Args<'a> {
     pub floor: bool,
     /// List the rules the matcher does not run exactly, with the reason.
     pub modes: bool,
+    /// Print where the scan time went, per class (see [`profile_table`]).
+    pub profile: bool,
 }
 
 /// The `.cf` files of `paths`, in order (a directory's files sorted by name,
@@ -132,6 +137,7 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut spam, mut total_bytes, mut scan_time) = (0usize, 0u64, Duration::ZERO);
     let mut floor_time = Duration::ZERO;
+    let (epoch, mut profile, mut parse_time) = (Instant::now(), Profile::default(), Duration::ZERO);
     for (n, path) in messages.iter().enumerate() {
         let raw = match std::fs::read(path) {
             Ok(raw) => raw,
@@ -142,7 +148,13 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
         };
         let t = Instant::now();
         let message = mime::parse(&raw, &limits);
-        let result = scanner.scan(&mut state, &raw, &message);
+        let result = if args.profile {
+            parse_time += t.elapsed();
+            let clock = || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            scanner.scan_profiled(&mut state, &raw, &message, &clock, &mut profile)
+        } else {
+            scanner.scan(&mut state, &raw, &message)
+        };
         let elapsed = t.elapsed();
         scan_time += elapsed;
         if args.floor {
@@ -218,5 +230,118 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
             secs / floor
         );
     }
+    if args.profile {
+        let parse = u64::try_from(parse_time.as_nanos()).unwrap_or(u64::MAX);
+        eprint!("{}", profile_table(&scanner, &profile, parse, PROFILE_ROWS));
+    }
     Ok(spam)
+}
+
+/// Classes listed one by one in `--profile`; the rest share one line.
+const PROFILE_ROWS: usize = 15;
+
+/// `--profile`: the `rows` costliest classes, then the others together, then
+/// parsing (`parse_ns`) and the rule logic, each with its pattern count,
+/// total milliseconds, microseconds per message and share of the whole.
+fn profile_table(scanner: &Scanner, profile: &Profile, parse_ns: u64, rows: usize) -> String {
+    let mut classes: Vec<(String, usize, u64)> = profile
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(c, &ns)| {
+            let (label, patterns) = scanner.class_label(c);
+            (label, patterns, ns)
+        })
+        .collect();
+    classes.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    let total: u64 = classes.iter().map(|c| c.2).sum::<u64>() + profile.rules + parse_ns;
+    let messages = profile.messages.max(1);
+    let mut table = Table::new(&[
+        ("part", Align::Left),
+        ("patterns", Align::Right),
+        ("total ms", Align::Right),
+        ("µs/msg", Align::Right),
+        ("share", Align::Right),
+    ]);
+    let mut row = |label: String, patterns: String, ns: u64| {
+        table.row(vec![
+            label,
+            patterns,
+            format!("{:.1}", ns as f64 / 1e6),
+            format!("{:.1}", ns as f64 / 1e3 / messages as f64),
+            format!("{:.1}%", 100.0 * ns as f64 / total.max(1) as f64),
+        ]);
+    };
+    let shown = classes.len().min(rows);
+    for (label, patterns, ns) in &classes[..shown] {
+        row(label.clone(), patterns.to_string(), *ns);
+    }
+    let rest = &classes[shown..];
+    if !rest.is_empty() {
+        row(
+            format!("{} other classes", rest.len()),
+            rest.iter().map(|c| c.1).sum::<usize>().to_string(),
+            rest.iter().map(|c| c.2).sum(),
+        );
+    }
+    row(
+        "parse (MIME, HTML, URIs)".to_owned(),
+        String::new(),
+        parse_ns,
+    );
+    row(
+        "rules (exists, evals, metas)".to_owned(),
+        String::new(),
+        profile.rules,
+    );
+    format!(
+        "mbctl scan: where the time went ({} messages, one core):\n{}",
+        profile.messages,
+        table.render()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mb_engine::filter::sa::{self, Options, Source};
+
+    /// Classes sorted by time, the tail folded into one line, shares of the
+    /// whole (classes, parsing and rule logic).
+    #[test]
+    fn profile_table_sorts_folds_and_shares() {
+        let set = sa::load(
+            &[Source {
+                file: "t.cf",
+                text: "body B /b/\nrawbody R /r/\nuri U /u/\nheader S Subject =~ /s/\n",
+            }],
+            &Options::default(),
+        );
+        let scanner = Scanner::compile(&set, Backend::Naive);
+        assert_eq!(scanner.class_count(), 4);
+        let label = |name: &str| {
+            (0..4)
+                .find(|&c| scanner.class_label(c).0 == name)
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        let mut profile = Profile {
+            classes: vec![0; 4],
+            rules: 1_000_000,
+            messages: 10,
+        };
+        profile.classes[label("body")] = 5_000_000;
+        profile.classes[label("uri")] = 2_000_000;
+        profile.classes[label("rawbody")] = 1_000_000;
+        profile.classes[label("header subject")] = 500_000;
+        let text = profile_table(&scanner, &profile, 500_000, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("10 messages"), "{text}");
+        assert!(lines[2].starts_with("body ") && lines[2].ends_with("50.0%"), "{text}");
+        assert!(lines[3].starts_with("uri ") && lines[3].contains("200.0"), "{text}");
+        assert!(lines[4].starts_with("2 other classes"), "{text}");
+        assert!(lines[4].ends_with("15.0%"), "{text}");
+        assert!(lines[5].starts_with("parse") && lines[5].ends_with("5.0%"), "{text}");
+        assert!(lines[6].starts_with("rules") && lines[6].ends_with("10.0%"), "{text}");
+        assert_eq!(lines.len(), 7, "{text}");
+    }
 }

@@ -144,3 +144,56 @@ fn the_floor_counts_raw_hits_of_every_class() {
     assert_eq!(scanner.scan_floor(&mut state, raw), 3);
     assert_eq!(scanner.scan_floor(&mut state, b"nothing"), 0);
 }
+
+/// `scan_profiled` gives the same result as `scan` and charges every class
+/// and the rule logic once per message: with a clock that ticks by one per
+/// read, each class accrues exactly one tick per message. Labels use the
+/// rule files' words.
+#[test]
+fn profiled_scans_agree_and_charge_every_class() {
+    use mb_engine::filter::scan::Profile;
+    use std::cell::Cell;
+    let set = sa::load(
+        &[Source {
+            file: "test.cf",
+            text: RULES,
+        }],
+        &Options::default(),
+    );
+    let scanner = Scanner::compile(&set, Backend::Hyperscan);
+    let mut state = scanner.state();
+    let ticks = Cell::new(0u64);
+    let clock = || {
+        ticks.set(ticks.get() + 1);
+        ticks.get()
+    };
+    let mut profile = Profile::default();
+    for raw in [SPAMMY, HAMMY] {
+        let message = mime::parse(raw.as_bytes(), &Limits::default());
+        let plain = scanner.scan(&mut state, raw.as_bytes(), &message);
+        let profiled =
+            scanner.scan_profiled(&mut state, raw.as_bytes(), &message, &clock, &mut profile);
+        assert_eq!(plain, profiled);
+    }
+    assert_eq!(profile.messages, 2);
+    assert_eq!(profile.classes, vec![2; scanner.class_count()]);
+    assert_eq!(profile.rules, 2);
+    let labels: Vec<String> = (0..scanner.class_count())
+        .map(|c| scanner.class_label(c).0)
+        .collect();
+    for want in [
+        "header subject",
+        "header from:addr",
+        "body",
+        "rawbody",
+        "uri",
+        "full",
+    ] {
+        assert!(labels.iter().any(|l| l == want), "{want} not in {labels:?}");
+    }
+    let patterns: usize = (0..scanner.class_count())
+        .map(|c| scanner.class_label(c).1)
+        .sum();
+    // the nine regex rules of RULES (`exists:` and metas are no pattern)
+    assert_eq!(patterns, 9);
+}

@@ -102,6 +102,19 @@ pub struct ScanState {
     hits: Vec<HitSet>,
 }
 
+/// Where scans spend their time, summed over messages
+/// ([`Scanner::scan_profiled`]; `mbctl scan --profile` prints it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Per class, by index ([`Scanner::class_label`]): nanoseconds building
+    /// its text and matching it (confirmations and literal lists included).
+    pub classes: Vec<u64>,
+    /// Nanoseconds deciding `exists:`, eval and meta rules and summing.
+    pub rules: u64,
+    /// Messages profiled.
+    pub messages: u64,
+}
+
 /// The outcome of one scan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanResult {
@@ -379,6 +392,61 @@ impl Scanner {
     /// Scans one message. `raw` is the message as received; `message` its
     /// parsed model.
     pub fn scan(&self, state: &mut ScanState, raw: &[u8], message: &Message) -> ScanResult {
+        self.scan_inner(state, raw, message, None)
+    }
+
+    /// [`Scanner::scan`], adding where the time went to `profile`; `clock`
+    /// reads a monotonic clock in nanoseconds (the engine keeps none).
+    pub fn scan_profiled(
+        &self,
+        state: &mut ScanState,
+        raw: &[u8],
+        message: &Message,
+        clock: &dyn Fn() -> u64,
+        profile: &mut Profile,
+    ) -> ScanResult {
+        profile.classes.resize(self.classes.len(), 0);
+        profile.messages += 1;
+        self.scan_inner(state, raw, message, Some((clock, profile)))
+    }
+
+    /// Number of classes (one matcher database each).
+    #[must_use]
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// What class `c` matches, in rule-file words: `body`, `rawbody`,
+    /// `full`, `uri`, `header From:addr`, `header ALL`, `mimeheader
+    /// Content-Type`; and how many patterns it holds.
+    #[must_use]
+    pub fn class_label(&self, c: usize) -> (String, usize) {
+        let Some(class) = self.classes.get(c) else {
+            return (String::new(), 0);
+        };
+        let form = |f: &HeaderForm| match f {
+            HeaderForm::Decoded => String::new(),
+            other => format!(":{}", format!("{other:?}").to_ascii_lowercase()),
+        };
+        let label = match &class.source {
+            Source::Header(name, f, _) => format!("header {name}{}", form(f)),
+            Source::MimeHeader(name, f) => format!("mimeheader {name}{}", form(f)),
+            Source::Body => "body".to_owned(),
+            Source::BodyNoSubject => "body (nosubject)".to_owned(),
+            Source::Rawbody => "rawbody".to_owned(),
+            Source::Full => "full".to_owned(),
+            Source::Uri => "uri".to_owned(),
+        };
+        (label, class.database.len())
+    }
+
+    fn scan_inner(
+        &self,
+        state: &mut ScanState,
+        raw: &[u8],
+        message: &Message,
+        mut probe: Option<(&dyn Fn() -> u64, &mut Profile)>,
+    ) -> ScanResult {
         let facts = Facts::of(message, raw);
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
@@ -388,6 +456,7 @@ impl Scanner {
                 continue;
             };
             hits.clear();
+            let started = probe.as_ref().map(|(clock, _)| clock());
             let haystack: &[u8] = match &class.source {
                 Source::Full => raw,
                 other => {
@@ -405,7 +474,11 @@ impl Scanner {
                     counts[counter.rule] = f64::from(counter.count(haystack));
                 }
             }
+            if let (Some((clock, profile)), Some(t0)) = (probe.as_mut(), started) {
+                profile.classes[c] += clock().saturating_sub(t0);
+            }
         }
+        let started = probe.as_ref().map(|(clock, _)| clock());
         let mut hit = vec![false; self.rules.len()];
         for (i, check) in self.checks.iter().enumerate() {
             hit[i] = match check {
@@ -442,6 +515,9 @@ impl Scanner {
                 score += rule.score;
                 symbols.push((rule.name.clone(), rule.score));
             }
+        }
+        if let (Some((clock, profile)), Some(t0)) = (probe, started) {
+            profile.rules += clock().saturating_sub(t0);
         }
         ScanResult {
             score,
