@@ -336,12 +336,24 @@ mod tests {
         let text = profile_table(&scanner, &profile, 500_000, 2);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].contains("10 messages"), "{text}");
-        assert!(lines[2].starts_with("body ") && lines[2].ends_with("50.0%"), "{text}");
-        assert!(lines[3].starts_with("uri ") && lines[3].contains("200.0"), "{text}");
+        assert!(
+            lines[2].starts_with("body ") && lines[2].ends_with("50.0%"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("uri ") && lines[3].contains("200.0"),
+            "{text}"
+        );
         assert!(lines[4].starts_with("2 other classes"), "{text}");
         assert!(lines[4].ends_with("15.0%"), "{text}");
-        assert!(lines[5].starts_with("parse") && lines[5].ends_with("5.0%"), "{text}");
-        assert!(lines[6].starts_with("rules") && lines[6].ends_with("10.0%"), "{text}");
+        assert!(
+            lines[5].starts_with("parse") && lines[5].ends_with("5.0%"),
+            "{text}"
+        );
+        assert!(
+            lines[6].starts_with("rules") && lines[6].ends_with("10.0%"),
+            "{text}"
+        );
         assert_eq!(lines.len(), 7, "{text}");
     }
 }
