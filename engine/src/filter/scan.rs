@@ -224,6 +224,10 @@ impl Scanner {
                 .expanded
                 .clone()
                 .unwrap_or_else(|| regex.source.clone());
+            if matches!(source, Source::Body | Source::BodyNoSubject) {
+                // one line of the class text is one SpamAssassin element
+                text = element_anchors(&text);
+            }
             if regex.flags.contains('x') {
                 text.insert_str(0, "(?x)");
             }
@@ -622,6 +626,127 @@ fn truncate_part<'a>(text: &'a str, limit: usize, boundaries: &[char]) -> &'a st
     &text[..cut]
 }
 
+/// A body pattern's `\A`, `\z` and `\Z` (start and end of the string:
+/// of one body element in SpamAssassin) as `^` and `$`, which the matcher's
+/// multi-line mode puts at the ends of each line of the class text. Escaped
+/// backslashes and character classes are left alone.
+fn element_anchors(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('A') if !in_class => out.push('^'),
+                Some('z' | 'Z') if !in_class => out.push('$'),
+                Some(next) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                // `[]…]` and `[^]…]`: a leading `]` is a member
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// SpamAssassin's body line length: longer paragraphs are split into
+/// elements of at most this many bytes (`MAX_BODY_LINE_LENGTH`).
+const BODY_LINE_BYTES_MAX: usize = 2048;
+
+/// Appends `text` (the text parts, joined by a newline) as SpamAssassin 4
+/// hands it to body rules, one element per line: a whitespace run holding
+/// two or more newlines is a paragraph break (a newline, with one space for
+/// any other whitespace before the first or after the last newline), any
+/// other whitespace run is one space, and an element longer than 2,048
+/// bytes is cut after its last space within that length (or at it). So a
+/// body rule sees a paragraph as one line, as in SpamAssassin, and `^`/`$`
+/// are its ends.
+fn push_paragraphs(text: &str, out: &mut String) {
+    let start = out.len();
+    let bytes = text.as_bytes();
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_space(bytes[i]) {
+            let end = bytes[i..]
+                .iter()
+                .position(|&b| is_space(b))
+                .map_or(bytes.len(), |n| i + n);
+            out.push_str(&text[i..end]);
+            i = end;
+            continue;
+        }
+        let end = bytes[i..]
+            .iter()
+            .position(|&b| !is_space(b))
+            .map_or(bytes.len(), |n| i + n);
+        let run = &bytes[i..end];
+        let first = run.iter().position(|&b| b == b'\n');
+        let last = run.iter().rposition(|&b| b == b'\n');
+        match (first, last) {
+            (Some(f), Some(l)) if f != l => {
+                if f > 0 {
+                    out.push(' ');
+                }
+                out.push('\n');
+                if l + 1 < run.len() {
+                    out.push(' ');
+                }
+            }
+            _ => out.push(' '),
+        }
+        i = end;
+    }
+    if !out[start..].ends_with('\n') {
+        out.push('\n');
+    }
+    // cut long elements (each ends with its newline)
+    let mut pos = start;
+    while pos < out.len() {
+        let line_end = out[pos..].find('\n').map_or(out.len(), |n| pos + n + 1);
+        if line_end - pos <= BODY_LINE_BYTES_MAX {
+            pos = line_end;
+            continue;
+        }
+        // Perl: rindex($line, ' ', 2048) + 1, else 2048 (here: the last
+        // character boundary at or before it)
+        let space = out.as_bytes()[pos..=pos + BODY_LINE_BYTES_MAX]
+            .iter()
+            .rposition(|&b| b == b' ');
+        let cut = match space {
+            Some(n) => pos + n + 1,
+            None => {
+                let mut limit = pos + BODY_LINE_BYTES_MAX;
+                while !out.is_char_boundary(limit) {
+                    limit -= 1;
+                }
+                limit
+            }
+        };
+        out.insert(cut, '\n');
+        pos = cut + 1;
+    }
+}
+
 /// Appends a class's text for `message` to `out`.
 fn fill(source: &Source, message: &Message, facts: &Facts, sizes: ScanSizes, out: &mut String) {
     match source {
@@ -694,13 +819,14 @@ fn fill(source: &Source, message: &Message, facts: &Facts, sizes: ScanSizes, out
                 out.push_str(message.header_value("Subject").unwrap_or(""));
                 out.push('\n');
             }
+            let mut text = String::new();
             for t in message.parts.iter().filter_map(|p| p.text.as_deref()) {
-                let t = truncate_part(t, sizes.body, &['\n', ' ']);
-                out.push_str(t);
-                if !t.ends_with('\n') {
-                    out.push('\n');
+                if !text.is_empty() {
+                    text.push('\n');
                 }
+                text.push_str(truncate_part(t, sizes.body, &['\n', ' ']));
             }
+            push_paragraphs(&text, out);
         }
         Source::Rawbody => {
             for part in &message.parts {
@@ -837,7 +963,65 @@ fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate_part;
+    use super::{element_anchors, push_paragraphs, truncate_part, BODY_LINE_BYTES_MAX};
+
+    fn paragraphs(text: &str) -> String {
+        let mut out = String::from("subject\n");
+        push_paragraphs(text, &mut out);
+        out
+    }
+
+    /// SpamAssassin 4 (`get_body_text_array_common`): `\n+\s*\n+` becomes a
+    /// line break, every other whitespace run one space.
+    #[test]
+    fn body_text_is_paragraphs_like_spamassassin() {
+        assert_eq!(
+            paragraphs("Dear friend,\nI am writing\r\nto you.\n\nRegards,\n  Bob\n"),
+            "subject\nDear friend, I am writing to you.\nRegards, Bob \n"
+        );
+        // whitespace around a paragraph break leaves a space on either side
+        assert_eq!(paragraphs("a \n \t\n b"), "subject\na \n b\n");
+        assert_eq!(paragraphs("\n\nlead"), "subject\n\nlead\n");
+        assert_eq!(paragraphs("tab\there\x0bvt"), "subject\ntab here vt\n");
+        assert_eq!(paragraphs(""), "subject\n\n");
+    }
+
+    /// Elements over 2,048 bytes are cut after the last space within that
+    /// length, or at it when there is none.
+    #[test]
+    fn long_paragraphs_are_cut_into_elements() {
+        let word = "abcdefghi ";
+        let long = word.repeat(500); // 5,000 bytes, one paragraph
+        let out = paragraphs(&long);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "subject");
+        assert!(lines.len() >= 4, "{}", lines.len());
+        for l in &lines[1..] {
+            assert!(l.len() < BODY_LINE_BYTES_MAX, "{}", l.len());
+        }
+        assert!(lines[1].ends_with(' ') && lines[1].len() == 2040);
+        assert_eq!(out.replace('\n', "").len(), "subject".len() + long.len());
+        let solid = "x".repeat(5000);
+        let out = paragraphs(&solid);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1].len(), BODY_LINE_BYTES_MAX);
+        assert_eq!(lines[2].len(), BODY_LINE_BYTES_MAX);
+        assert_eq!(lines[3].len(), 5000 - 2 * BODY_LINE_BYTES_MAX);
+        // never inside a UTF-8 character
+        let wide = "é".repeat(3000);
+        let out = paragraphs(&wide);
+        assert_eq!(out.replace('\n', "").len(), "subject".len() + wide.len());
+    }
+
+    #[test]
+    fn string_anchors_become_element_anchors() {
+        assert_eq!(element_anchors(r"^[a-z]{6,24}\s*\z"), r"^[a-z]{6,24}\s*$");
+        assert_eq!(element_anchors(r"(?:\A|[\s\x00])x\Z"), r"(?:^|[\s\x00])x$");
+        // escaped backslash, and inside classes: unchanged
+        assert_eq!(element_anchors(r"a\\z[\z\A]"), r"a\\z[\z\A]");
+        assert_eq!(element_anchors(r"[]\z]\z"), r"[]\z]$");
+        assert_eq!(element_anchors(r"[^]x]\A"), r"[^]x]^");
+    }
 
     #[test]
     fn parts_are_cut_like_spamassassin_cuts_them() {

@@ -1,54 +1,29 @@
 //! HTML rendered to text the way SpamAssassin's body rules see it: tags
 //! dropped, `script`/`style` content and comments dropped, entities decoded,
-//! whitespace runs collapsed to one space, block elements as line breaks.
+//! whitespace runs collapsed to one space, and the whitespace SpamAssassin
+//! puts for elements: a line break for `br`/`div`, a blank line for `p`-like
+//! blocks, a space for cells, list items and headings.
 //! Link targets (`href`, `src`, `action`, `background`) go to the URL list.
 //! One linear pass; no tree is built.
 
 use super::url::Urls;
 
-/// Elements that start a new line in the rendered text.
-const BLOCK: &[&str] = &[
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "br",
-    "caption",
-    "center",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "fieldset",
-    "figcaption",
-    "figure",
-    "footer",
-    "form",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hr",
-    "li",
-    "main",
-    "nav",
-    "ol",
-    "p",
-    "pre",
-    "section",
-    "table",
-    "tbody",
-    "td",
-    "tfoot",
-    "th",
-    "thead",
-    "title",
-    "tr",
-    "ul",
-];
+/// The whitespace an element puts into the rendered text, start and end
+/// tag alike, as SpamAssassin's HTML renderer does (`html_whitespace`): a
+/// line break, a blank line (a paragraph break for body rules), or a space.
+/// Every other tag adds nothing.
+fn element_whitespace(name: &str) -> Option<&'static str> {
+    match name {
+        "br" | "div" => Some("\n"),
+        "p" | "hr" | "blockquote" | "pre" | "listing" | "plaintext" | "xmp" | "title" => {
+            Some("\n\n")
+        }
+        "li" | "th" | "td" | "dt" | "dd" | "embed" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+            Some(" ")
+        }
+        _ => None,
+    }
+}
 
 /// Attributes whose values are link targets.
 const LINK_ATTRS: &[&str] = &["href", "src", "action", "background"];
@@ -59,6 +34,7 @@ pub(crate) fn render(html: &str, urls: &mut Urls) -> String {
     let mut r = Render {
         out: String::with_capacity(html.len() / 2),
         space: false,
+        after_ws: false,
     };
     let mut i = 0;
     while i < b.len() {
@@ -97,8 +73,8 @@ pub(crate) fn render(html: &str, urls: &mut Urls) -> String {
             attributes(&html[j..end.min(b.len())], urls);
         }
         i = (end + 1).min(b.len());
-        if BLOCK.contains(&name.as_str()) {
-            r.newline();
+        if let Some(ws) = element_whitespace(&name) {
+            r.whitespace(ws);
         }
         if !closing && (name == "script" || name == "style") {
             i = skip_raw_text(b, i, &name);
@@ -112,7 +88,11 @@ pub(crate) fn render(html: &str, urls: &mut Urls) -> String {
 
 struct Render {
     out: String,
+    /// Whitespace seen since the last visible character (one space, or
+    /// none after an element's whitespace).
     space: bool,
+    /// The last thing rendered was an element's whitespace.
+    after_ws: bool,
 }
 
 impl Render {
@@ -135,22 +115,22 @@ impl Render {
             if c.is_whitespace() || c == '\u{a0}' {
                 self.space = true;
             } else if c != '\u{ad}' && c != '\u{200b}' && c != '\u{200c}' && c != '\u{200d}' {
-                if self.space && !self.out.is_empty() && !self.out.ends_with('\n') {
+                if self.space && !self.out.is_empty() && !self.after_ws {
                     self.out.push(' ');
                 }
                 self.space = false;
+                self.after_ws = false;
                 self.out.push(c);
             }
         }
     }
 
-    fn newline(&mut self) {
-        let kept = self.out.trim_end_matches(' ').len();
-        self.out.truncate(kept);
-        if !self.out.is_empty() && !self.out.ends_with('\n') {
-            self.out.push('\n');
-        }
+    /// An element's whitespace: the space pending before it and the one
+    /// after it are dropped.
+    fn whitespace(&mut self, ws: &str) {
+        self.out.push_str(ws);
         self.space = false;
+        self.after_ws = true;
     }
 }
 
@@ -389,7 +369,11 @@ mod tests {
              <b>wor</b>ld</p><!-- hidden --><div>caf&eacute; &#233;&#xE9; &bogus; a&b</div>\
              <a href=\"http://x.example/?a=1&amp;b=2\">click</a><img src='www.y.example/i.png'>\
              <a href=#top>t</a>1 < 2</body></html>");
-        assert_eq!(t, "T\nHello & world\ncafé éé &bogus; a&b\nclickt1 < 2");
+        // title and p: a blank line at start and end tag; div: a line break
+        assert_eq!(
+            t,
+            "\n\nT\n\n\n\nHello & world\n\n\ncafé éé &bogus; a&b\nclickt1 < 2"
+        );
         assert_eq!(
             u,
             ["http://x.example/?a=1&b=2", "http://www.y.example/i.png"]

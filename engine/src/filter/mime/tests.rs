@@ -59,7 +59,7 @@ TVqQAAMAAAA=\n--outer--\nepilogue\n";
         ]
     );
     assert_eq!(m.parts[2].text.as_deref(), Some("café www.a.example"));
-    assert_eq!(m.parts[3].text.as_deref(), Some("café\nlink"));
+    assert_eq!(m.parts[3].text.as_deref(), Some("\n\ncafé\n\nlink"));
     assert!(m.parts[3]
         .raw_text
         .as_deref()
@@ -72,7 +72,7 @@ TVqQAAMAAAA=\n--outer--\nepilogue\n";
     assert_eq!(a.declared_type, "application/octet-stream");
     assert_eq!(a.sniffed_type, Some(sniff::EXE));
     assert_eq!((a.size, a.depth, a.part), (8, 1, 4));
-    assert_eq!(m.body_text(), "\ncafé www.a.example\ncafé\nlink\n");
+    assert_eq!(m.body_text(), "\ncafé www.a.example\n\n\ncafé\n\nlink\n");
     assert!(m.violations.is_empty(), "{:?}", m.violations);
 }
 
