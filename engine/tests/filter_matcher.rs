@@ -525,3 +525,52 @@ fn cached_databases_give_the_same_hits() {
     assert_eq!(damaged.hits(), 0);
     assert_eq!(hits(&db, &msg), want);
 }
+
+/// A start anchor inside a pattern (which Hyperscan refuses even as a
+/// prefilter) no longer sends the pattern to the backtracking engine on
+/// every haystack: it runs as a prefilter without that anchor, confirmed by
+/// the exact pattern, and finds exactly the oracle's hits.
+#[test]
+fn inner_start_anchors_are_prefiltered_without_them() {
+    let p = Pattern::regex(0, r"^Message-Id:.*?^Received:")
+        .multiline()
+        .dotall()
+        .caseless();
+    let q = Pattern::regex(
+        1,
+        r"^List-unsubscribe: (?:[^\n]+\n+){1,40}^(?:Subject|Date): ",
+    )
+    .multiline()
+    .dotall()
+    .caseless();
+    let (_, report) = Database::compile(&[p.clone(), q.clone()], Backend::Hyperscan);
+    for id in [0, 1] {
+        assert!(
+            matches!(report.mode(id), Some(Mode::Prefiltered { reason }) if reason.contains("inner start anchors")),
+            "{:?}",
+            report.mode(id)
+        );
+    }
+    let cases: [(&[u8], bool, bool); 5] = [
+        (b"Message-Id: <a@b>\nReceived: from x\n", true, false),
+        // `Received:` not at a line start: the dropped anchor matters
+        (b"Message-Id: <a@b> Received: from x\n", false, false),
+        (b"Received: x\nMessage-Id: <a@b>\n", false, false),
+        (b"List-Unsubscribe: <u>\nX: y\nSubject: hi\n", false, true),
+        (b"List-Unsubscribe: <u>\nX: y Subject: hi\n", false, false),
+    ];
+    for (haystack, want_p, want_q) in cases {
+        assert_eq!(
+            one(p.clone(), haystack),
+            want_p,
+            "{:?}",
+            String::from_utf8_lossy(haystack)
+        );
+        assert_eq!(
+            one(q.clone(), haystack),
+            want_q,
+            "{:?}",
+            String::from_utf8_lossy(haystack)
+        );
+    }
+}

@@ -657,9 +657,30 @@ impl Database {
             } else {
                 match hs_pattern(&text, p, false).info() {
                     Ok(_) => Plan::Exact,
+                    Err(e) if hs_pattern(&text, p, true).info().is_ok() => {
+                        demote(p, hs_message(&e), false)
+                    }
                     Err(e) => {
-                        let prefilter_ok = hs_pattern(&text, p, true).info().is_ok();
-                        demote(p, hs_message(&e), !prefilter_ok)
+                        // A start anchor inside the pattern: without it,
+                        // a prefilter (widened too, if it can be).
+                        let base = translate::relax_bounded_repeats(&text, WIDEN_MIN_UPPER)
+                            .unwrap_or_else(|| text.clone());
+                        match translate::drop_inner_start_anchors(&base)
+                            .filter(|loose| hs_pattern(loose, p, true).info().is_ok())
+                            .and_then(|loose| Oracle::compile(p).ok().map(|o| (loose, o)))
+                        {
+                            Some((loose, oracle)) => {
+                                text = loose;
+                                Plan::Prefilter(
+                                    format!(
+                                        "{}; prefiltered without its inner start anchors",
+                                        hs_message(&e).trim_end_matches('.')
+                                    ),
+                                    oracle,
+                                )
+                            }
+                            None => demote(p, hs_message(&e), true),
+                        }
                     }
                 }
             };

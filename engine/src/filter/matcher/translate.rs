@@ -279,6 +279,85 @@ pub(crate) fn relax_bounded_repeats(source: &str, min_upper: u32) -> Option<Stri
     Some(out)
 }
 
+/// Hyperscan refuses a start anchor inside a pattern (`/^Message-Id:.*?^Received:/m`,
+/// `(?:\A|\s)x`). Without its inner `^` and `\A` a pattern matches a
+/// superset of the original's haystacks (an assertion only ever removes
+/// matches), so it can run as a Hyperscan prefilter confirmed by the exact
+/// pattern instead of running the backtracking engine on every haystack.
+///
+/// Returns the text without them when there is at least one, else `None`.
+/// A leading anchor (after inline flag groups such as `(?x)`) is kept;
+/// escapes, `\Q..\E` and character classes are copied unchanged.
+pub(crate) fn drop_inner_start_anchors(source: &str) -> Option<String> {
+    let b = source.as_bytes();
+    // leading `(?flags)` groups
+    let mut lead = 0usize;
+    while b[lead..].starts_with(b"(?") {
+        let flags = b[lead + 2..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        if b.get(lead + 2 + flags) != Some(&b')') {
+            break;
+        }
+        lead += 3 + flags;
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut copied = 0usize;
+    let mut changed = false;
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    let mut i = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if b.get(i + 1) == Some(&b'Q') => {
+                i = source[i + 2..]
+                    .find("\\E")
+                    .map_or(b.len(), |k| i + 2 + k + 2);
+            }
+            b'\\' if !in_class && b.get(i + 1) == Some(&b'A') && i > lead => {
+                out.push_str(&source[copied..i]);
+                copied = i + 2;
+                changed = true;
+                i += 2;
+            }
+            b'\\' => i += 2,
+            b'^' if !in_class && i > lead => {
+                out.push_str(&source[copied..i]);
+                copied = i + 1;
+                changed = true;
+                i += 1;
+            }
+            b']' if in_class && i > class_start => {
+                in_class = false;
+                i += 1;
+            }
+            b'[' if in_class && b.get(i + 1) == Some(&b':') => {
+                i = source[i + 2..]
+                    .find(":]")
+                    .map_or(b.len(), |k| i + 2 + k + 2);
+            }
+            b'[' if !in_class => {
+                in_class = true;
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                class_start = i;
+                if b.get(i) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&source[copied.min(b.len())..]);
+    Some(out)
+}
+
 /// `{n,m}` at the start of `b`: its length and `Some(m)`; `{n}` and `{n,}`
 /// give `None` for the upper bound; not a repeat gives `None`.
 fn repeat_bounds(b: &[u8]) -> Option<(usize, Option<u32>)> {
@@ -562,6 +641,22 @@ mod tests {
         assert_eq!(f("x(?=\\n?\\z)").as_deref(), Some("x"));
         assert_eq!(f("[]a](?!b)").as_deref(), Some("[]a]"));
         assert_eq!(f("\\x{E9}(?=a)").as_deref(), Some("\\x{E9}"));
+    }
+
+    #[test]
+    fn drops_inner_start_anchors_only() {
+        assert_eq!(
+            drop_inner_start_anchors(r"^Message-Id:.*?^Received:").as_deref(),
+            Some(r"^Message-Id:.*?Received:")
+        );
+        assert_eq!(
+            drop_inner_start_anchors(r"(?x)^ a (?:\A|\s) b").as_deref(),
+            Some(r"(?x)^ a (?:|\s) b")
+        );
+        // leading anchors, classes, escapes and quoted runs stay
+        assert_eq!(drop_inner_start_anchors(r"^ab\^c[^^]\\A\Qx^\E"), None);
+        assert_eq!(drop_inner_start_anchors(r"\Aab"), None);
+        assert_eq!(drop_inner_start_anchors(r"[[:^alpha:]^]x"), None);
     }
 
     #[test]
