@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::matcher::{
-    Backend, CompileReport, Database, DatabaseCache, HitSet, Mode, Pattern, Scratch,
+    translate, Backend, CompileReport, Database, DatabaseCache, HitSet, Mode, Pattern, Scratch,
 };
 use super::mime::{Header, Message};
 use super::sa::meta::Resolved;
@@ -226,7 +226,9 @@ impl Scanner {
                 .unwrap_or_else(|| regex.source.clone());
             if matches!(source, Source::Body | Source::BodyNoSubject) {
                 // one line of the class text is one SpamAssassin element
-                text = element_anchors(&text);
+                if let Some(anchored) = translate::element_anchors(&text) {
+                    text = anchored;
+                }
             }
             if regex.flags.contains('x') {
                 text.insert_str(0, "(?x)");
@@ -626,48 +628,6 @@ fn truncate_part<'a>(text: &'a str, limit: usize, boundaries: &[char]) -> &'a st
     &text[..cut]
 }
 
-/// A body pattern's `\A`, `\z` and `\Z` (start and end of the string:
-/// of one body element in SpamAssassin) as `^` and `$`, which the matcher's
-/// multi-line mode puts at the ends of each line of the class text. Escaped
-/// backslashes and character classes are left alone.
-fn element_anchors(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars().peekable();
-    let mut in_class = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('A') if !in_class => out.push('^'),
-                Some('z' | 'Z') if !in_class => out.push('$'),
-                Some(next) => {
-                    out.push('\\');
-                    out.push(next);
-                }
-                None => out.push('\\'),
-            },
-            '[' if !in_class => {
-                in_class = true;
-                out.push('[');
-                // `[]…]` and `[^]…]`: a leading `]` is a member
-                if chars.peek() == Some(&'^') {
-                    out.push('^');
-                    chars.next();
-                }
-                if chars.peek() == Some(&']') {
-                    out.push(']');
-                    chars.next();
-                }
-            }
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// SpamAssassin's body line length: longer paragraphs are split into
 /// elements of at most this many bytes (`MAX_BODY_LINE_LENGTH`).
 const BODY_LINE_BYTES_MAX: usize = 2048;
@@ -681,7 +641,7 @@ const BODY_LINE_BYTES_MAX: usize = 2048;
 /// body rule sees a paragraph as one line, as in SpamAssassin, and `^`/`$`
 /// are its ends.
 fn push_paragraphs(text: &str, out: &mut String) {
-    let start = out.len();
+    let mut flat = String::with_capacity(text.len() + 1);
     let bytes = text.as_bytes();
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
     let mut i = 0;
@@ -691,7 +651,7 @@ fn push_paragraphs(text: &str, out: &mut String) {
                 .iter()
                 .position(|&b| is_space(b))
                 .map_or(bytes.len(), |n| i + n);
-            out.push_str(&text[i..end]);
+            flat.push_str(&text[i..end]);
             i = end;
             continue;
         }
@@ -705,45 +665,43 @@ fn push_paragraphs(text: &str, out: &mut String) {
         match (first, last) {
             (Some(f), Some(l)) if f != l => {
                 if f > 0 {
-                    out.push(' ');
+                    flat.push(' ');
                 }
-                out.push('\n');
+                flat.push('\n');
                 if l + 1 < run.len() {
-                    out.push(' ');
+                    flat.push(' ');
                 }
             }
-            _ => out.push(' '),
+            _ => flat.push(' '),
         }
         i = end;
     }
-    if !out[start..].ends_with('\n') {
-        out.push('\n');
+    if !flat.ends_with('\n') {
+        flat.push('\n');
     }
     // cut long elements (each ends with its newline)
-    let mut pos = start;
-    while pos < out.len() {
-        let line_end = out[pos..].find('\n').map_or(out.len(), |n| pos + n + 1);
-        if line_end - pos <= BODY_LINE_BYTES_MAX {
-            pos = line_end;
-            continue;
-        }
-        // Perl: rindex($line, ' ', 2048) + 1, else 2048 (here: the last
-        // character boundary at or before it)
-        let space = out.as_bytes()[pos..=pos + BODY_LINE_BYTES_MAX]
-            .iter()
-            .rposition(|&b| b == b' ');
-        let cut = match space {
-            Some(n) => pos + n + 1,
-            None => {
-                let mut limit = pos + BODY_LINE_BYTES_MAX;
-                while !out.is_char_boundary(limit) {
-                    limit -= 1;
+    for mut line in flat.split_inclusive('\n') {
+        while line.len() > BODY_LINE_BYTES_MAX {
+            // Perl: rindex($line, ' ', 2048) + 1, else 2048 (here: the last
+            // character boundary at or before it)
+            let space = line.as_bytes()[..=BODY_LINE_BYTES_MAX]
+                .iter()
+                .rposition(|&b| b == b' ');
+            let cut = match space {
+                Some(n) => n + 1,
+                None => {
+                    let mut limit = BODY_LINE_BYTES_MAX;
+                    while !line.is_char_boundary(limit) {
+                        limit -= 1;
+                    }
+                    limit
                 }
-                limit
-            }
-        };
-        out.insert(cut, '\n');
-        pos = cut + 1;
+            };
+            out.push_str(&line[..cut]);
+            out.push('\n');
+            line = &line[cut..];
+        }
+        out.push_str(line);
     }
 }
 
@@ -963,7 +921,7 @@ fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{element_anchors, push_paragraphs, truncate_part, BODY_LINE_BYTES_MAX};
+    use super::{push_paragraphs, truncate_part, BODY_LINE_BYTES_MAX};
 
     fn paragraphs(text: &str) -> String {
         let mut out = String::from("subject\n");
@@ -1011,16 +969,6 @@ mod tests {
         let wide = "é".repeat(3000);
         let out = paragraphs(&wide);
         assert_eq!(out.replace('\n', "").len(), "subject".len() + wide.len());
-    }
-
-    #[test]
-    fn string_anchors_become_element_anchors() {
-        assert_eq!(element_anchors(r"^[a-z]{6,24}\s*\z"), r"^[a-z]{6,24}\s*$");
-        assert_eq!(element_anchors(r"(?:\A|[\s\x00])x\Z"), r"(?:^|[\s\x00])x$");
-        // escaped backslash, and inside classes: unchanged
-        assert_eq!(element_anchors(r"a\\z[\z\A]"), r"a\\z[\z\A]");
-        assert_eq!(element_anchors(r"[]\z]\z"), r"[]\z]$");
-        assert_eq!(element_anchors(r"[^]x]\A"), r"[^]x]^");
     }
 
     #[test]

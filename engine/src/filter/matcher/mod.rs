@@ -41,7 +41,7 @@
 //! shard owns one [`Scratch`] and calls [`Scratch::fit`] when it swaps in a
 //! new database. A scan does not allocate in the steady state.
 
-mod translate;
+pub(crate) mod translate;
 
 use std::fmt::{self, Write as _};
 

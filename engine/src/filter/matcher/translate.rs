@@ -217,66 +217,19 @@ fn group_end(text: &str, open: usize) -> Option<usize> {
 /// are left alone.
 pub(crate) fn relax_bounded_repeats(source: &str, min_upper: u32) -> Option<String> {
     let b = source.as_bytes();
-    let mut out = String::with_capacity(source.len());
-    let mut changed = false;
-    let mut copied = 0usize; // source[..copied] is already in `out`
-    let mut in_class = false;
-    let mut class_start = 0usize;
-    let mut i = 0usize;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if b.get(i + 1) == Some(&b'Q') => {
-                // quoted run: literal through `\E` (or the end)
-                i = source[i + 2..]
-                    .find("\\E")
-                    .map_or(b.len(), |k| i + 2 + k + 2);
-            }
-            b'\\' => i += 2,
-            b']' if in_class && i > class_start => {
-                in_class = false;
-                i += 1;
-            }
-            b'[' if in_class && b.get(i + 1) == Some(&b':') => {
-                // `[:name:]` inside a class
-                i = source[i + 2..]
-                    .find(":]")
-                    .map_or(b.len(), |k| i + 2 + k + 2);
-            }
-            b'[' if !in_class => {
-                in_class = true;
-                i += 1;
-                if b.get(i) == Some(&b'^') {
-                    i += 1;
-                }
-                class_start = i;
-                if b.get(i) == Some(&b']') {
-                    i += 1;
-                }
-            }
-            b'{' if !in_class => {
-                let end = match repeat_bounds(&b[i..]) {
-                    Some((len, Some(upper))) if upper >= min_upper => {
-                        // keep `{n,`, drop the upper bound
-                        let comma = i + b[i..i + len].iter().position(|&c| c == b',').unwrap_or(0);
-                        out.push_str(&source[copied..=comma]);
-                        out.push('}');
-                        copied = i + len;
-                        changed = true;
-                        i + len
-                    }
-                    Some((len, _)) => i + len,
-                    None => i + 1,
-                };
-                i = end;
-            }
-            _ => i += 1,
+    rewrite_outside_classes(source, |i| {
+        if b[i] != b'{' {
+            return None;
         }
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&source[copied.min(b.len())..]);
-    Some(out)
+        match repeat_bounds(&b[i..]) {
+            Some((len, Some(upper))) if upper >= min_upper => {
+                // keep `{n,`, drop the upper bound
+                let comma = i + b[i..i + len].iter().position(|&c| c == b',').unwrap_or(0);
+                Some((len, format!("{}}}", &source[i..=comma])))
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Hyperscan refuses a start anchor inside a pattern (`/^Message-Id:.*?^Received:/m`,
@@ -302,37 +255,66 @@ pub(crate) fn drop_inner_start_anchors(source: &str) -> Option<String> {
         }
         lead += 3 + flags;
     }
+    rewrite_outside_classes(source, |i| match &b[i..] {
+        _ if i <= lead => None,
+        [b'^', ..] => Some((1, String::new())),
+        [b'\\', b'A', ..] => Some((2, String::new())),
+        _ => None,
+    })
+}
+
+/// A body rule's `\A`, `\z` and `\Z` (the ends of the string: of one body
+/// element in SpamAssassin) as `^` and `$`, which multi-line mode puts at
+/// the ends of each line of the body text. Escapes, `\Q..\E` and
+/// character classes are copied unchanged.
+pub(crate) fn element_anchors(source: &str) -> Option<String> {
+    rewrite_outside_classes(source, |i| match &source.as_bytes()[i..] {
+        [b'\\', b'A', ..] => Some((2, "^".to_owned())),
+        [b'\\', b'z' | b'Z', ..] => Some((2, "$".to_owned())),
+        _ => None,
+    })
+}
+
+/// Copies `source`, asking `edit` at each position outside character
+/// classes and `\Q..\E` runs (an escape is offered at its backslash, then
+/// skipped whole) whether to replace the bytes there: `Some((len, text))`
+/// puts `text` for the next `len` bytes. `None` when nothing was replaced.
+fn rewrite_outside_classes(
+    source: &str,
+    mut edit: impl FnMut(usize) -> Option<(usize, String)>,
+) -> Option<String> {
+    let b = source.as_bytes();
     let mut out = String::with_capacity(source.len());
-    let mut copied = 0usize;
     let mut changed = false;
+    let mut copied = 0usize; // source[..copied] is already in `out`
     let mut in_class = false;
     let mut class_start = 0usize;
     let mut i = 0usize;
     while i < b.len() {
+        if !in_class {
+            if let Some((len, text)) = edit(i) {
+                out.push_str(&source[copied..i]);
+                out.push_str(&text);
+                copied = i + len;
+                changed = true;
+                i += len;
+                continue;
+            }
+        }
         match b[i] {
             b'\\' if b.get(i + 1) == Some(&b'Q') => {
+                // quoted run: literal through `\E` (or the end)
                 i = source[i + 2..]
                     .find("\\E")
                     .map_or(b.len(), |k| i + 2 + k + 2);
             }
-            b'\\' if !in_class && b.get(i + 1) == Some(&b'A') && i > lead => {
-                out.push_str(&source[copied..i]);
-                copied = i + 2;
-                changed = true;
-                i += 2;
-            }
             b'\\' => i += 2,
-            b'^' if !in_class && i > lead => {
-                out.push_str(&source[copied..i]);
-                copied = i + 1;
-                changed = true;
-                i += 1;
-            }
             b']' if in_class && i > class_start => {
                 in_class = false;
                 i += 1;
             }
             b'[' if in_class && b.get(i + 1) == Some(&b':') => {
+                // `[:name:]` inside a class
                 i = source[i + 2..]
                     .find(":]")
                     .map_or(b.len(), |k| i + 2 + k + 2);
@@ -641,6 +623,17 @@ mod tests {
         assert_eq!(f("x(?=\\n?\\z)").as_deref(), Some("x"));
         assert_eq!(f("[]a](?!b)").as_deref(), Some("[]a]"));
         assert_eq!(f("\\x{E9}(?=a)").as_deref(), Some("\\x{E9}"));
+    }
+
+    #[test]
+    fn string_anchors_become_element_anchors() {
+        let element_anchors = |s: &str| element_anchors(s).unwrap_or_else(|| s.to_owned());
+        assert_eq!(element_anchors(r"^[a-z]{6,24}\s*\z"), r"^[a-z]{6,24}\s*$");
+        assert_eq!(element_anchors(r"(?:\A|[\s\x00])x\Z"), r"(?:^|[\s\x00])x$");
+        // escaped backslash, and inside classes: unchanged
+        assert_eq!(element_anchors(r"a\\z[\z\A]"), r"a\\z[\z\A]");
+        assert_eq!(element_anchors(r"[]\z]\z"), r"[]\z]$");
+        assert_eq!(element_anchors(r"[^]x]\A"), r"[^]x]^");
     }
 
     #[test]
