@@ -709,7 +709,7 @@ pub async fn scheduler(local: Rc<Local>, rt: Rc<Runtime>) {
             continue;
         }
         let now = unix_ms();
-        let next_due = {
+        let (next_due, moved) = {
             let mut in_flight = rt.in_flight.borrow_mut();
             let mut ready = rt.ready.borrow_mut();
             rt.store.with_queue(|q| {
@@ -736,7 +736,6 @@ pub async fn scheduler(local: Rc<Local>, rt: Rc<Runtime>) {
                 (next, moved)
             })
         };
-        let (next_due, moved) = next_due;
         // Connections already open and idle take the new messages first.
         rt.wake_idle(moved);
         loop {
