@@ -127,6 +127,10 @@ enum Cmd {
         /// the rule logic (exists, evals, metas).
         #[arg(long)]
         profile: bool,
+        /// After the scan, compile every pattern rule alone, time it over its class's text of
+        /// every message and print the N costliest (slow: one compile per pattern).
+        #[arg(long, value_name = "N")]
+        pattern_costs: Option<usize>,
     },
 }
 
@@ -327,6 +331,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             floor,
             modes,
             profile,
+            pattern_costs,
         } => {
             let default_rules = [PathBuf::from(scan::STOCK_RULES)];
             let rules: &[PathBuf] = if rules.is_empty() {
@@ -348,6 +353,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 floor: *floor,
                 modes: *modes,
                 profile: *profile,
+                pattern_costs: *pattern_costs,
             })?;
             Ok(ExitCode::SUCCESS)
         }

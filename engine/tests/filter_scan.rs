@@ -197,3 +197,94 @@ fn profiled_scans_agree_and_charge_every_class() {
     // the nine regex rules of RULES (`exists:` and metas are no pattern)
     assert_eq!(patterns, 9);
 }
+
+/// A body rule matches within one body element (a paragraph), as
+/// SpamAssassin matches each element alone: `\s`, `\W` and negated classes
+/// do not take the break between two paragraphs, on every backend, with
+/// and without a Hyperscan prefilter (the lookbehind forces one).
+#[test]
+fn body_rules_do_not_match_across_paragraphs() {
+    let rules = r"
+body  SPACE_ACROSS    /lunch\s+tomorrow/
+score SPACE_ACROSS    1.0
+body  NONWORD_ACROSS  /lunch\W+tomorrow/
+score NONWORD_ACROSS  1.0
+body  NEGATED_ACROSS  /lunch[^<]{1,5}tomorrow/s
+score NEGATED_ACROSS  1.0
+body  PREFILTERED     /(?<!no )lunch\s+tomorrow/
+score PREFILTERED     1.0
+";
+    let set = sa::load(
+        &[Source {
+            file: "t.cf",
+            text: rules,
+        }],
+        &Options::default(),
+    );
+    let head = "From: a@b.example\r\nSubject: x\r\n\r\n";
+    let all = [
+        "SPACE_ACROSS",
+        "NONWORD_ACROSS",
+        "NEGATED_ACROSS",
+        "PREFILTERED",
+    ];
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        for (body, want) in [
+            ("see you at lunch\r\ntomorrow then\r\n", &all[..]),
+            ("see you at lunch\r\n\r\ntomorrow then\r\n", &[][..]),
+            ("see you at lunch.\r\n \r\n\r\ntomorrow then\r\n", &[][..]),
+        ] {
+            let raw = format!("{head}{body}");
+            let message = mime::parse(raw.as_bytes(), &Limits::default());
+            let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+            assert_eq!(names(&r), want, "{backend:?} on {body:?}");
+        }
+    }
+}
+
+/// `pattern_costs` times every pattern rule once, sorted costliest first,
+/// and counts the messages each pattern matched on its own.
+#[test]
+fn pattern_costs_cover_every_pattern() {
+    use std::cell::Cell;
+    let set = sa::load(
+        &[Source {
+            file: "test.cf",
+            text: RULES,
+        }],
+        &Options::default(),
+    );
+    let scanner = Scanner::compile(&set, Backend::Hyperscan);
+    let parsed: Vec<_> = [SPAMMY, HAMMY]
+        .iter()
+        .map(|raw| mime::parse(raw.as_bytes(), &Limits::default()))
+        .collect();
+    let messages: Vec<(&[u8], &mime::Message)> = [SPAMMY, HAMMY]
+        .iter()
+        .map(|r| r.as_bytes())
+        .zip(parsed.iter())
+        .collect();
+    // each read advances the clock by one more than the last: later
+    // patterns cost more, so the sort is visible
+    let ticks = Cell::new((0u64, 0u64));
+    let clock = || {
+        let (t, step) = ticks.get();
+        ticks.set((t + step + 1, step + 1));
+        t + step + 1
+    };
+    let costs = scanner.pattern_costs(&messages, &clock);
+    assert_eq!(costs.len(), 9);
+    assert!(
+        costs.windows(2).all(|w| w[0].nanos > w[1].nanos),
+        "{costs:?}"
+    );
+    let matched = |rule: &str| costs.iter().find(|c| c.rule == rule).map(|c| c.matched);
+    assert_eq!(matched("BODY_WINNER"), Some(1));
+    assert_eq!(matched("SUBJ_FREE"), Some(1));
+    // the pattern of a negated rule: `hello` is in HAMMY's Subject only
+    assert_eq!(matched("SUBJ_NOT_HELLO"), Some(1));
+    assert_eq!(matched("URI_EVIL"), Some(1));
+    assert_eq!(matched("HAS_LIST_ID"), None);
+}

@@ -51,6 +51,9 @@ enum Source {
 struct Class {
     source: Source,
     database: Database,
+    /// The patterns compiled into `database` with their rule indices, kept
+    /// for [`Scanner::pattern_costs`].
+    patterns: Vec<(usize, Pattern)>,
 }
 
 /// What a rule needs besides its class's pattern.
@@ -113,6 +116,21 @@ pub struct Profile {
     pub rules: u64,
     /// Messages profiled.
     pub messages: u64,
+}
+
+/// One pattern rule's cost on its own ([`Scanner::pattern_costs`]).
+#[derive(Debug, Clone)]
+pub struct PatternCost {
+    /// The rule's name.
+    pub rule: String,
+    /// Its class ([`Scanner::class_label`]).
+    pub class: usize,
+    /// How the matcher runs it.
+    pub mode: Option<Mode>,
+    /// Nanoseconds scanning every message's class text with it alone.
+    pub nanos: u64,
+    /// Messages it matched.
+    pub matched: usize,
 }
 
 /// The outcome of one scan.
@@ -224,10 +242,16 @@ impl Scanner {
                 .expanded
                 .clone()
                 .unwrap_or_else(|| regex.source.clone());
-            if matches!(source, Source::Body | Source::BodyNoSubject) {
-                // one line of the class text is one SpamAssassin element
+            let body = matches!(source, Source::Body | Source::BodyNoSubject);
+            if body {
+                // one line of the class text is one SpamAssassin element:
+                // its ends are the pattern's string ends, and no match
+                // takes the newline between two elements
                 if let Some(anchored) = translate::element_anchors(&text) {
                     text = anchored;
+                }
+                if let Some(within) = translate::within_element(&text) {
+                    text = within;
                 }
             }
             if regex.flags.contains('x') {
@@ -251,7 +275,8 @@ impl Scanner {
                     id,
                     source: text,
                     caseless: regex.flags.contains('i'),
-                    dotall: regex.flags.contains('s'),
+                    // an element holds no newline: `.` is the same either way
+                    dotall: !body && regex.flags.contains('s'),
                     multiline: per_line || regex.flags.contains('m'),
                     literal: false,
                 },
@@ -274,7 +299,11 @@ impl Scanner {
                     *c = class;
                 }
             }
-            classes.push(Class { source, database });
+            classes.push(Class {
+                source,
+                database,
+                patterns: list,
+            });
             reports.push(report);
         }
         let mut counters: Vec<Vec<Counter>> = classes.iter().map(|_| Vec::new()).collect();
@@ -542,6 +571,65 @@ impl Scanner {
             n += class.database.scan_unconfirmed(scratch, raw);
         }
         n
+    }
+
+    /// What each pattern rule costs on its own: every pattern compiled alone
+    /// (as the scanner compiles it) and run over its class's text of every
+    /// message in `messages`, confirmation included. Sorted costliest first.
+    /// `clock` reads a monotonic clock in nanoseconds. Slow (one compile per
+    /// pattern): a diagnostic for `mbctl scan --pattern-costs`, never for
+    /// a shard.
+    pub fn pattern_costs(
+        &self,
+        messages: &[(&[u8], &Message)],
+        clock: &dyn Fn() -> u64,
+    ) -> Vec<PatternCost> {
+        let mut out = Vec::new();
+        let mut text = String::new();
+        for (c, class) in self.classes.iter().enumerate() {
+            let texts: Vec<Vec<u8>> = messages
+                .iter()
+                .map(|(raw, message)| match &class.source {
+                    Source::Full => raw.to_vec(),
+                    other => {
+                        text.clear();
+                        fill(
+                            other,
+                            message,
+                            &Facts::of(message, raw),
+                            self.sizes,
+                            &mut text,
+                        );
+                        text.as_bytes().to_vec()
+                    }
+                })
+                .collect();
+            for (rule, pattern) in &class.patterns {
+                let (db, report) = Database::compile(
+                    std::slice::from_ref(pattern),
+                    self.classes[c].database.backend(),
+                );
+                let mut scratch = db.scratch();
+                let mut hits = HitSet::new(db.id_bound());
+                let mut matched = 0;
+                let t0 = clock();
+                for t in &texts {
+                    hits.clear();
+                    db.scan(&mut scratch, t, &mut hits);
+                    matched += usize::from(!hits.is_empty());
+                }
+                let nanos = clock().saturating_sub(t0);
+                out.push(PatternCost {
+                    rule: self.rules[*rule].name.clone(),
+                    class: c,
+                    mode: report.mode(pattern.id).cloned(),
+                    nanos,
+                    matched,
+                });
+            }
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.nanos));
+        out
     }
 
     /// Rules of this scanner, in rule-set order.

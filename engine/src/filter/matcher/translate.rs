@@ -275,6 +275,36 @@ pub(crate) fn element_anchors(source: &str) -> Option<String> {
     })
 }
 
+/// A body rule's pattern confined to one body element. SpamAssassin
+/// matches body rules against each element (a paragraph, with its
+/// whitespace runs folded to one space) alone, so no match contains a
+/// newline; the body text joins the elements with newlines, so the
+/// pattern's newline-matching constructs must not take one:
+///
+/// - `\s` becomes `[\t\x0b\x0c\r ]`, `\W` `[^\w\n]`, `\D` `[^\d\n]`;
+/// - a negated class gets `\n` (`[^<]` becomes `[^\n<]`);
+/// - `\s` inside a class becomes `\t\x0b\x0c\r `.
+///
+/// (`.` takes no newline unless the pattern is `/s`, which the caller
+/// drops for body rules.) `\W` and `\D` inside a class that is not
+/// negated are left alone. `None` when nothing changed.
+pub(crate) fn within_element(source: &str) -> Option<String> {
+    const SPACE: &str = r"\t\x0b\x0c\r ";
+    let b = source.as_bytes();
+    rewrite(source, |i, at| match (at, &b[i..]) {
+        (At::Outside, [b'\\', b's', ..]) => Some((2, format!("[{SPACE}]"))),
+        (At::Outside, [b'\\', b'W', ..]) => Some((2, r"[^\w\n]".to_owned())),
+        (At::Outside, [b'\\', b'D', ..]) => Some((2, r"[^\d\n]".to_owned())),
+        (At::Negated, _) => Some((0, r"\n".to_owned())),
+        // Perl reads `\s-x` in a class as `\s`, `-`, `x`: keep the hyphen literal
+        (At::Class { negated: false }, [b'\\', b's', b'-', next, ..]) if *next != b']' => {
+            Some((3, format!(r"{SPACE}\-")))
+        }
+        (At::Class { negated: false }, [b'\\', b's', ..]) => Some((2, SPACE.to_owned())),
+        _ => None,
+    })
+}
+
 /// Copies `source`, asking `edit` at each position outside character
 /// classes and `\Q..\E` runs (an escape is offered at its backslash, then
 /// skipped whole) whether to replace the bytes there: `Some((len, text))`
@@ -283,20 +313,58 @@ fn rewrite_outside_classes(
     source: &str,
     mut edit: impl FnMut(usize) -> Option<(usize, String)>,
 ) -> Option<String> {
+    rewrite(source, |i, at| match at {
+        At::Outside => edit(i),
+        _ => None,
+    })
+}
+
+/// Where [`rewrite`] offers an edit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// Outside character classes (and `\Q..\E` runs).
+    Outside,
+    /// Right after the `^` that negates a class (an insertion point: only
+    /// `len` 0 is meaningful).
+    Negated,
+    /// Inside a class, at a member (an escape at its backslash); not at the
+    /// class's `[`, `^` or closing `]`, nor inside `[:name:]`.
+    Class { negated: bool },
+}
+
+/// The walker behind every rewrite here: copies `source`, asking `edit` at
+/// each position ([`At`] says where) whether to put `text` for the next
+/// `len` bytes. An escape is offered at its backslash, then skipped whole;
+/// `\Q..\E` runs are never offered. `None` when nothing was replaced.
+fn rewrite(
+    source: &str,
+    mut edit: impl FnMut(usize, At) -> Option<(usize, String)>,
+) -> Option<String> {
     let b = source.as_bytes();
     let mut out = String::with_capacity(source.len());
     let mut changed = false;
     let mut copied = 0usize; // source[..copied] is already in `out`
+    let mut put = |i: usize, len: usize, text: &str, out: &mut String, copied: &mut usize| {
+        out.push_str(&source[*copied..i]);
+        out.push_str(text);
+        *copied = i + len;
+        changed = true;
+    };
     let mut in_class = false;
+    let mut negated = false;
     let mut class_start = 0usize;
     let mut i = 0usize;
     while i < b.len() {
-        if !in_class {
-            if let Some((len, text)) = edit(i) {
-                out.push_str(&source[copied..i]);
-                out.push_str(&text);
-                copied = i + len;
-                changed = true;
+        let at = if !in_class {
+            Some(At::Outside)
+        } else if i >= class_start && !(b[i] == b']' && i > class_start) {
+            Some(At::Class { negated })
+        } else {
+            None
+        };
+        if let Some((len, text)) = at.and_then(|at| edit(i, at)) {
+            if len > 0 {
+                put(i, len, &text, &mut out, &mut copied);
                 i += len;
                 continue;
             }
@@ -322,8 +390,12 @@ fn rewrite_outside_classes(
             b'[' if !in_class => {
                 in_class = true;
                 i += 1;
-                if b.get(i) == Some(&b'^') {
+                negated = b.get(i) == Some(&b'^');
+                if negated {
                     i += 1;
+                    if let Some((0, text)) = edit(i, At::Negated) {
+                        put(i, 0, &text, &mut out, &mut copied);
+                    }
                 }
                 class_start = i;
                 if b.get(i) == Some(&b']') {
@@ -623,6 +695,45 @@ mod tests {
         assert_eq!(f("x(?=\\n?\\z)").as_deref(), Some("x"));
         assert_eq!(f("[]a](?!b)").as_deref(), Some("[]a]"));
         assert_eq!(f("\\x{E9}(?=a)").as_deref(), Some("\\x{E9}"));
+    }
+
+    #[test]
+    fn body_patterns_are_kept_within_one_element() {
+        let within = |s: &str| within_element(s).unwrap_or_else(|| s.to_owned());
+        assert_eq!(within(r"a\sb"), r"a[\t\x0b\x0c\r ]b");
+        assert_eq!(within(r"\W+\D"), r"[^\w\n]+[^\d\n]");
+        assert_eq!(within(r"[^<>]{3}"), r"[^\n<>]{3}");
+        assert_eq!(within(r"[^]x]"), r"[^\n]x]");
+        assert_eq!(within(r"[\s,:]{1,5}"), r"[\t\x0b\x0c\r ,:]{1,5}");
+        assert_eq!(within(r"[\s-x]"), r"[\t\x0b\x0c\r \-x]");
+        assert_eq!(within(r"[x\s-]"), r"[x\t\x0b\x0c\r -]");
+        // negated classes keep `\s` (the `\n` added first excludes it)
+        assert_eq!(within(r"[^\s\d]"), r"[^\n\s\d]");
+        // escapes, `\Q..\E` and POSIX classes are not members to rewrite
+        assert_eq!(within(r"\\s\Q\s[^\E[[:space:]]"), r"\\s\Q\s[^\E[[:space:]]");
+        assert_eq!(within(r"\S\w\d\.x"), r"\S\w\d\.x");
+        assert!(within_element(r"abc\S").is_none());
+        // every rewrite matches what the original matches, except a newline
+        for (pattern, haystack) in [
+            (r"a\sb", "a b"),
+            (r"[^<]+", "x y"),
+            (r"\W", "!"),
+            (r"[\s,]+x", " ,x"),
+        ] {
+            let rewritten = within(pattern);
+            let re = regex::bytes::Regex::new(&format!(r"\A(?:{rewritten})\z")).unwrap();
+            assert!(
+                re.is_match(haystack.as_bytes()),
+                "{rewritten} on {haystack:?}"
+            );
+            let crossing = haystack.replace([' ', '!'], "\n");
+            if crossing != haystack {
+                assert!(
+                    !re.is_match(crossing.as_bytes()),
+                    "{rewritten} on {crossing:?}"
+                );
+            }
+        }
     }
 
     #[test]
