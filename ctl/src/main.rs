@@ -131,6 +131,10 @@ enum Cmd {
         /// every message and print the N costliest (slow: one compile per pattern).
         #[arg(long, value_name = "N")]
         pattern_costs: Option<usize>,
+        /// Scan each message N times and count the fastest (steadier timings on a shared
+        /// machine; the verdicts are the same every time).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        best_of: u32,
     },
 }
 
@@ -332,6 +336,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             modes,
             profile,
             pattern_costs,
+            best_of,
         } => {
             let default_rules = [PathBuf::from(scan::STOCK_RULES)];
             let rules: &[PathBuf] = if rules.is_empty() {
@@ -354,6 +359,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 modes: *modes,
                 profile: *profile,
                 pattern_costs: *pattern_costs,
+                best_of: *best_of,
             })?;
             Ok(ExitCode::SUCCESS)
         }

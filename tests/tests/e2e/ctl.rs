@@ -291,3 +291,79 @@ fn reload_with_a_broken_config_keeps_the_old_one() {
         describe(&out)
     );
 }
+
+/// `mbctl scan --best-of N` gives the verdicts of one scan (only the
+/// timings differ); `--pattern-costs N` lists every pattern rule with the
+/// messages it matched.
+#[test]
+fn scan_best_of_and_pattern_costs() {
+    let dir = TestDir::new("ctl-scan").unwrap();
+    let rules = dir.join("local.cf");
+    fs::write(
+        &rules,
+        "body  MONEY_WORDS /lots\\s+of\\s+money/i\nscore MONEY_WORDS 3.0\n\
+         header SUBJ_WIN Subject =~ /winner/i\nscore SUBJ_WIN 2.5\n",
+    )
+    .unwrap();
+    let mail = dir.join("mail");
+    fs::create_dir_all(&mail).unwrap();
+    fs::write(
+        mail.join("1.eml"),
+        "Subject: you are a winner\r\n\r\nLots of money\r\nfor you\r\n",
+    )
+    .unwrap();
+    fs::write(
+        mail.join("2.eml"),
+        "Subject: lunch\r\n\r\nlots of\r\n\r\nmoney, in another paragraph\r\n",
+    )
+    .unwrap();
+    let (rules, mail) = (rules.to_str().unwrap(), mail.to_str().unwrap());
+    let verdicts = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success(), "{}", text(out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("ms");
+                v
+            })
+            .collect()
+    };
+    let once = verdicts(&mbctl(&["--json", "scan", "--rules", rules, mail]));
+    let best = verdicts(&mbctl(&[
+        "--json",
+        "scan",
+        "--best-of",
+        "3",
+        "--rules",
+        rules,
+        mail,
+    ]));
+    assert_eq!(once, best);
+    assert_eq!(once.len(), 2);
+    assert_eq!(
+        once[0]["symbols"],
+        serde_json::json!(["MONEY_WORDS", "SUBJ_WIN"])
+    );
+    assert_eq!(once[0]["is_spam"], true);
+    // the paragraph break stops the body rule
+    assert_eq!(once[1]["symbols"], serde_json::json!([]));
+    let out = mbctl(&["scan", "--pattern-costs", "5", "--rules", rules, mail]);
+    let err = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 patterns"), "{err}");
+    for (rule, class) in [("MONEY_WORDS", "body"), ("SUBJ_WIN", "header subject")] {
+        let row = err
+            .lines()
+            .find(|l| l.starts_with(rule))
+            .unwrap_or_else(|| panic!("no {rule} row in {err}"));
+        assert!(row.contains(class), "{row}");
+        assert!(row.trim_end().ends_with('1'), "{row}");
+    }
+    assert!(
+        mbctl(&["scan", "--best-of", "0", "--rules", rules, mail])
+            .status
+            .code()
+            == Some(2)
+    );
+}

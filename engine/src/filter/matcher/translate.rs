@@ -283,13 +283,17 @@ pub(crate) fn element_anchors(source: &str) -> Option<String> {
 ///
 /// - `\s` becomes `[\t\x0b\x0c\r ]`, `\W` `[^\w\n]`, `\D` `[^\d\n]`;
 /// - a negated class gets `\n` (`[^<]` becomes `[^\n<]`);
-/// - `\s` inside a class becomes `\t\x0b\x0c\r `.
+/// - inside a class that is not negated, `\s` becomes `\t\x0b\x0c\r `
+///   and `\W` and `\D` their byte ranges without `\n` (`[_\W]`, common in
+///   the drug rules, becomes `[_\x00-\x09\x0b-\x2f...]`).
 ///
 /// (`.` takes no newline unless the pattern is `/s`, which the caller
-/// drops for body rules.) `\W` and `\D` inside a class that is not
-/// negated are left alone. `None` when nothing changed.
+/// drops for body rules.) `None` when nothing changed.
 pub(crate) fn within_element(source: &str) -> Option<String> {
     const SPACE: &str = r"\t\x0b\x0c\r ";
+    // `\W` and `\D` on bytes (Perl's `/d` rules: ASCII `\w`), less `\n`
+    const NON_WORD: &str = r"\x00-\x09\x0b-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\xff";
+    const NON_DIGIT: &str = r"\x00-\x09\x0b-\x2f\x3a-\xff";
     let b = source.as_bytes();
     rewrite(source, |i, at| match (at, &b[i..]) {
         (At::Outside, [b'\\', b's', ..]) => Some((2, format!("[{SPACE}]"))),
@@ -301,6 +305,8 @@ pub(crate) fn within_element(source: &str) -> Option<String> {
             Some((3, format!(r"{SPACE}\-")))
         }
         (At::Class { negated: false }, [b'\\', b's', ..]) => Some((2, SPACE.to_owned())),
+        (At::Class { negated: false }, [b'\\', b'W', ..]) => Some((2, NON_WORD.to_owned())),
+        (At::Class { negated: false }, [b'\\', b'D', ..]) => Some((2, NON_DIGIT.to_owned())),
         _ => None,
     })
 }
@@ -707,6 +713,11 @@ mod tests {
         assert_eq!(within(r"[\s,:]{1,5}"), r"[\t\x0b\x0c\r ,:]{1,5}");
         assert_eq!(within(r"[\s-x]"), r"[\t\x0b\x0c\r \-x]");
         assert_eq!(within(r"[x\s-]"), r"[x\t\x0b\x0c\r -]");
+        assert_eq!(
+            within(r"[_\W]{0,3}"),
+            r"[_\x00-\x09\x0b-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\xff]{0,3}"
+        );
+        assert_eq!(within(r"[\Dx]"), r"[\x00-\x09\x0b-\x2f\x3a-\xffx]");
         // negated classes keep `\s` (the `\n` added first excludes it)
         assert_eq!(within(r"[^\s\d]"), r"[^\n\s\d]");
         // escapes, `\Q..\E` and POSIX classes are not members to rewrite
@@ -719,6 +730,9 @@ mod tests {
             (r"[^<]+", "x y"),
             (r"\W", "!"),
             (r"[\s,]+x", " ,x"),
+            (r"a[_\W]b", "a!b"),
+            (r"a[_\W]b", "a_b"),
+            (r"[\D]", "!"),
         ] {
             let rewritten = within(pattern);
             let re = regex::bytes::Regex::new(&format!(r"\A(?:{rewritten})\z")).unwrap();
@@ -732,6 +746,25 @@ mod tests {
                     !re.is_match(crossing.as_bytes()),
                     "{rewritten} on {crossing:?}"
                 );
+            }
+        }
+    }
+
+    /// The byte ranges that stand for `\W` and `\D` in a class are exactly
+    /// those classes less `\n`, byte by byte.
+    #[test]
+    fn class_ranges_are_the_classes_less_newline() {
+        for class in [r"[\W]", r"[\D]", r"[\s]", r"[_\W]"] {
+            let bytes = |p: &str| {
+                regex::bytes::RegexBuilder::new(&format!(r"\A{p}\z"))
+                    .unicode(false)
+                    .build()
+                    .unwrap()
+            };
+            let (perl, ours) = (bytes(class), bytes(&within_element(class).unwrap()));
+            for b in 0..=255u8 {
+                let want = b != b'\n' && perl.is_match(&[b]);
+                assert_eq!(ours.is_match(&[b]), want, "{class} on byte {b:#04x}");
             }
         }
     }
