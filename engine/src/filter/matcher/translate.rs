@@ -750,6 +750,48 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// On text without a newline the rewrite changes nothing; on any
+        /// text, no match of the rewritten pattern holds a newline.
+        #[test]
+        fn within_element_only_takes_the_newline_away(
+            atoms in proptest::collection::vec(proptest::sample::select(vec![
+                r"a", r"b", r"\s", r"\W", r"\D", r"\S", r"\w", r".", r"[^a]", r"[_\W]",
+                r"[\s,]", r"[\D]", r"[^\s]", r"\x0a", r"(?:a|\s)", r"[b\s-]",
+            ]), 1..6),
+            quantifiers in proptest::collection::vec(
+                proptest::sample::select(vec!["", "*", "+", "?", "{1,3}"]), 6),
+            haystack in proptest::collection::vec(proptest::sample::select(vec![
+                b'a', b'b', b'_', b' ', b'\t', b'\n', b',', b'-', b'1', 0xe9,
+            ]), 0..16),
+        ) {
+            let source: String = atoms
+                .iter()
+                .zip(&quantifiers)
+                .map(|(a, q)| format!("(?:{a}){q}"))
+                .collect();
+            let build = |p: &str| regex::bytes::RegexBuilder::new(p).unicode(false).build().unwrap();
+            let (perl, ours) = (
+                build(&source),
+                build(&within_element(&source).unwrap_or_else(|| source.clone())),
+            );
+            let flat: Vec<u8> = haystack.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect();
+            let spans = |re: &regex::bytes::Regex, h: &[u8]| {
+                re.find_iter(h).map(|m| m.range()).collect::<Vec<_>>()
+            };
+            proptest::prop_assert_eq!(spans(&perl, &flat), spans(&ours, &flat), "{}", source);
+            for m in ours.find_iter(&haystack) {
+                // `\x0a` is a newline the pattern asks for by name: left alone
+                proptest::prop_assert!(
+                    source.contains(r"\x0a") || !m.as_bytes().contains(&b'\n'),
+                    "{} matched {:?}", source, m.as_bytes()
+                );
+            }
+        }
+    }
+
     /// The byte ranges that stand for `\W` and `\D` in a class are exactly
     /// those classes less `\n`, byte by byte.
     #[test]
