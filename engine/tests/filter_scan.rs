@@ -47,14 +47,19 @@ List-Id: <team.lists.example>\r\n\
 \r\n\
 See you at lunch. The page is http://intranet.example/menu\r\n";
 
-fn scan(backend: Backend, raw: &str) -> ScanResult {
-    let set = sa::load(
+/// RULES loaded.
+fn rule_set() -> sa::RuleSet {
+    sa::load(
         &[Source {
             file: "test.cf",
             text: RULES,
         }],
         &Options::default(),
-    );
+    )
+}
+
+fn scan(backend: Backend, raw: &str) -> ScanResult {
+    let set = rule_set();
     assert!(
         set.report.diagnostics.is_empty(),
         "{:?}",
@@ -153,13 +158,7 @@ fn the_floor_counts_raw_hits_of_every_class() {
 fn profiled_scans_agree_and_charge_every_class() {
     use mb_engine::filter::scan::Profile;
     use std::cell::Cell;
-    let set = sa::load(
-        &[Source {
-            file: "test.cf",
-            text: RULES,
-        }],
-        &Options::default(),
-    );
+    let set = rule_set();
     let scanner = Scanner::compile(&set, Backend::Hyperscan);
     let mut state = scanner.state();
     let ticks = Cell::new(0u64);
@@ -249,13 +248,7 @@ score PREFILTERED     1.0
 #[test]
 fn pattern_costs_cover_every_pattern() {
     use std::cell::Cell;
-    let set = sa::load(
-        &[Source {
-            file: "test.cf",
-            text: RULES,
-        }],
-        &Options::default(),
-    );
+    let set = rule_set();
     let scanner = Scanner::compile(&set, Backend::Hyperscan);
     let parsed: Vec<_> = [SPAMMY, HAMMY]
         .iter()
