@@ -56,6 +56,10 @@ body __MIME_ATTACHMENT eval:check_for_mime('mime_attachment')
 meta EMPTY_MESSAGE !__MIME_ATTACHMENT && !__NONEMPTY_BODY
 header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')
 header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)[Rr]eceived:\s.+\n[Rr]eceived:\s/s
+rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
+body T_TVD_MIME_EPI eval:check_msg_parse_flags('mime_epilogue_exists')
+body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')
+body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_separator')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -306,4 +310,38 @@ fn all_external_starts_after_the_trusted_area() {
     check(&format!("{top}{ext}{ext2}{tail}"), &["RELAYED_EXT"], &[]);
     // The trusted hop's own Received line is not external.
     check(&format!("{top}{ext}{tail}"), &[], &["RELAYED_EXT"]);
+}
+
+#[test]
+fn mime_parse_flags() {
+    let flags = [
+        "MIME_QP_LONG_LINE",
+        "T_TVD_MIME_EPI",
+        "T_TVD_MIME_NO_HEADERS",
+        "MISSING_MIME_HB_SEP",
+    ];
+    let clean = "From: a@b.example\nTo: c@d.example\nSubject: s\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\n\n\
+        --b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nshort=\nline\n\
+        --b--\n";
+    check(clean, &[], &flags);
+    let long = "a".repeat(90);
+    let broken = format!(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\n\n\
+        --b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n{long}\n\
+        --b--\nepilogue text\n"
+    );
+    check(
+        &broken,
+        &["MIME_QP_LONG_LINE", "T_TVD_MIME_EPI", "MISSING_MIME_HB_SEP"],
+        &["T_TVD_MIME_NO_HEADERS"],
+    );
+    let headless = "From: a@b.example\nTo: c@d.example\nSubject: s\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nno headers\n--b--\n";
+    check(
+        headless,
+        &["T_TVD_MIME_NO_HEADERS"],
+        &["T_TVD_MIME_EPI", "MIME_QP_LONG_LINE"],
+    );
 }

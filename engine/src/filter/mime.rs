@@ -160,6 +160,27 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// Bounds hit and defects found.
     pub violations: Vec<Violation>,
+    /// What SpamAssassin's parser notes about the MIME structure.
+    pub flags: MimeFlags,
+}
+
+/// Structural facts SpamAssassin's message parser and MIMEEval record, read
+/// by the `check_msg_parse_flags` and `check_for_mime` evals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MimeFlags {
+    /// Text other than whitespace and dots after a multipart's closing
+    /// delimiter (`mime_epilogue_exists`).
+    pub epilogue: bool,
+    /// A multipart delimiter line not followed by a header field
+    /// (`missing_mime_headers`).
+    pub missing_headers: bool,
+    /// A part's header block ended by a body line instead of a blank line
+    /// (`missing_mime_head_body_separator`).
+    pub missing_separator: bool,
+    /// A quoted-printable leaf with an encoded line longer than 78
+    /// characters, not counting its line feed (`mime_qp_long_line`; RFC 2045
+    /// allows 76, SpamAssassin tolerates 78).
+    pub qp_long_line: bool,
 }
 
 impl Message {
@@ -232,7 +253,7 @@ pub fn parse(raw: &[u8], limits: &Limits) -> Message {
         raw
     };
     let raw = skip_mbox_from(raw);
-    b.entity(raw, 0, "text/plain");
+    b.entity(raw, 0, "text/plain", false);
     if let Some(top) = b.msg.parts.first() {
         b.msg.headers = top.headers.clone();
     }
@@ -337,12 +358,17 @@ impl Builder {
     }
 
     /// Parses one entity at `depth` (checked by the caller) into `parts`.
-    fn entity(&mut self, data: &[u8], depth: usize, default_type: &str) {
+    /// Parses one entity. `child`: it is a part of a multipart, whose
+    /// header block SpamAssassin checks for a separating blank line.
+    fn entity(&mut self, data: &[u8], depth: usize, default_type: &str, child: bool) {
         if self.msg.parts.len() >= self.limits.parts_max {
             self.violation(Violation::PartsExceeded);
             return;
         }
-        let (headers, body) = self.split_headers(data);
+        let (headers, body, no_separator) = self.split_headers(data);
+        if child && no_separator {
+            self.msg.flags.missing_separator = true;
+        }
         let find = |name: &str| {
             headers
                 .iter()
@@ -400,8 +426,8 @@ impl Builder {
                 return;
             }
             match self.transfer_decode(body, &cte) {
-                Some(inner) => self.entity(&inner, depth + 1, "text/plain"),
-                None => self.entity(body, depth + 1, "text/plain"),
+                Some(inner) => self.entity(&inner, depth + 1, "text/plain", false),
+                None => self.entity(body, depth + 1, "text/plain", false),
             }
         } else {
             let attach = filename.is_some() || is_attachment_disposition;
@@ -440,6 +466,11 @@ impl Builder {
             if !close && !rest.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
                 continue;
             }
+            // SpamAssassin: a delimiter that is not the last must be
+            // followed by a header field, when any line follows
+            if !close && line_end + 1 < body.len() && !is_field_line(&body[line_end + 1..]) {
+                self.msg.flags.missing_headers = true;
+            }
             if let Some(s) = start {
                 let end = trim_line_break(body, s, at);
                 if depth >= self.limits.depth_max {
@@ -447,7 +478,7 @@ impl Builder {
                     return;
                 }
                 children += 1;
-                self.entity(&body[s..end], depth + 1, child_type);
+                self.entity(&body[s..end], depth + 1, child_type, true);
                 if self.msg.parts.len() >= self.limits.parts_max && !close {
                     self.violation(Violation::PartsExceeded);
                     return;
@@ -455,6 +486,13 @@ impl Builder {
             }
             if close {
                 closed = true;
+                // the epilogue: anything but whitespace and dots after it
+                if body.get(line_end + 1..).is_some_and(|rest| {
+                    rest.iter()
+                        .any(|b| !b.is_ascii_whitespace() && *b != b'.' && *b != 0x0b)
+                }) {
+                    self.msg.flags.epilogue = true;
+                }
                 break;
             }
             start = Some((line_end + 1).min(body.len()));
@@ -472,7 +510,7 @@ impl Builder {
                         self.violation(Violation::DepthExceeded);
                         return;
                     }
-                    self.entity(&body[s..], depth + 1, child_type);
+                    self.entity(&body[s..], depth + 1, child_type, true);
                 } else if children == 0 {
                     self.malformed("empty multipart");
                 }
@@ -499,6 +537,12 @@ impl Builder {
 
     /// Decodes a leaf: text for body rules, bytes for attachments.
     fn leaf(&mut self, index: usize, body: &[u8], cte: &str, text: bool, attachment: bool) {
+        if cte == "quoted-printable" && !self.msg.flags.qp_long_line {
+            // SpamAssassin counts the line with its line feed: over 79
+            self.msg.flags.qp_long_line = body
+                .split_inclusive(|&b| b == b'\n')
+                .any(|line| line.len() > 79 && !line.starts_with(b"SPAM: "));
+        }
         let bytes = match self.transfer_decode(body, cte) {
             Some(bytes) => bytes,
             None => {
@@ -542,11 +586,13 @@ impl Builder {
         }
     }
 
-    /// Reads the header block of an entity: its fields and the body after
-    /// the blank line. A line that is neither a field nor a continuation ends
-    /// the block (it belongs to the body), as in SpamAssassin.
-    fn split_headers<'a>(&mut self, data: &'a [u8]) -> (Vec<Header>, &'a [u8]) {
+    /// Reads the header block of an entity: its fields, the body after the
+    /// blank line, and whether a body line ended the block instead. A line
+    /// that is neither a field nor a continuation ends the block (it belongs
+    /// to the body), as in SpamAssassin.
+    fn split_headers<'a>(&mut self, data: &'a [u8]) -> (Vec<Header>, &'a [u8], bool) {
         let mut headers = Vec::new();
+        let mut no_separator = false;
         let mut cur: Option<(&'a [u8], Vec<u8>)> = None;
         let mut dropping = false;
         let mut pos = 0;
@@ -579,6 +625,7 @@ impl Builder {
                 if !headers.is_empty() || cur.is_some() {
                     self.malformed("header block ended by a non-header line");
                 }
+                no_separator = true;
                 break &data[pos..];
             };
             if let Some((n, v)) = cur.take() {
@@ -599,7 +646,7 @@ impl Builder {
         if let Some((n, v)) = cur.take() {
             headers.push(Header::new(n, v.trim_ascii()));
         }
-        (headers, body)
+        (headers, body, no_separator)
     }
 
     /// Appends an unfolded line to a header value, within `header_bytes_max`.
@@ -610,6 +657,17 @@ impl Builder {
         }
         value.extend_from_slice(&line[..line.len().min(room)]);
     }
+}
+
+/// Whether `text` starts with a header field line as SpamAssassin's
+/// multipart parser recognises one: printable ASCII other than `:` and then
+/// `:` (`/^[\041-\071\073-\176]+:/`).
+fn is_field_line(text: &[u8]) -> bool {
+    let name = text
+        .iter()
+        .take_while(|&&b| (0x21..=0x7e).contains(&b) && b != b':')
+        .count();
+    name > 0 && text.get(name) == Some(&b':')
 }
 
 /// The end of a part's content: `at` (a delimiter line start) less the line

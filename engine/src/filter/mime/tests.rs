@@ -150,3 +150,57 @@ fn streaming_matches_whole() {
     s.push(b"x</p>");
     assert_eq!(s.finish(), parse(raw, &Limits::default()));
 }
+
+/// The parse flags SpamAssassin's parser and MIMEEval record: epilogue,
+/// a delimiter without headers after it, a part header block without its
+/// blank line, an over-long quoted-printable line.
+#[test]
+fn mime_flags_like_spamassassin() {
+    let multipart = |parts: &str, after: &str| {
+        p(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b\"\n\npreamble\n{parts}--b--\n{after}"
+        ))
+        .flags
+    };
+    let good = "--b\nContent-Type: text/plain\n\nhello\n";
+    assert_eq!(multipart(good, ""), MimeFlags::default());
+    // epilogue: anything but whitespace and dots
+    assert!(multipart(good, "trailing words\n").epilogue);
+    assert!(!multipart(good, " \n.\n\t\n").epilogue);
+    // a delimiter followed by a body line, not a field
+    let bare = multipart("--b\nno header here\n", "");
+    assert!(bare.missing_headers && bare.missing_separator);
+    // a blank line right after the delimiter: no headers, separator fine
+    let blank = multipart("--b\n\nhello\n", "");
+    assert!(blank.missing_headers && !blank.missing_separator);
+    // headers, then a body line without the blank line between
+    let joined = multipart("--b\nContent-Type: text/plain\nhello\n", "");
+    assert!(!joined.missing_headers && joined.missing_separator);
+    // the top-level header block is not a part's
+    assert!(
+        !p("Subject: x\nbody without blank line\n")
+            .flags
+            .missing_separator
+    );
+    // quoted-printable lines: 78 characters pass, 79 do not ("SPAM: "
+    // lines of an earlier report are skipped)
+    let qp = |line: &str| {
+        p(&format!(
+            "Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n{line}\nend\n"
+        ))
+        .flags
+        .qp_long_line
+    };
+    assert!(!qp(&"a".repeat(78)));
+    assert!(qp(&"a".repeat(79)));
+    assert!(!qp(&format!("SPAM: {}", "a".repeat(90))));
+    // only quoted-printable parts count
+    assert!(
+        !p(&format!(
+            "Content-Type: text/plain\n\n{}\n",
+            "a".repeat(200)
+        ))
+        .flags
+        .qp_long_line
+    );
+}

@@ -29,6 +29,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_for_mime_html",
     "check_for_mime_html_only",
     "check_for_mime",
+    "check_msg_parse_flags",
     "check_for_ascii_text_illegal",
     "check_for_no_rdns_dotcom_helo",
     "check_for_forged_yahoo_received_headers",
@@ -657,6 +658,16 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_for_mime" => match arg(0) {
             "mime_base64_encoded_text" => facts.base64_text,
             "mime_attachment" => facts.attachments > 0,
+            "mime_qp_long_line" => message.flags.qp_long_line,
+            _ => false,
+        },
+        "check_msg_parse_flags" => match arg(0) {
+            "mime_epilogue_exists" => message.flags.epilogue,
+            "missing_mime_headers" => message.flags.missing_headers,
+            "missing_mime_head_body_separator" => message.flags.missing_separator,
+            // `missing_head_body_separator` and `truncated_header`: not
+            // recorded (SpamAssassin 4.0.1 deletes the first from the
+            // message before any eval can read it)
             _ => false,
         },
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
