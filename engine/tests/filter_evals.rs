@@ -60,6 +60,8 @@ rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
 body T_TVD_MIME_EPI eval:check_msg_parse_flags('mime_epilogue_exists')
 body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')
 body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_separator')
+header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()
+header FORGED_HOTMAIL_RCVD eval:check_for_forged_hotmail_received_headers()
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -343,5 +345,46 @@ fn mime_parse_flags() {
         headless,
         &["T_TVD_MIME_NO_HEADERS"],
         &["T_TVD_MIME_EPI", "MIME_QP_LONG_LINE"],
+    );
+}
+
+#[test]
+fn hotmail_received_headers() {
+    let msg = |received: &str, extra: &str, from: &str| {
+        format!("Received: {received}\n{extra}From: {from}\nTo: c@d.example\nSubject: s\n\nbody\n")
+    };
+    let both = ["FORGED_HOTMAIL_RCVD2", "FORGED_HOTMAIL_RCVD"];
+    // a hotmail sender through a relay that is not Hotmail's
+    let plain = "from mx.example.net (mx.example.net [192.0.2.7]) by mx.example.org with ESMTP id 1; Mon, 7 Dec 2026 01:00:00 +0000";
+    check(
+        &msg(plain, "", "x@hotmail.com"),
+        &["FORGED_HOTMAIL_RCVD2"],
+        &["FORGED_HOTMAIL_RCVD"],
+    );
+    // not a hotmail sender (and `\bhotmail.com$`: nothotmail.com is not)
+    check(&msg(plain, "", "x@example.com"), &[], &both);
+    check(&msg(plain, "", "x@nothotmail.com"), &[], &both);
+    // Hotmail's own relay with X-Originating-IP: fine
+    let genuine = "from hotmail.com (f135.law8.hotmail.com [216.33.241.135]) by mx.example.org with ESMTP id 2; Mon, 7 Dec 2026 01:00:00 +0000";
+    check(
+        &msg(
+            genuine,
+            "X-Originating-IP: [198.51.100.4]\n",
+            "x@hotmail.com",
+        ),
+        &[],
+        &both,
+    );
+    // the same relay without X-Originating-IP: it HELO'd as hotmail.com
+    check(
+        &msg(genuine, "", "x@hotmail.com"),
+        &["FORGED_HOTMAIL_RCVD"],
+        &["FORGED_HOTMAIL_RCVD2"],
+    );
+    // no Received line at all: nothing to judge
+    check(
+        "From: x@hotmail.com\nTo: c@d.example\nSubject: s\n\nbody\n",
+        &[],
+        &both,
     );
 }

@@ -33,6 +33,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_for_ascii_text_illegal",
     "check_for_no_rdns_dotcom_helo",
     "check_for_forged_yahoo_received_headers",
+    "check_for_no_hotmail_received_headers",
+    "check_for_forged_hotmail_received_headers",
     "check_for_faraway_charset",
     "check_for_faraway_charset_in_headers",
     "html_tag_exists",
@@ -753,6 +755,8 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_illegal_chars" => illegal_chars(facts, arg(0), arg(1), arg(2)),
         "check_for_no_rdns_dotcom_helo" => no_rdns_dotcom_helo(facts),
         "check_for_forged_yahoo_received_headers" => forged_yahoo(message, facts),
+        "check_for_no_hotmail_received_headers" => hotmail(message, facts) == Hotmail::NoReceived,
+        "check_for_forged_hotmail_received_headers" => hotmail(message, facts) == Hotmail::Forged,
         // `ok_locales all` (the default) makes both return false.
         _ => false,
     }
@@ -1032,6 +1036,93 @@ fn no_rdns_dotcom_helo(facts: &Facts) -> bool {
             .any(|d| helo == *d || helo.ends_with(&format!(".{d}")));
     }
     flag
+}
+
+/// What HeaderEval's hotmail check finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hotmail {
+    /// Nothing wrong (or not a hotmail sender).
+    Fine,
+    /// A relay HELO'd as hotmail.com without being Hotmail
+    /// (`FORGED_HOTMAIL_RCVD`).
+    Forged,
+    /// From is @hotmail.com but no Received line is Hotmail's
+    /// (`FORGED_HOTMAIL_RCVD2`).
+    NoReceived,
+}
+
+/// HeaderEval's `_check_for_forged_hotmail_received_headers`, without the
+/// MSN Groups and ezmlm exceptions; `X-Originating-IP` counts when it holds
+/// a dotted IPv4 address or an IPv6 one.
+fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
+    use std::sync::LazyLock;
+    static GENUINE: LazyLock<Vec<(regex::Regex, bool)>> = LazyLock::new(|| {
+        const IP: &str =
+            r"(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})";
+        [
+            (r"from (?:\S*\.)?hotmail.com \(\S+\.hotmail(?:\.msn)?\.com[ )]".to_owned(), true),
+            (r"from \S*\.outbound\.protection\.outlook\.com \(\S+\.outbound\.protection\.outlook\.com[ )]".to_owned(), false),
+            (format!(r"from \S*\.(?:eur|nam)prd\d+\.prod\.outlook\.com \({IP}\)"), false),
+            (format!(r"from \S*\.hotmail.com \(\[{IP}\][ ):]"), true),
+            (r"from \S+ by \S+\.hotmail(?:\.msn)?\.com with HTTP;".to_owned(), true),
+            (r"from \[66\.218.\S+\] by \S+\.yahoo\.com".to_owned(), true),
+        ]
+        .into_iter()
+        .filter_map(|(re, needs_ip)| regex::Regex::new(&re).ok().map(|r| (r, needs_ip)))
+        .collect()
+    });
+    static HELO: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"(?:from |HELO |helo=)\S*hotmail\.com\b").ok());
+    static IPV: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b|[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,7}",
+        )
+        .ok()
+    });
+    if message.header("received").next().is_none() {
+        // the received-header remover exception: nothing to judge
+        return Hotmail::Fine;
+    }
+    let rcvd = header_text(message, "received")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if rcvd.contains("from mail pickup service by hotmail.com with Microsoft SMTPSVC;")
+        || (rcvd.contains("from groups.msn.com (") && rcvd.contains(".msn.com "))
+    {
+        return Hotmail::Fine;
+    }
+    let ip = message
+        .header_value("x-originating-ip")
+        .is_some_and(|v| IPV.as_ref().is_some_and(|r| r.is_match(v)));
+    let orig = message
+        .header_value("x-originatororg")
+        .is_some_and(|v| v.contains("hotmail.com") || v.contains("msonline-outlook"));
+    if GENUINE
+        .iter()
+        .any(|(re, needs_ip)| (if *needs_ip { ip } else { orig }) && re.is_match(&rcvd))
+    {
+        return Hotmail::Fine;
+    }
+    if HELO.as_ref().is_some_and(|r| r.is_match(&rcvd)) {
+        return Hotmail::Forged;
+    }
+    let from_hotmail = header_addrs(message, facts, "from")
+        .first()
+        .is_some_and(|a| {
+            a.ends_with("hotmail.com") && {
+                // `\bhotmail\.com$`: a word boundary before `hotmail`
+                let head = &a[..a.len() - "hotmail.com".len()];
+                head.chars()
+                    .last()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+            }
+        });
+    if from_hotmail {
+        Hotmail::NoReceived
+    } else {
+        Hotmail::Fine
+    }
 }
 
 /// HeaderEval's `check_for_forged_yahoo_received_headers` (without the
