@@ -62,6 +62,8 @@ body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')
 body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_separator')
 header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()
 header FORGED_HOTMAIL_RCVD eval:check_for_forged_hotmail_received_headers()
+body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')
+body HTML_IMAGE_RATIO_04 eval:html_image_ratio('0.002','0.004')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -387,4 +389,39 @@ fn hotmail_received_headers() {
         &[],
         &both,
     );
+}
+
+/// `html_image_ratio`: non-space rendered text over the area of sized
+/// images (percentages of an 800x600 screen, 200 for a value that is not
+/// digits).
+#[test]
+fn html_image_ratio() {
+    let html = |imgs: &str, text: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n\
+             <html><body>{imgs}<p>{text}</p></body></html>\n"
+        )
+    };
+    let ratios = ["HTML_IMAGE_RATIO_02", "HTML_IMAGE_RATIO_04"];
+    // 30 non-space characters over 100x100: 0.003
+    let text = "abcde fghij klmno pqrst uvwxy zabcd";
+    check(
+        &html("<img src=x width=100 height=100>", text),
+        &["HTML_IMAGE_RATIO_04"],
+        &["HTML_IMAGE_RATIO_02"],
+    );
+    // 30 over 10% x 10% of 800x600 (80x60 = 4800): 0.00625, neither
+    check(
+        &html("<img src=x width=\"10%\" height=\"10%\">", text),
+        &[],
+        &ratios,
+    );
+    // "auto" is 200: 30 over 200x100 = 0.0015
+    check(
+        &html("<img src=x width=auto height=100>", text),
+        &["HTML_IMAGE_RATIO_02"],
+        &["HTML_IMAGE_RATIO_04"],
+    );
+    // an image without both sizes has no area: no ratio at all
+    check(&html("<img src=x width=100>", text), &[], &ratios);
 }

@@ -46,6 +46,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "html_eval",
     "html_text_match",
     "html_range",
+    "html_image_ratio",
     "check_illegal_chars",
     "similar_recipients",
     "sorted_recipients",
@@ -175,6 +176,12 @@ pub struct Facts {
     /// Per HTML part: source length in characters and whether it has an
     /// `<img>` (HTMLEval's `length`, `inside{img}`).
     html_parts: Vec<(i64, bool)>,
+    /// Per HTML part: non-whitespace length of the rendered text and the
+    /// summed area of its sized images (HTML.pm's `non_space_len`,
+    /// `image_area`).
+    html_images: Vec<(u64, u64)>,
+    /// The image area of the HTML part being scanned.
+    html_image_area: u64,
     /// HTML comments (`<!…>`), anchor texts (`<img>` for an image inside a
     /// link) and titles, for `html_text_match`.
     html_comments: Vec<String>,
@@ -257,9 +264,15 @@ impl Facts {
         for part in message.parts.iter().filter(|p| p.is_html) {
             if let Some(t) = &part.raw_text {
                 f.html_inside.clear();
+                f.html_image_area = 0;
                 scan_html(t, &mut f);
                 let len = i64::try_from(t.chars().count()).unwrap_or(i64::MAX);
                 f.html_parts.push((len, f.html_inside.contains_key("img")));
+                let rendered = part.text.as_deref().unwrap_or("");
+                f.html_images.push((
+                    non_space_len(rendered, part.charset.as_deref()),
+                    f.html_image_area,
+                ));
             }
         }
         f.madiff = madiff(message);
@@ -310,6 +323,11 @@ fn scan_html(html: &str, f: &mut Facts) {
         let name = html[start..name_end].to_ascii_lowercase();
         let end = memchr::memchr(b'>', &b[name_end..]).map_or(b.len(), |p| name_end + p);
         let attrs = &html[name_end..end];
+        if !closing && name == "img" {
+            if let (Some(w), Some(h)) = (attribute(attrs, "width"), attribute(attrs, "height")) {
+                f.html_image_area = f.html_image_area.saturating_add(image_area(&w, &h));
+            }
+        }
         if !closing && name == "font" && !f.html_font_face_bad {
             if let Some(face) = attribute(attrs, "face") {
                 f.html_font_face_bad = !face_ok(&face);
@@ -424,6 +442,54 @@ fn madiff(message: &Message) -> f64 {
 }
 
 /// The value of attribute `name` in a tag's attribute text.
+/// HTML.pm's area of an `<img>` with both `width` and `height`: a value
+/// of digits (a percentage of an 800x600 screen with `%`), 200 when it is
+/// anything else or 0.
+fn image_area(width: &str, height: &str) -> u64 {
+    let side = |v: &str, per_cent: u64| -> u64 {
+        let (digits, pct) = match v.strip_suffix('%') {
+            Some(d) => (d, true),
+            None => (v, false),
+        };
+        let n = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            digits.parse::<u64>().unwrap_or(u64::MAX / 1024)
+        } else {
+            0
+        };
+        let n = if pct { n.saturating_mul(per_cent) } else { n };
+        if n == 0 {
+            200
+        } else {
+            n
+        }
+    };
+    side(width, 8).saturating_mul(side(height, 6))
+}
+
+/// Node.pm's `non_space_len` of a rendered HTML part: its length less its
+/// ASCII whitespace. SpamAssassin (without `normalize_charset`) measures
+/// the part's octets: characters for single-byte charsets, UTF-8 bytes
+/// otherwise (exact for UTF-8, an estimate for other multi-byte ones).
+fn non_space_len(rendered: &str, charset: Option<&str>) -> u64 {
+    let cs = charset.unwrap_or("").to_ascii_lowercase();
+    let single = cs.is_empty()
+        || cs.contains("ascii")
+        || cs.starts_with("iso-8859")
+        || cs.starts_with("windows-")
+        || cs.starts_with("cp125")
+        || cs.starts_with("koi8");
+    let len = if single {
+        rendered.chars().count()
+    } else {
+        rendered.len()
+    };
+    let space = rendered
+        .bytes()
+        .filter(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b))
+        .count();
+    (len - space) as u64
+}
+
 fn attribute(attrs: &str, name: &str) -> Option<String> {
     let lower = attrs.to_ascii_lowercase();
     let mut from = 0;
@@ -733,6 +799,18 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 .html_parts
                 .iter()
                 .any(|&(len, _)| len > min && len <= max)
+        }
+        "html_image_ratio" => {
+            let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
+            else {
+                return false;
+            };
+            facts.html_images.iter().any(|&(text, area)| {
+                area > 0 && {
+                    let ratio = text as f64 / area as f64;
+                    ratio > min && ratio <= max
+                }
+            })
         }
         "html_text_match" => {
             let list = match arg(0) {
