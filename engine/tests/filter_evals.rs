@@ -64,6 +64,8 @@ header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()
 header FORGED_HOTMAIL_RCVD eval:check_for_forged_hotmail_received_headers()
 body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')
 body HTML_IMAGE_RATIO_04 eval:html_image_ratio('0.002','0.004')
+body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')
+body HTML_FONT_SIZE_HUGE eval:html_range('max_size', '6', 'inf')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -424,4 +426,50 @@ fn html_image_ratio() {
     );
     // an image without both sizes has no area: no ratio at all
     check(&html("<img src=x width=100>", text), &[], &ratios);
+}
+
+/// `html_range('max_size', …)`: the largest `<font size>` of a style,
+/// absolute or relative to `<basefont>`; `<big>` alone does not count,
+/// but a styled tag inside it does.
+#[test]
+fn html_font_sizes() {
+    let html = |body: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n\
+             <html><body>{body}</body></html>\n"
+        )
+    };
+    let sizes = ["HTML_FONT_SIZE_LARGE", "HTML_FONT_SIZE_HUGE"];
+    check(&html("<font size=3>normal</font>"), &[], &sizes);
+    check(
+        &html("<font size=6>large</font>"),
+        &["HTML_FONT_SIZE_LARGE"],
+        &["HTML_FONT_SIZE_HUGE"],
+    );
+    check(
+        &html("<font size=\"+4\">huge</font>"),
+        &["HTML_FONT_SIZE_HUGE"],
+        &["HTML_FONT_SIZE_LARGE"],
+    );
+    check(
+        &html("<basefont size=5><font size=+2>huge</font>"),
+        &["HTML_FONT_SIZE_HUGE"],
+        &[],
+    );
+    check(
+        &html("<big><big><big><big>big</big></big></big></big>"),
+        &[],
+        &sizes,
+    );
+    check(
+        &html("<big><big><big><font color=red>big</font></big></big></big>"),
+        &["HTML_FONT_SIZE_LARGE"],
+        &[],
+    );
+    // closed: the next styled tag is back at the default size
+    check(
+        &html("<big><big><big>x</big></big></big><font color=red>y</font>"),
+        &[],
+        &sizes,
+    );
 }

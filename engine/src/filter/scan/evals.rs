@@ -182,6 +182,11 @@ pub struct Facts {
     html_images: Vec<(u64, u64)>,
     /// The image area of the HTML part being scanned.
     html_image_area: u64,
+    /// Per HTML part: the largest font size its text style reached
+    /// (HTML.pm's `max_size`, 3 when nothing changes it).
+    html_max_size: Vec<i64>,
+    /// The text-style state of the HTML part being scanned.
+    html_font: FontSizes,
     /// HTML comments (`<!…>`), anchor texts (`<img>` for an image inside a
     /// link) and titles, for `html_text_match`.
     html_comments: Vec<String>,
@@ -265,7 +270,9 @@ impl Facts {
             if let Some(t) = &part.raw_text {
                 f.html_inside.clear();
                 f.html_image_area = 0;
+                f.html_font = FontSizes::default();
                 scan_html(t, &mut f);
+                f.html_max_size.push(f.html_font.max);
                 let len = i64::try_from(t.chars().count()).unwrap_or(i64::MAX);
                 f.html_parts.push((len, f.html_inside.contains_key("img")));
                 let rendered = part.text.as_deref().unwrap_or("");
@@ -323,6 +330,7 @@ fn scan_html(html: &str, f: &mut Facts) {
         let name = html[start..name_end].to_ascii_lowercase();
         let end = memchr::memchr(b'>', &b[name_end..]).map_or(b.len(), |p| name_end + p);
         let attrs = &html[name_end..end];
+        f.html_font.tag(&name, closing, attrs);
         if !closing && name == "img" {
             if let (Some(w), Some(h)) = (attribute(attrs, "width"), attribute(attrs, "height")) {
                 f.html_image_area = f.html_image_area.saturating_add(image_area(&w, &h));
@@ -442,6 +450,121 @@ fn madiff(message: &Message) -> f64 {
 }
 
 /// The value of attribute `name` in a tag's attribute text.
+/// HTML.pm's text-style stack, for font sizes only: `<font size>` (absolute,
+/// or relative to `<basefont size>`), `<big>` and `<small>`, with the
+/// stack closed as HTML.pm closes it. `max` is HTML.pm's `max_size`: the
+/// size of a style that carries one of the attributes HTML.pm reads for its
+/// tag (`<big>` and `<small>` alone never raise it).
+#[derive(Debug, Clone)]
+struct FontSizes {
+    stack: Vec<(&'static str, i64)>,
+    basefont: i64,
+    max: i64,
+}
+
+impl Default for FontSizes {
+    fn default() -> Self {
+        Self {
+            stack: vec![("default", 3)],
+            basefont: 3,
+            max: 3,
+        }
+    }
+}
+
+impl FontSizes {
+    /// The attributes HTML.pm reads per text-style element.
+    fn ok_attributes(tag: &str) -> &'static [&'static str] {
+        match tag {
+            "basefont" | "font" => &["color", "face", "size"],
+            "body" => &["text", "bgcolor", "link", "alink", "vlink", "background"],
+            "marquee" => &["bgcolor", "background"],
+            "table" | "td" | "tr" => &["bgcolor", "style"],
+            "span" | "p" | "div" | "a" => &["style"],
+            _ => &[],
+        }
+    }
+
+    fn tag(&mut self, name: &str, closing: bool, attrs: &str) {
+        const STYLED: [&str; 14] = [
+            "body", "font", "table", "tr", "th", "td", "big", "small", "basefont", "marquee",
+            "span", "p", "div", "a",
+        ];
+        let Some(&tag) = STYLED.iter().find(|t| **t == name) else {
+            return;
+        };
+        let tag = if tag == "th" { "td" } else { tag };
+        let leading = |v: &str, signed: bool| -> Option<i64> {
+            let v = v.trim_start();
+            let (sign, digits) = match v.as_bytes().first() {
+                Some(b'+') if signed => (1, &v[1..]),
+                Some(b'-') if signed => (-1, &v[1..]),
+                _ if signed => return None,
+                _ => (1, v),
+            };
+            let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+            (n > 0).then(|| sign * digits[..n.min(9)].parse::<i64>().unwrap_or(0))
+        };
+        if closing {
+            if tag != "body" && self.stack.iter().any(|(t, _)| *t == tag) {
+                while let Some((t, _)) = self.stack.pop() {
+                    if t == tag {
+                        break;
+                    }
+                }
+            }
+            return;
+        }
+        if tag == "basefont" {
+            if let Some(n) = attribute(attrs, "size").and_then(|v| leading(&v, false)) {
+                self.basefont = n;
+                return;
+            }
+        }
+        if (tag == "td" || tag == "tr") && self.stack.iter().any(|(t, _)| *t == tag) {
+            while let Some(&(top, _)) = self.stack.last() {
+                let pops = matches!(
+                    (tag, top),
+                    ("td", "font" | "td") | ("tr", "font" | "td" | "tr")
+                );
+                if !pops {
+                    break;
+                }
+                self.stack.pop();
+            }
+        }
+        let inherited = self.stack.last().map_or(self.basefont, |s| s.1);
+        let size = match tag {
+            "big" => inherited + 1,
+            "small" => inherited - 1,
+            _ => {
+                let mut size = inherited;
+                let mut styled = false;
+                for name in Self::ok_attributes(tag) {
+                    let Some(v) = attribute(attrs, name) else {
+                        continue;
+                    };
+                    styled = true;
+                    if *name == "size" {
+                        if let Some(n) = leading(&v, true) {
+                            size = self.basefont + n;
+                        } else if let Some(n) = leading(&v, false) {
+                            size = n;
+                        }
+                    }
+                }
+                if styled {
+                    self.max = self.max.max(size);
+                }
+                size
+            }
+        };
+        if self.stack.len() < 256 {
+            self.stack.push((tag, size));
+        }
+    }
+}
+
 /// HTML.pm's area of an `<img>` with both `width` and `height`: a value
 /// of digits (a percentage of an 800x600 screen with `%`), 200 when it is
 /// anything else or 0.
@@ -799,6 +922,21 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 .html_parts
                 .iter()
                 .any(|&(len, _)| len > min && len <= max)
+        }
+        "html_range" if arg(0) == "max_size" => {
+            let Ok(min) = arg(1).trim().parse::<i64>() else {
+                return false;
+            };
+            let max = arg(2).trim();
+            let max = if max == "inf" || max.is_empty() {
+                i64::MAX
+            } else {
+                match max.parse::<i64>() {
+                    Ok(m) => m,
+                    Err(_) => return false,
+                }
+            };
+            facts.html_max_size.iter().any(|&v| v > min && v <= max)
         }
         "html_image_ratio" => {
             let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
