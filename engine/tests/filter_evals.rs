@@ -66,6 +66,8 @@ body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')
 body HTML_IMAGE_RATIO_04 eval:html_image_ratio('0.002','0.004')
 body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')
 body HTML_FONT_SIZE_HUGE eval:html_range('max_size', '6', 'inf')
+body BASE64_LENGTH_78_79 eval:check_base64_length('78','79')
+body BASE64_LENGTH_79_INF eval:check_base64_length('79')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -471,5 +473,35 @@ fn html_font_sizes() {
         &html("<big><big><big>x</big></big></big><font color=red>y</font>"),
         &[],
         &sizes,
+    );
+}
+
+/// `check_base64_length(min[, max])`: the longest base64 line with its
+/// line feed.
+#[test]
+fn base64_line_length() {
+    let msg = |len: usize| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: application/octet-stream\n\
+             Content-Transfer-Encoding: base64\n\n{}\nQUFB\n",
+            "A".repeat(len)
+        )
+    };
+    let both = ["BASE64_LENGTH_78_79", "BASE64_LENGTH_79_INF"];
+    check(&msg(76), &[], &both);
+    check(
+        &msg(77),
+        &["BASE64_LENGTH_78_79"],
+        &["BASE64_LENGTH_79_INF"],
+    );
+    check(
+        &msg(78),
+        &["BASE64_LENGTH_78_79", "BASE64_LENGTH_79_INF"],
+        &[],
+    );
+    check(
+        &msg(100),
+        &["BASE64_LENGTH_79_INF"],
+        &["BASE64_LENGTH_78_79"],
     );
 }

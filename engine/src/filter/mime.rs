@@ -181,6 +181,9 @@ pub struct MimeFlags {
     /// characters, not counting its line feed (`mime_qp_long_line`; RFC 2045
     /// allows 76, SpamAssassin tolerates 78).
     pub qp_long_line: bool,
+    /// The longest encoded line of a base64 leaf (its line feed counted),
+    /// `application/ics` parts aside (`check_base64_length`).
+    pub base64_line_max: usize,
 }
 
 impl Message {
@@ -537,11 +540,19 @@ impl Builder {
 
     /// Decodes a leaf: text for body rules, bytes for attachments.
     fn leaf(&mut self, index: usize, body: &[u8], cte: &str, text: bool, attachment: bool) {
+        if cte == "base64" && self.msg.parts[index].content_type != "application/ics" {
+            let longest = body
+                .split_inclusive(|&b| b == b'\n')
+                .map(lf_line_len)
+                .max()
+                .unwrap_or(0);
+            self.msg.flags.base64_line_max = self.msg.flags.base64_line_max.max(longest);
+        }
         if cte == "quoted-printable" && !self.msg.flags.qp_long_line {
             // SpamAssassin counts the line with its line feed: over 79
             self.msg.flags.qp_long_line = body
                 .split_inclusive(|&b| b == b'\n')
-                .any(|line| line.len() > 79 && !line.starts_with(b"SPAM: "));
+                .any(|line| lf_line_len(line) > 79 && !line.starts_with(b"SPAM: "));
         }
         let bytes = match self.transfer_decode(body, cte) {
             Some(bytes) => bytes,
@@ -656,6 +667,16 @@ impl Builder {
             self.violation(Violation::HeaderTooLong);
         }
         value.extend_from_slice(&line[..line.len().min(room)]);
+    }
+}
+
+/// A line's length as SpamAssassin measures it: with its line feed, a CRLF
+/// counted as one line feed (SpamAssassin reads CRLF mail as LF).
+fn lf_line_len(line: &[u8]) -> usize {
+    if line.ends_with(b"\r\n") {
+        line.len() - 1
+    } else {
+        line.len()
     }
 }
 

@@ -194,6 +194,25 @@ fn mime_flags_like_spamassassin() {
     assert!(!qp(&"a".repeat(78)));
     assert!(qp(&"a".repeat(79)));
     assert!(!qp(&format!("SPAM: {}", "a".repeat(90))));
+    // CRLF mail: the CR is not counted (SpamAssassin reads it as LF)
+    assert!(!qp(&format!("{}\r", "a".repeat(78))));
+    // the longest base64 line, line feed counted, CRLF as LF, calendar
+    // invites aside
+    let b64 = |ct: &str, lines: &[usize], eol: &str| {
+        let body: String = lines
+            .iter()
+            .map(|n| format!("{}{eol}", "QUFB".repeat(*n / 4)))
+            .collect();
+        p(&format!(
+            "Content-Type: {ct}\nContent-Transfer-Encoding: base64\n\n{body}"
+        ))
+        .flags
+        .base64_line_max
+    };
+    assert_eq!(b64("text/plain", &[76, 20], "\n"), 77);
+    assert_eq!(b64("text/plain", &[76, 20], "\r\n"), 77);
+    assert_eq!(b64("image/png", &[80], "\n"), 81);
+    assert_eq!(b64("application/ics", &[80], "\n"), 0);
     // only quoted-printable parts count
     assert!(
         !p(&format!(

@@ -30,6 +30,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_for_mime_html_only",
     "check_for_mime",
     "check_msg_parse_flags",
+    "check_base64_length",
     "check_for_ascii_text_illegal",
     "check_for_no_rdns_dotcom_helo",
     "check_for_forged_yahoo_received_headers",
@@ -852,6 +853,18 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             "mime_qp_long_line" => message.flags.qp_long_line,
             _ => false,
         },
+        "check_base64_length" => {
+            // (min, optional max): the longest base64 line, line feed counted
+            let longest = message.flags.base64_line_max;
+            let Ok(min) = arg(0).trim().parse::<usize>() else {
+                return false;
+            };
+            let under_max = arg(1)
+                .trim()
+                .parse::<usize>()
+                .map_or(true, |max| longest <= max);
+            under_max && longest >= min
+        }
         "check_msg_parse_flags" => match arg(0) {
             "mime_epilogue_exists" => message.flags.epilogue,
             "missing_mime_headers" => message.flags.missing_headers,
