@@ -281,3 +281,40 @@ fn pattern_costs_cover_every_pattern() {
     assert_eq!(matched("URI_EVIL"), Some(1));
     assert_eq!(matched("HAS_LIST_ID"), None);
 }
+
+/// Raw-body rules see each text part as one element, as SpamAssassin 4
+/// does: no match across two parts, `^` is a part's start (unless `/m`),
+/// and a match may span lines inside a part.
+#[test]
+fn rawbody_elements_are_parts() {
+    let rules = r"
+rawbody  AFTER_HTML   /<\/html>\s*[a-z0-9]/i
+score    AFTER_HTML   1.0
+rawbody  STARTS       /^second/
+score    STARTS       1.0
+rawbody  STARTS_M     /^inside/m
+score    STARTS_M     1.0
+rawbody  STARTS_NO_M  /^inside/
+score    STARTS_NO_M  1.0
+rawbody  SPANS        /line one\s+line two/
+score    SPANS        1.0
+";
+    let set = sa::load(
+        &[Source {
+            file: "t.cf",
+            text: rules,
+        }],
+        &Options::default(),
+    );
+    let raw = "From: a@b.example\r\nSubject: x\r\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: text/html\r\n\r\n<html><body>hi</body></html>\r\n\
+        --b\r\nContent-Type: text/plain\r\n\r\nsecond part\r\ninside it\r\nline one\r\nline two\r\n--b--\r\n";
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        let message = mime::parse(raw.as_bytes(), &Limits::default());
+        let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+        assert_eq!(names(&r), ["STARTS", "STARTS_M", "SPANS"], "{backend:?}");
+    }
+}

@@ -262,13 +262,12 @@ impl Scanner {
                 Vec::new()
             });
             let id = u32::try_from(list.len()).unwrap_or(u32::MAX);
-            // SpamAssassin matches body and rawbody rules line by line and
-            // URI rules one URI at a time; the class text joins them with
-            // newlines, so `^`/`$` must match at line boundaries.
-            let per_line = matches!(
-                source,
-                Source::Body | Source::BodyNoSubject | Source::Rawbody | Source::Uri
-            );
+            // SpamAssassin matches body rules one element (paragraph) at a
+            // time and URI rules one URI at a time; the class text joins
+            // them with newlines, so `^`/`$` must match at line boundaries.
+            // Raw-body elements are whole parts (or 2-4 KB pieces), scanned
+            // one by one: `^`/`$` are their ends unless the rule says `/m`.
+            let per_line = matches!(source, Source::Body | Source::BodyNoSubject | Source::Uri);
             list.push((
                 i,
                 Pattern {
@@ -485,6 +484,7 @@ impl Scanner {
         let facts = Facts::of(message, raw);
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
+        let mut elements: Vec<std::ops::Range<usize>> = Vec::new();
         for (c, class) in self.classes.iter().enumerate() {
             let (Some(scratch), Some(hits)) = (state.scratches.get_mut(c), state.hits.get_mut(c))
             else {
@@ -494,13 +494,27 @@ impl Scanner {
             let started = probe.as_ref().map(|(clock, _)| clock());
             let haystack: &[u8] = match &class.source {
                 Source::Full => raw,
+                Source::Rawbody => {
+                    // one scan per element: a raw-body rule never matches
+                    // across two parts or two chunks of a long part
+                    text.clear();
+                    elements.clear();
+                    rawbody_elements(message, self.sizes, &mut text, &mut elements);
+                    text.as_bytes()
+                }
                 other => {
                     text.clear();
                     fill(other, message, &facts, self.sizes, &mut text);
                     text.as_bytes()
                 }
             };
-            class.database.scan(scratch, haystack, hits);
+            if matches!(class.source, Source::Rawbody) {
+                for e in &elements {
+                    class.database.scan(scratch, &haystack[e.clone()], hits);
+                }
+            } else {
+                class.database.scan(scratch, haystack, hits);
+            }
             for counter in self.counters.get(c).into_iter().flatten() {
                 let Check::Pattern { id, .. } = self.checks[counter.rule] else {
                     continue;
@@ -716,6 +730,59 @@ fn truncate_part<'a>(text: &'a str, limit: usize, boundaries: &[char]) -> &'a st
     &text[..cut]
 }
 
+/// Appends the raw-body elements of `message` to `out` and their ranges to
+/// `elements`, as SpamAssassin 4 hands them to rawbody rules
+/// (`get_decoded_body_text_array`): each text part's decoded text, cut at
+/// `rawbody_part_scan_size`, is one element, and a part longer than 2,048
+/// bytes is split into pieces of 2,048 to 4,096 bytes just after a newline,
+/// else a `>`, else a space, else at 2,048 bytes
+/// (`split_into_array_of_short_paragraphs`).
+fn rawbody_elements(
+    message: &Message,
+    sizes: ScanSizes,
+    out: &mut String,
+    elements: &mut Vec<std::ops::Range<usize>>,
+) {
+    for part in &message.parts {
+        let Some(t) = &part.raw_text else {
+            continue;
+        };
+        let t = truncate_part(t, sizes.rawbody, &['\n', '>', ' ']);
+        let base = out.len();
+        out.push_str(t);
+        let mut ofs = 0;
+        if t.len() > BODY_LINE_BYTES_MAX {
+            let b = t.as_bytes();
+            while t.len() - ofs > 2 * BODY_LINE_BYTES_MAX {
+                let from = ofs + BODY_LINE_BYTES_MAX;
+                let within = |j: usize| j + 1 - ofs <= 2 * BODY_LINE_BYTES_MAX;
+                let end = [b'\n', b'>', b' ']
+                    .iter()
+                    .find_map(|&c| {
+                        memchr::memchr(c, &b[from..])
+                            .map(|k| from + k)
+                            .filter(|&j| within(j))
+                    })
+                    .map_or_else(
+                        || {
+                            let mut j = from;
+                            while !t.is_char_boundary(j) {
+                                j -= 1;
+                            }
+                            j
+                        },
+                        |j| j + 1,
+                    );
+                elements.push(base + ofs..base + end);
+                ofs = end;
+            }
+        }
+        if ofs < t.len() || t.is_empty() {
+            elements.push(base + ofs..base + t.len());
+        }
+    }
+}
+
 /// SpamAssassin's body line length: longer paragraphs are split into
 /// elements of at most this many bytes (`MAX_BODY_LINE_LENGTH`).
 const BODY_LINE_BYTES_MAX: usize = 2048;
@@ -875,12 +942,8 @@ fn fill(source: &Source, message: &Message, facts: &Facts, sizes: ScanSizes, out
             push_paragraphs(&text, out);
         }
         Source::Rawbody => {
-            for part in &message.parts {
-                if let Some(t) = &part.raw_text {
-                    out.push_str(truncate_part(t, sizes.rawbody, &['\n', '>', ' ']));
-                    out.push('\n');
-                }
-            }
+            let mut elements = Vec::new();
+            rawbody_elements(message, sizes, out, &mut elements);
         }
         Source::Full => {}
         Source::Uri => {
@@ -1009,7 +1072,46 @@ fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{push_paragraphs, truncate_part, BODY_LINE_BYTES_MAX};
+    use super::{push_paragraphs, rawbody_elements, truncate_part, ScanSizes, BODY_LINE_BYTES_MAX};
+    use crate::filter::mime::{self, Limits};
+
+    /// Long raw-body parts are cut like `split_into_array_of_short_paragraphs`:
+    /// pieces of 2,048 to 4,096 bytes ending after a newline, else a `>`,
+    /// else a space, else at 2,048 bytes; short parts are one element each.
+    #[test]
+    fn rawbody_parts_are_cut_like_spamassassin() {
+        let sizes = ScanSizes {
+            body: 50_000,
+            rawbody: 500_000,
+        };
+        let elements = |body: &str| {
+            let raw = format!("Subject: x\n\n{body}");
+            let message = mime::parse(raw.as_bytes(), &Limits::default());
+            let (mut out, mut cuts) = (String::new(), Vec::new());
+            rawbody_elements(&message, sizes, &mut out, &mut cuts);
+            assert_eq!(cuts.last().map(|c| c.end), Some(out.len()));
+            cuts.iter()
+                .map(|c| out[c.clone()].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(elements("short\ntext\n"), ["short\ntext\n"]);
+        // 100-byte lines: every piece but the last ends after a newline
+        // between 2,048 and 4,096 bytes
+        let lines = format!("{}\n", "x".repeat(99)).repeat(100);
+        let pieces = elements(&lines);
+        assert_eq!(pieces.concat(), lines);
+        for p in &pieces[..pieces.len() - 1] {
+            assert!(p.len() > BODY_LINE_BYTES_MAX && p.len() <= 2 * BODY_LINE_BYTES_MAX);
+            assert!(p.ends_with('\n'));
+        }
+        // no newline: after a `>`; nothing at all: at 2,048 bytes
+        let tags = "<b>".repeat(3000);
+        assert!(elements(&tags)[0].ends_with('>'));
+        let flat = "y".repeat(9000);
+        let pieces = elements(&flat);
+        assert_eq!(pieces[0].len(), BODY_LINE_BYTES_MAX);
+        assert_eq!(pieces.concat(), flat);
+    }
 
     fn paragraphs(text: &str) -> String {
         let mut out = String::from("subject\n");
