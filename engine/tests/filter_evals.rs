@@ -68,6 +68,8 @@ body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')
 body HTML_FONT_SIZE_HUGE eval:html_range('max_size', '6', 'inf')
 body BASE64_LENGTH_78_79 eval:check_base64_length('78','79')
 body BASE64_LENGTH_79_INF eval:check_base64_length('79')
+body UPPER_50_75 eval:check_for_uppercase('50', '75')
+body UPPER_75_100 eval:check_for_uppercase('75', '100')
 "#;
 
 fn symbols(raw: &str) -> Vec<String> {
@@ -503,5 +505,41 @@ fn base64_line_length() {
         &msg(100),
         &["BASE64_LENGTH_79_INF"],
         &["BASE64_LENGTH_78_79"],
+    );
+}
+
+/// `check_for_uppercase`: the share of capitals over lines of two words or
+/// more, from 200 bytes of them, and never for a charset whose text this
+/// test misreads.
+#[test]
+fn uppercase_share() {
+    let msg = |charset: &str, text: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\n\
+             Content-Type: text/plain; charset={charset}\n\n{text}\n"
+        )
+    };
+    let upper = ["UPPER_50_75", "UPPER_75_100"];
+    let shout = "BUY NOW AND SAVE MONEY TODAY ".repeat(10);
+    check(
+        &msg("us-ascii", &shout),
+        &["UPPER_75_100"],
+        &["UPPER_50_75"],
+    );
+    // two thirds capitals
+    let mixed = "SAVE BIG now ".repeat(20);
+    check(
+        &msg("us-ascii", &mixed),
+        &["UPPER_50_75"],
+        &["UPPER_75_100"],
+    );
+    // under 200 bytes of two-word lines: no measure
+    check(&msg("us-ascii", "BUY NOW"), &[], &upper);
+    // a charset likely to read as capitals
+    check(&msg("iso-2022-jp", &shout), &[], &upper);
+    check(
+        &msg("us-ascii", &"quiet words here ".repeat(20)),
+        &[],
+        &upper,
     );
 }

@@ -82,6 +82,9 @@ pub struct Scanner {
     required_score: f32,
     reports: Vec<CompileReport>,
     config: evals::Config,
+    /// An active rule calls `check_for_uppercase` (which needs the body
+    /// elements before the evals run).
+    needs_uppercase: bool,
     /// How much of each text part body and rawbody rules see.
     sizes: ScanSizes,
     /// Per class: the `tflags multiple` rules whose hit count metas read
@@ -351,6 +354,9 @@ impl Scanner {
                 _ => None,
             })
             .collect();
+        let needs_uppercase = checks.iter().any(
+            |c| matches!(c, Check::Eval { function, .. } if function == "check_for_uppercase"),
+        );
         Self {
             rules,
             checks,
@@ -359,6 +365,7 @@ impl Scanner {
             required_score: set.required_score,
             reports,
             config: evals::Config::from_set(set),
+            needs_uppercase,
             sizes: ScanSizes::from_set(set),
             counters,
         }
@@ -481,7 +488,12 @@ impl Scanner {
         message: &Message,
         mut probe: Option<(&dyn Fn() -> u64, &mut Profile)>,
     ) -> ScanResult {
-        let facts = Facts::of(message, raw);
+        let mut facts = Facts::of(message, raw);
+        if self.needs_uppercase {
+            let mut body = String::new();
+            fill(&Source::Body, message, &facts, self.sizes, &mut body);
+            facts.uppercase = evals::uppercase_percent(message, &body);
+        }
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
         let mut elements: Vec<std::ops::Range<usize>> = Vec::new();

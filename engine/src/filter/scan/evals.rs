@@ -31,6 +31,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_for_mime",
     "check_msg_parse_flags",
     "check_base64_length",
+    "check_for_uppercase",
     "check_for_ascii_text_illegal",
     "check_for_no_rdns_dotcom_helo",
     "check_for_forged_yahoo_received_headers",
@@ -153,6 +154,9 @@ fn glob(pat: &str, s: &str) -> bool {
 /// What several evals and pseudo-headers share, computed once per message.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
+    /// Per cent of upper-case letters in the body text
+    /// ([`uppercase_percent`]; set by the scanner when a rule needs it).
+    pub uppercase: f64,
     /// The relays and the trust boundary.
     pub relays: Relays,
     /// `X-Spam-Relays-Untrusted` / `-External`.
@@ -853,6 +857,13 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             "mime_qp_long_line" => message.flags.qp_long_line,
             _ => false,
         },
+        "check_for_uppercase" => {
+            let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
+            else {
+                return false;
+            };
+            facts.uppercase > min && facts.uppercase <= max
+        }
         "check_base64_length" => {
             // (min, optional max): the longest base64 line, line feed counted
             let longest = message.flags.base64_line_max;
@@ -1265,6 +1276,73 @@ fn no_rdns_dotcom_helo(facts: &Facts) -> bool {
             .any(|d| helo == *d || helo.ends_with(&format!(".{d}")));
     }
     flag
+}
+
+/// MIMEEval's `check_for_uppercase` measure: the per cent of upper-case
+/// letters among letters and digits over the body elements (`body`, one per
+/// line: the Subject, then the paragraphs) that hold two words, skipping
+/// lines that look like base64 and ISO-2022-JP escapes; 0 for less than 200
+/// bytes of such text, and for messages in a charset whose text is often
+/// all capitals to this test (Cyrillic, Japanese, Chinese, ...).
+pub fn uppercase_percent(message: &Message, body: &str) -> f64 {
+    use std::sync::LazyLock;
+    static FP_CHARSET: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)^[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*$",
+        )
+        .ok()
+    });
+    static TWO_WORDS: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"\S\s+\S").ok());
+    static BASE64: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"^(?:[A-Za-z0-9+/=]{60,76} ){2}").ok());
+    let top = message.header_value("content-type").and_then(|ct| {
+        let lower = ct.to_ascii_lowercase();
+        let at = lower.find("charset=")?;
+        let v = &ct[at + 8..];
+        let v = match v.as_bytes().first() {
+            Some(b'"') => v[1..].split('"').next(),
+            Some(b'\'') => v[1..].split('\'').next(),
+            _ => v.split(char::is_whitespace).next(),
+        };
+        v.map(str::to_owned)
+    });
+    let fp = top
+        .iter()
+        .chain(message.parts.iter().filter_map(|p| p.charset.as_ref()))
+        .any(|c| FP_CHARSET.as_ref().is_some_and(|r| r.is_match(c)));
+    let (Some(two_words), Some(base64)) = (TWO_WORDS.as_ref(), BASE64.as_ref()) else {
+        return 0.0;
+    };
+    if fp {
+        return 0.0;
+    }
+    let (mut len, mut lower, mut upper) = (0usize, 0usize, 0usize);
+    for line in body.lines() {
+        if !two_words.is_match(line) || base64.is_match(line) {
+            continue;
+        }
+        let line = strip_jis_escapes(line);
+        len += line.len();
+        lower += line
+            .bytes()
+            .filter(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .count();
+        upper += line.bytes().filter(u8::is_ascii_uppercase).count();
+    }
+    if len < 200 || upper + lower == 0 {
+        return 0.0;
+    }
+    upper as f64 * 100.0 / (upper + lower) as f64
+}
+
+/// A line without its ISO-2022-JP runs (`ESC $ B` … `ESC ( B`, greedy as
+/// Perl's `/\x1b\$B.*\x1b\(B/`).
+fn strip_jis_escapes(line: &str) -> std::borrow::Cow<'_, str> {
+    match (line.find("\x1b$B"), line.rfind("\x1b(B")) {
+        (Some(a), Some(b)) if b > a => format!("{}{}", &line[..a], &line[b + 3..]).into(),
+        _ => line.into(),
+    }
 }
 
 /// What HeaderEval's hotmail check finds.
