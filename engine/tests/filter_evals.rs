@@ -543,3 +543,28 @@ fn uppercase_share() {
         &upper,
     );
 }
+
+/// `check_for_uppercase` in a rule set with no body pattern (the scanner
+/// then builds the body elements for it alone).
+#[test]
+fn uppercase_without_body_patterns() {
+    let rules = "body UPPER_75_100 eval:check_for_uppercase('75', '100')\nscore UPPER_75_100 1.0\n";
+    let set = sa::load(
+        &[Source {
+            file: "u.cf",
+            text: rules,
+        }],
+        &Options::default(),
+    );
+    let scanner = Scanner::compile(&set, Backend::Hyperscan);
+    let mut state = scanner.state();
+    for (text, want) in [
+        ("BUY NOW AND SAVE MONEY TODAY ", true),
+        ("quiet words here ", false),
+    ] {
+        let raw = format!("Subject: s\n\n{}\n", text.repeat(10));
+        let message = mime::parse(raw.as_bytes(), &Limits::default());
+        let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+        assert_eq!(!r.symbols.is_empty(), want, "{text}");
+    }
+}

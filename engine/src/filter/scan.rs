@@ -489,10 +489,14 @@ impl Scanner {
         mut probe: Option<(&dyn Fn() -> u64, &mut Profile)>,
     ) -> ScanResult {
         let mut facts = Facts::of(message, raw);
-        if self.needs_uppercase {
+        // check_for_uppercase reads the body elements: from the body
+        // class's text below, or built here when there is no body class
+        let mut uppercase_pending = self.needs_uppercase;
+        if uppercase_pending && !self.classes.iter().any(|c| c.source == Source::Body) {
             let mut body = String::new();
             fill(&Source::Body, message, &facts, self.sizes, &mut body);
             facts.uppercase = evals::uppercase_percent(message, &body);
+            uppercase_pending = false;
         }
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
@@ -517,6 +521,10 @@ impl Scanner {
                 other => {
                     text.clear();
                     fill(other, message, &facts, self.sizes, &mut text);
+                    if uppercase_pending && *other == Source::Body {
+                        facts.uppercase = evals::uppercase_percent(message, &text);
+                        uppercase_pending = false;
+                    }
                     text.as_bytes()
                 }
             };
