@@ -185,13 +185,9 @@ pub struct Facts {
     /// summed area of its sized images (HTML.pm's `non_space_len`,
     /// `image_area`).
     html_images: Vec<(u64, u64)>,
-    /// The image area of the HTML part being scanned.
-    html_image_area: u64,
     /// Per HTML part: the largest font size its text style reached
     /// (HTML.pm's `max_size`, 3 when nothing changes it).
     html_max_size: Vec<i64>,
-    /// The text-style state of the HTML part being scanned.
-    html_font: FontSizes,
     /// HTML comments (`<!…>`), anchor texts (`<img>` for an image inside a
     /// link) and titles, for `html_text_match`.
     html_comments: Vec<String>,
@@ -274,17 +270,13 @@ impl Facts {
         for part in message.parts.iter().filter(|p| p.is_html) {
             if let Some(t) = &part.raw_text {
                 f.html_inside.clear();
-                f.html_image_area = 0;
-                f.html_font = FontSizes::default();
-                scan_html(t, &mut f);
-                f.html_max_size.push(f.html_font.max);
+                let (max_size, image_area) = scan_html(t, &mut f);
+                f.html_max_size.push(max_size);
                 let len = i64::try_from(t.chars().count()).unwrap_or(i64::MAX);
                 f.html_parts.push((len, f.html_inside.contains_key("img")));
                 let rendered = part.text.as_deref().unwrap_or("");
-                f.html_images.push((
-                    non_space_len(rendered, part.charset.as_deref()),
-                    f.html_image_area,
-                ));
+                f.html_images
+                    .push((non_space_len(rendered, part.charset.as_deref()), image_area));
             }
         }
         f.madiff = madiff(message);
@@ -301,8 +293,12 @@ impl Facts {
     }
 }
 
-/// Records the tags of an HTML text and HTMLEval's `font_face_bad`.
-fn scan_html(html: &str, f: &mut Facts) {
+/// Records the tags of an HTML text and HTMLEval's `font_face_bad`;
+/// returns the part's largest font size (HTML.pm's `max_size`) and the
+/// summed area of its sized images (`image_area`).
+fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
+    let mut font = FontSizes::default();
+    let mut images = 0u64;
     let b = html.as_bytes();
     let mut i = 0;
     let mut in_anchor = false;
@@ -335,10 +331,10 @@ fn scan_html(html: &str, f: &mut Facts) {
         let name = html[start..name_end].to_ascii_lowercase();
         let end = memchr::memchr(b'>', &b[name_end..]).map_or(b.len(), |p| name_end + p);
         let attrs = &html[name_end..end];
-        f.html_font.tag(&name, closing, attrs);
+        font.tag(&name, closing, attrs);
         if !closing && name == "img" {
             if let (Some(w), Some(h)) = (attribute(attrs, "width"), attribute(attrs, "height")) {
-                f.html_image_area = f.html_image_area.saturating_add(image_area(&w, &h));
+                images = images.saturating_add(image_area(&w, &h));
             }
         }
         if !closing && name == "font" && !f.html_font_face_bad {
@@ -383,6 +379,7 @@ fn scan_html(html: &str, f: &mut Facts) {
         f.html_tags.insert(name);
         i = end.max(start);
     }
+    (font.max, images)
 }
 
 /// `value OP n` for HTMLEval's expressions (`!= 0`, `> 2`, `<= 1`…).
@@ -1296,20 +1293,11 @@ pub fn uppercase_percent(message: &Message, body: &str) -> f64 {
         LazyLock::new(|| regex::Regex::new(r"\S\s+\S").ok());
     static BASE64: LazyLock<Option<regex::Regex>> =
         LazyLock::new(|| regex::Regex::new(r"^(?:[A-Za-z0-9+/=]{60,76} ){2}").ok());
-    let top = message.header_value("content-type").and_then(|ct| {
-        let lower = ct.to_ascii_lowercase();
-        let at = lower.find("charset=")?;
-        let v = &ct[at + 8..];
-        let v = match v.as_bytes().first() {
-            Some(b'"') => v[1..].split('"').next(),
-            Some(b'\'') => v[1..].split('\'').next(),
-            _ => v.split(char::is_whitespace).next(),
-        };
-        v.map(str::to_owned)
-    });
-    let fp = top
+    // the top level's charset (`parts[0]`) and every part's
+    let fp = message
+        .parts
         .iter()
-        .chain(message.parts.iter().filter_map(|p| p.charset.as_ref()))
+        .filter_map(|p| p.charset.as_ref())
         .any(|c| FP_CHARSET.as_ref().is_some_and(|r| r.is_match(c)));
     let (Some(two_words), Some(base64)) = (TWO_WORDS.as_ref(), BASE64.as_ref()) else {
         return 0.0;
