@@ -11,6 +11,7 @@
 //! dependency order, over the hits of everything else.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::matcher::{
@@ -54,6 +55,48 @@ struct Class {
     /// The patterns compiled into `database` with their rule indices, kept
     /// for [`Scanner::pattern_costs`].
     patterns: Vec<(usize, Pattern)>,
+}
+
+impl Class {
+    /// The text this class matches in a message, built in `text` (the raw
+    /// message itself for `full`), with `elements` set to the ranges
+    /// scanned one at a time for raw-body rules (see [`Class::scan`]).
+    fn text<'a>(
+        &self,
+        message: &Message,
+        raw: &'a [u8],
+        facts: &Facts,
+        sizes: ScanSizes,
+        text: &'a mut String,
+        elements: &mut Vec<Range<usize>>,
+    ) -> &'a [u8] {
+        text.clear();
+        elements.clear();
+        if self.source == Source::Full {
+            return raw;
+        }
+        fill(&self.source, message, facts, sizes, text, elements);
+        text.as_bytes()
+    }
+
+    /// Matches `text` (from [`Class::text`]): raw-body rules one element at
+    /// a time, so that no match spans two parts or two pieces of a long
+    /// part; every other class in one scan.
+    fn scan(
+        &self,
+        scratch: &mut Scratch,
+        text: &[u8],
+        elements: &[Range<usize>],
+        hits: &mut HitSet,
+    ) {
+        if self.source == Source::Rawbody {
+            for e in elements {
+                self.database.scan(scratch, &text[e.clone()], hits);
+            }
+        } else {
+            self.database.scan(scratch, text, hits);
+        }
+    }
 }
 
 /// What a rule needs besides its class's pattern.
@@ -494,13 +537,20 @@ impl Scanner {
         let mut uppercase_pending = self.needs_uppercase;
         if uppercase_pending && !self.classes.iter().any(|c| c.source == Source::Body) {
             let mut body = String::new();
-            fill(&Source::Body, message, &facts, self.sizes, &mut body);
+            fill(
+                &Source::Body,
+                message,
+                &facts,
+                self.sizes,
+                &mut body,
+                &mut Vec::new(),
+            );
             facts.uppercase = evals::uppercase_percent(message, &body);
             uppercase_pending = false;
         }
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
-        let mut elements: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut elements: Vec<Range<usize>> = Vec::new();
         for (c, class) in self.classes.iter().enumerate() {
             let (Some(scratch), Some(hits)) = (state.scratches.get_mut(c), state.hits.get_mut(c))
             else {
@@ -508,33 +558,8 @@ impl Scanner {
             };
             hits.clear();
             let started = probe.as_ref().map(|(clock, _)| clock());
-            let haystack: &[u8] = match &class.source {
-                Source::Full => raw,
-                Source::Rawbody => {
-                    // one scan per element: a raw-body rule never matches
-                    // across two parts or two chunks of a long part
-                    text.clear();
-                    elements.clear();
-                    rawbody_elements(message, self.sizes, &mut text, &mut elements);
-                    text.as_bytes()
-                }
-                other => {
-                    text.clear();
-                    fill(other, message, &facts, self.sizes, &mut text);
-                    if uppercase_pending && *other == Source::Body {
-                        facts.uppercase = evals::uppercase_percent(message, &text);
-                        uppercase_pending = false;
-                    }
-                    text.as_bytes()
-                }
-            };
-            if matches!(class.source, Source::Rawbody) {
-                for e in &elements {
-                    class.database.scan(scratch, &haystack[e.clone()], hits);
-                }
-            } else {
-                class.database.scan(scratch, haystack, hits);
-            }
+            let haystack = class.text(message, raw, &facts, self.sizes, &mut text, &mut elements);
+            class.scan(scratch, haystack, &elements, hits);
             for counter in self.counters.get(c).into_iter().flatten() {
                 let Check::Pattern { id, .. } = self.checks[counter.rule] else {
                     continue;
@@ -542,6 +567,10 @@ impl Scanner {
                 if hits.contains(id) {
                     counts[counter.rule] = f64::from(counter.count(haystack));
                 }
+            }
+            if uppercase_pending && class.source == Source::Body {
+                facts.uppercase = evals::uppercase_percent(message, &text);
+                uppercase_pending = false;
             }
             if let (Some((clock, profile)), Some(t0)) = (probe.as_mut(), started) {
                 profile.classes[c] += clock().saturating_sub(t0);
@@ -619,37 +648,36 @@ impl Scanner {
         clock: &dyn Fn() -> u64,
     ) -> Vec<PatternCost> {
         let mut out = Vec::new();
-        let mut text = String::new();
+        let facts: Vec<Facts> = messages
+            .iter()
+            .map(|(raw, message)| Facts::of(message, raw))
+            .collect();
+        let (mut text, mut elements) = (String::new(), Vec::new());
         for (c, class) in self.classes.iter().enumerate() {
-            let texts: Vec<Vec<u8>> = messages
+            // each message's class text and its elements, built once
+            let texts: Vec<(Vec<u8>, Vec<Range<usize>>)> = messages
                 .iter()
-                .map(|(raw, message)| match &class.source {
-                    Source::Full => raw.to_vec(),
-                    other => {
-                        text.clear();
-                        fill(
-                            other,
-                            message,
-                            &Facts::of(message, raw),
-                            self.sizes,
-                            &mut text,
-                        );
-                        text.as_bytes().to_vec()
-                    }
+                .zip(&facts)
+                .map(|((raw, message), facts)| {
+                    let t = class.text(message, raw, facts, self.sizes, &mut text, &mut elements);
+                    (t.to_vec(), elements.clone())
                 })
                 .collect();
             for (rule, pattern) in &class.patterns {
-                let (db, report) = Database::compile(
-                    std::slice::from_ref(pattern),
-                    self.classes[c].database.backend(),
-                );
-                let mut scratch = db.scratch();
-                let mut hits = HitSet::new(db.id_bound());
+                let (db, report) =
+                    Database::compile(std::slice::from_ref(pattern), class.database.backend());
+                let alone = Class {
+                    source: class.source.clone(),
+                    database: db,
+                    patterns: Vec::new(),
+                };
+                let mut scratch = alone.database.scratch();
+                let mut hits = HitSet::new(alone.database.id_bound());
                 let mut matched = 0;
                 let t0 = clock();
-                for t in &texts {
+                for (t, elements) in &texts {
                     hits.clear();
-                    db.scan(&mut scratch, t, &mut hits);
+                    alone.scan(&mut scratch, t, elements, &mut hits);
                     matched += usize::from(!hits.is_empty());
                 }
                 let nanos = clock().saturating_sub(t0);
@@ -761,7 +789,7 @@ fn rawbody_elements(
     message: &Message,
     sizes: ScanSizes,
     out: &mut String,
-    elements: &mut Vec<std::ops::Range<usize>>,
+    elements: &mut Vec<Range<usize>>,
 ) {
     for part in &message.parts {
         let Some(t) = &part.raw_text else {
@@ -881,7 +909,16 @@ fn push_paragraphs(text: &str, out: &mut String) {
 }
 
 /// Appends a class's text for `message` to `out`.
-fn fill(source: &Source, message: &Message, facts: &Facts, sizes: ScanSizes, out: &mut String) {
+/// Appends a class's text for `message` to `out`; for the raw body, also
+/// the ranges of its elements to `elements` (see [`rawbody_elements`]).
+fn fill(
+    source: &Source,
+    message: &Message,
+    facts: &Facts,
+    sizes: ScanSizes,
+    out: &mut String,
+    elements: &mut Vec<Range<usize>>,
+) {
     match source {
         Source::Header(name, form, _) if name == "all" => {
             for h in &message.headers {
@@ -961,10 +998,7 @@ fn fill(source: &Source, message: &Message, facts: &Facts, sizes: ScanSizes, out
             }
             push_paragraphs(&text, out);
         }
-        Source::Rawbody => {
-            let mut elements = Vec::new();
-            rawbody_elements(message, sizes, out, &mut elements);
-        }
+        Source::Rawbody => rawbody_elements(message, sizes, out, elements),
         Source::Full => {}
         Source::Uri => {
             for u in &message.urls {
