@@ -126,13 +126,9 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
     );
     if args.modes {
         for (rule, mode) in scanner.pattern_modes() {
-            let (kind, reason) = match mode {
-                Mode::Exact => continue,
-                Mode::Prefiltered { reason } => ("prefiltered", reason),
-                Mode::ConfirmOnly { reason } => ("confirm-only", reason),
-                Mode::Rejected { reason } => ("rejected", reason),
-            };
-            eprintln!("{rule}\t{kind}\t{reason}");
+            if let Some(reason) = mode.reason() {
+                eprintln!("{rule}\t{}\t{reason}", mode.name());
+            }
         }
     }
     let progress = !args.json && std::io::stderr().is_terminal() && messages.len() > 50;
@@ -142,6 +138,8 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
     let (mut spam, mut total_bytes, mut scan_time) = (0usize, 0u64, Duration::ZERO);
     let mut floor_time = Duration::ZERO;
     let (epoch, mut profile, mut parse_time) = (Instant::now(), Profile::default(), Duration::ZERO);
+    // the messages' bytes, kept for --pattern-costs
+    let mut kept: Vec<Vec<u8>> = Vec::new();
     for (n, path) in messages.iter().enumerate() {
         let raw = match std::fs::read(path) {
             Ok(raw) => raw,
@@ -150,6 +148,9 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
                 continue;
             }
         };
+        if args.pattern_costs.is_some() {
+            kept.push(raw.clone());
+        }
         let mut elapsed = Duration::MAX;
         let mut result = None;
         for _ in 0..args.best_of.max(1) {
@@ -251,16 +252,15 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
         eprint!("{}", profile_table(&scanner, &profile, parse, PROFILE_ROWS));
     }
     if let Some(rows) = args.pattern_costs {
-        eprint!("{}", pattern_cost_table(&scanner, &messages, rows)?);
+        eprint!("{}", pattern_cost_table(&scanner, &kept, rows));
     }
     Ok(spam)
 }
 
 /// `--pattern-costs`: the `rows` costliest pattern rules, each timed alone
-/// over its class's text of every message.
-fn pattern_cost_table(scanner: &Scanner, paths: &[PathBuf], rows: usize) -> Result<String> {
+/// over its class's text of every message in `raws`.
+fn pattern_cost_table(scanner: &Scanner, raws: &[Vec<u8>], rows: usize) -> String {
     let limits = Limits::default();
-    let raws: Vec<Vec<u8>> = paths.iter().filter_map(|p| std::fs::read(p).ok()).collect();
     let parsed: Vec<_> = raws.iter().map(|r| mime::parse(r, &limits)).collect();
     let messages: Vec<(&[u8], &mime::Message)> =
         raws.iter().map(Vec::as_slice).zip(parsed.iter()).collect();
@@ -278,28 +278,21 @@ fn pattern_cost_table(scanner: &Scanner, paths: &[PathBuf], rows: usize) -> Resu
         ("matched", Align::Right),
     ]);
     for c in costs.iter().take(rows) {
-        let mode = match &c.mode {
-            Some(Mode::Exact) => "exact",
-            Some(Mode::Prefiltered { .. }) => "prefiltered",
-            Some(Mode::ConfirmOnly { .. }) => "confirm-only",
-            Some(Mode::Rejected { .. }) => "rejected",
-            None => "-",
-        };
         table.row(vec![
             c.rule.clone(),
             scanner.class_label(c.class).0,
-            mode.to_owned(),
+            c.mode.as_ref().map_or("-", Mode::name).to_owned(),
             format!("{:.1}", c.nanos as f64 / n / 1e3),
             format!("{:.1}%", c.nanos as f64 * 100.0 / total.max(1) as f64),
             c.matched.to_string(),
         ]);
     }
-    Ok(format!(
+    format!(
         "pattern costs, each pattern alone ({} patterns, {:.1} µs/msg summed):\n{}",
         costs.len(),
         total as f64 / n / 1e3,
         table.render()
-    ))
+    )
 }
 
 /// Classes listed one by one in `--profile`; the rest share one line.

@@ -144,6 +144,31 @@ pub enum Mode {
     },
 }
 
+impl Mode {
+    /// The mode in reports' words: `exact`, `prefiltered`, `confirm-only`,
+    /// `rejected`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Exact => "exact",
+            Mode::Prefiltered { .. } => "prefiltered",
+            Mode::ConfirmOnly { .. } => "confirm-only",
+            Mode::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// Why the pattern is not run exactly (`None` when it is).
+    #[must_use]
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Mode::Exact => None,
+            Mode::Prefiltered { reason }
+            | Mode::ConfirmOnly { reason }
+            | Mode::Rejected { reason } => Some(reason),
+        }
+    }
+}
+
 /// The outcome for one pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatternReport {
@@ -1231,6 +1256,28 @@ mod tests {
         check::<Database>();
         fn send<T: Send>() {}
         send::<Scratch>();
+    }
+
+    #[test]
+    fn mode_names_and_reasons() {
+        let r = || "why".to_owned();
+        let modes = [
+            (Mode::Exact, "exact", None),
+            (
+                Mode::Prefiltered { reason: r() },
+                "prefiltered",
+                Some("why"),
+            ),
+            (
+                Mode::ConfirmOnly { reason: r() },
+                "confirm-only",
+                Some("why"),
+            ),
+            (Mode::Rejected { reason: r() }, "rejected", Some("why")),
+        ];
+        for (mode, name, reason) in modes {
+            assert_eq!((mode.name(), mode.reason()), (name, reason));
+        }
     }
 
     #[test]
