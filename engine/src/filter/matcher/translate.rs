@@ -300,13 +300,19 @@ pub(crate) fn within_element(source: &str) -> Option<String> {
         (At::Outside, [b'\\', b'W', ..]) => Some((2, r"[^\w\n]".to_owned())),
         (At::Outside, [b'\\', b'D', ..]) => Some((2, r"[^\d\n]".to_owned())),
         (At::Negated, _) => Some((0, r"\n".to_owned())),
-        // Perl reads `\s-x` in a class as `\s`, `-`, `x`: keep the hyphen literal
-        (At::Class { negated: false }, [b'\\', b's', b'-', next, ..]) if *next != b']' => {
-            Some((3, format!(r"{SPACE}\-")))
+        (At::Class { negated: false }, [b'\\', class @ (b's' | b'W' | b'D'), rest @ ..]) => {
+            let ranges = match class {
+                b's' => SPACE,
+                b'W' => NON_WORD,
+                _ => NON_DIGIT,
+            };
+            // Perl reads `\s-x` in a class as `\s`, `-`, `x`: the hyphen
+            // after a class escape stays literal, not a range
+            match rest {
+                [b'-', next, ..] if *next != b']' => Some((3, format!(r"{ranges}\-"))),
+                _ => Some((2, ranges.to_owned())),
+            }
         }
-        (At::Class { negated: false }, [b'\\', b's', ..]) => Some((2, SPACE.to_owned())),
-        (At::Class { negated: false }, [b'\\', b'W', ..]) => Some((2, NON_WORD.to_owned())),
-        (At::Class { negated: false }, [b'\\', b'D', ..]) => Some((2, NON_DIGIT.to_owned())),
         _ => None,
     })
 }
@@ -718,6 +724,7 @@ mod tests {
             r"[_\x00-\x09\x0b-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\xff]{0,3}"
         );
         assert_eq!(within(r"[\Dx]"), r"[\x00-\x09\x0b-\x2f\x3a-\xffx]");
+        assert_eq!(within(r"[\D-x]"), r"[\x00-\x09\x0b-\x2f\x3a-\xff\-x]");
         // negated classes keep `\s` (the `\n` added first excludes it)
         assert_eq!(within(r"[^\s\d]"), r"[^\n\s\d]");
         // escapes, `\Q..\E` and POSIX classes are not members to rewrite
