@@ -24,6 +24,8 @@ header SUBJ_ALL_CAPS eval:subject_is_all_caps()
 header MSGID_OUTLOOK_INVALID eval:check_outlook_message_id()
 body HTML_MESSAGE eval:html_test('html')
 body HTML_FONT_FACE_BAD eval:html_test('font_face_bad')
+body HTML_FONT_LOW_CONTRAST eval:html_test('font_low_contrast')
+body HTML_FONT_INVALID eval:html_test('font_invalid_color')
 body MIME_HTML_ONLY eval:check_for_mime_html_only()
 body MIME_HTML eval:check_for_mime_html()
 rawbody MIME_BASE64_TEXT eval:check_for_mime('mime_base64_encoded_text')
@@ -567,4 +569,52 @@ fn uppercase_without_body_patterns() {
         let r = scanner.scan(&mut state, raw.as_bytes(), &message);
         assert_eq!(!r.symbols.is_empty(), want, "{text}");
     }
+}
+
+/// `html_test('font_low_contrast')` and `html_test('font_invalid_color')`:
+/// visible text in the style HTML.pm's text-style stack gives it.
+#[test]
+fn html_font_colours() {
+    let html = |body: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n\
+             <html><body>{body}</body></html>\n"
+        )
+    };
+    let both = ["HTML_FONT_LOW_CONTRAST", "HTML_FONT_INVALID"];
+    check(&html("<font color=red>red on white</font>"), &[], &both);
+    check(
+        &html("<font color=\"#FFFFFF\">white on white</font>"),
+        &["HTML_FONT_LOW_CONTRAST"],
+        &["HTML_FONT_INVALID"],
+    );
+    check(
+        &html("<span style=\"color: #f8f8f8\">near white</span>"),
+        &["HTML_FONT_LOW_CONTRAST"],
+        &[],
+    );
+    // only white space in the hidden colour: nothing is hidden
+    check(&html("<font color=white> &nbsp;\n</font>shown"), &[], &both);
+    // a style background makes white text readable; a bgcolor does not
+    check(
+        &html("<table style=\"background-color: navy\"><tr><td><font color=white>x</font></td></tr></table>"),
+        &[],
+        &both,
+    );
+    check(
+        &html("<table bgcolor=navy><tr><td><font color=white>x</font></td></tr></table>"),
+        &["HTML_FONT_LOW_CONTRAST"],
+        &[],
+    );
+    check(
+        &html("<font color=\"ff0000\">no hash</font>"),
+        &["HTML_FONT_INVALID"],
+        &["HTML_FONT_LOW_CONTRAST"],
+    );
+    // the text of <style> and <script> is not drawn
+    check(
+        &html("<font color=white><style>p { x: 1 }</style><script>var a = '<b>';</script></font>"),
+        &[],
+        &both,
+    );
 }

@@ -28,6 +28,7 @@
 mod decode;
 mod header;
 mod html;
+pub(crate) use html::decode_entities;
 pub mod sniff;
 mod url;
 

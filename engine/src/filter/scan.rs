@@ -23,6 +23,7 @@ use super::sa::{HeaderForm, Kind, Rule, RuleSet};
 
 pub mod evals;
 pub mod relays;
+mod style;
 
 use evals::Facts;
 pub use evals::IMPLEMENTED as IMPLEMENTED_EVALS;

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::relays::{self, Relays};
+use super::style::TextStyle;
 use crate::filter::mime::Message;
 use crate::filter::sa::{Kind, RuleSet};
 
@@ -176,6 +177,11 @@ pub struct Facts {
     /// Lower-case names of the tags seen in the HTML parts.
     html_tags: HashSet<String>,
     html_font_face_bad: bool,
+    /// HTML.pm's `font_low_contrast` and `font_invalid_color`: visible text
+    /// drawn in a colour close to its background, or in a colour it cannot
+    /// parse (see `style`).
+    html_low_contrast: bool,
+    html_invalid_color: bool,
     /// Open-minus-close count per tag of the last HTML part (floored at 0).
     html_inside: std::collections::HashMap<String, i64>,
     /// Per HTML part: source length in characters and whether it has an
@@ -293,17 +299,27 @@ impl Facts {
     }
 }
 
-/// Records the tags of an HTML text and HTMLEval's `font_face_bad`;
-/// returns the part's largest font size (HTML.pm's `max_size`) and the
-/// summed area of its sized images (`image_area`).
+/// Records the tags of an HTML text, HTMLEval's `font_face_bad` and the
+/// text-style tests (`font_low_contrast`, `font_invalid_color`); returns
+/// the part's largest font size (HTML.pm's `max_size`) and the summed area
+/// of its sized images (`image_area`). The text of `<script>` and `<style>`
+/// is skipped as HTML::Parser skips it: raw text up to the end tag.
 fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
-    let mut font = FontSizes::default();
+    let mut style = TextStyle::default();
     let mut images = 0u64;
     let b = html.as_bytes();
     let mut i = 0;
+    // Where the text since the last markup starts.
+    let mut text_from = 0;
     let mut in_anchor = false;
     while let Some(off) = memchr::memchr(b'<', &b[i..]) {
         let mut start = i + off + 1;
+        let markup = b
+            .get(start)
+            .is_some_and(|&c| c == b'!' || c == b'/' || c.is_ascii_alphanumeric());
+        if markup {
+            style.text(&html[text_from..start - 1]);
+        }
         if b.get(start) == Some(&b'!') {
             let end = if b[start..].starts_with(b"!--") {
                 memchr::memmem::find(&b[start..], b"-->").map_or(b.len(), |p| start + p + 3)
@@ -314,6 +330,7 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
                 f.html_comments.push(html[start - 1..end].to_owned());
             }
             i = end;
+            text_from = end;
             continue;
         }
         let closing = b.get(start) == Some(&b'/');
@@ -326,12 +343,13 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
             .map_or(b.len(), |p| start + p);
         if name_end <= start {
             i = start.min(b.len());
+            // Not a tag after all: the text goes on.
             continue;
         }
         let name = html[start..name_end].to_ascii_lowercase();
         let end = memchr::memchr(b'>', &b[name_end..]).map_or(b.len(), |p| name_end + p);
         let attrs = &html[name_end..end];
-        font.tag(&name, closing, attrs);
+        style.tag(&name, closing, attrs);
         if !closing && name == "img" {
             if let (Some(w), Some(h)) = (attribute(attrs, "width"), attribute(attrs, "height")) {
                 images = images.saturating_add(image_area(&w, &h));
@@ -360,9 +378,6 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
             }
             _ => {}
         }
-        if in_anchor && !closing && name != "a" && name != "img" {
-            // Anchor text is gathered below from the text after the tag.
-        }
         if in_anchor {
             let rest = &html[(end + 1).min(html.len())..];
             let stop = rest.find('<').unwrap_or(rest.len());
@@ -376,10 +391,31 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
         } else {
             *inside + 1
         };
-        f.html_tags.insert(name);
         i = end.max(start);
+        text_from = (end + 1).min(b.len());
+        if !closing && (name == "script" || name == "style") {
+            i = raw_text_end(b, text_from, &name);
+            text_from = i;
+        }
+        f.html_tags.insert(name);
     }
-    (font.max, images)
+    style.text(&html[text_from..]);
+    f.html_low_contrast |= style.low_contrast;
+    f.html_invalid_color |= style.invalid_color;
+    (style.max, images)
+}
+
+/// Where the raw text of a `<script>` or `<style>` opened before `from`
+/// ends: at its end tag (`</name`, any case), else at the end of `b`.
+fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
+    while let Some(off) = memchr::memmem::find(&b[from..], b"</") {
+        let s = from + off + 2;
+        if b.len() - s >= name.len() && b[s..s + name.len()].eq_ignore_ascii_case(name.as_bytes()) {
+            return s - 2;
+        }
+        from = s;
+    }
+    b.len()
 }
 
 /// `value OP n` for HTMLEval's expressions (`!= 0`, `> 2`, `<= 1`…).
@@ -451,122 +487,6 @@ fn madiff(message: &Message) -> f64 {
     best
 }
 
-/// The value of attribute `name` in a tag's attribute text.
-/// HTML.pm's text-style stack, for font sizes only: `<font size>` (absolute,
-/// or relative to `<basefont size>`), `<big>` and `<small>`, with the
-/// stack closed as HTML.pm closes it. `max` is HTML.pm's `max_size`: the
-/// size of a style that carries one of the attributes HTML.pm reads for its
-/// tag (`<big>` and `<small>` alone never raise it).
-#[derive(Debug, Clone)]
-struct FontSizes {
-    stack: Vec<(&'static str, i64)>,
-    basefont: i64,
-    max: i64,
-}
-
-impl Default for FontSizes {
-    fn default() -> Self {
-        Self {
-            stack: vec![("default", 3)],
-            basefont: 3,
-            max: 3,
-        }
-    }
-}
-
-impl FontSizes {
-    /// The attributes HTML.pm reads per text-style element.
-    fn ok_attributes(tag: &str) -> &'static [&'static str] {
-        match tag {
-            "basefont" | "font" => &["color", "face", "size"],
-            "body" => &["text", "bgcolor", "link", "alink", "vlink", "background"],
-            "marquee" => &["bgcolor", "background"],
-            "table" | "td" | "tr" => &["bgcolor", "style"],
-            "span" | "p" | "div" | "a" => &["style"],
-            _ => &[],
-        }
-    }
-
-    fn tag(&mut self, name: &str, closing: bool, attrs: &str) {
-        const STYLED: [&str; 14] = [
-            "body", "font", "table", "tr", "th", "td", "big", "small", "basefont", "marquee",
-            "span", "p", "div", "a",
-        ];
-        let Some(&tag) = STYLED.iter().find(|t| **t == name) else {
-            return;
-        };
-        let tag = if tag == "th" { "td" } else { tag };
-        let leading = |v: &str, signed: bool| -> Option<i64> {
-            let v = v.trim_start();
-            let (sign, digits) = match v.as_bytes().first() {
-                Some(b'+') if signed => (1, &v[1..]),
-                Some(b'-') if signed => (-1, &v[1..]),
-                _ if signed => return None,
-                _ => (1, v),
-            };
-            let n = digits.bytes().take_while(u8::is_ascii_digit).count();
-            (n > 0).then(|| sign * digits[..n.min(9)].parse::<i64>().unwrap_or(0))
-        };
-        if closing {
-            if tag != "body" && self.stack.iter().any(|(t, _)| *t == tag) {
-                while let Some((t, _)) = self.stack.pop() {
-                    if t == tag {
-                        break;
-                    }
-                }
-            }
-            return;
-        }
-        if tag == "basefont" {
-            if let Some(n) = attribute(attrs, "size").and_then(|v| leading(&v, false)) {
-                self.basefont = n;
-                return;
-            }
-        }
-        if (tag == "td" || tag == "tr") && self.stack.iter().any(|(t, _)| *t == tag) {
-            while let Some(&(top, _)) = self.stack.last() {
-                let pops = matches!(
-                    (tag, top),
-                    ("td", "font" | "td") | ("tr", "font" | "td" | "tr")
-                );
-                if !pops {
-                    break;
-                }
-                self.stack.pop();
-            }
-        }
-        let inherited = self.stack.last().map_or(self.basefont, |s| s.1);
-        let size = match tag {
-            "big" => inherited + 1,
-            "small" => inherited - 1,
-            _ => {
-                let mut size = inherited;
-                let mut styled = false;
-                for name in Self::ok_attributes(tag) {
-                    let Some(v) = attribute(attrs, name) else {
-                        continue;
-                    };
-                    styled = true;
-                    if *name == "size" {
-                        if let Some(n) = leading(&v, true) {
-                            size = self.basefont + n;
-                        } else if let Some(n) = leading(&v, false) {
-                            size = n;
-                        }
-                    }
-                }
-                if styled {
-                    self.max = self.max.max(size);
-                }
-                size
-            }
-        };
-        if self.stack.len() < 256 {
-            self.stack.push((tag, size));
-        }
-    }
-}
-
 /// HTML.pm's area of an `<img>` with both `width` and `height`: a value
 /// of digits (a percentage of an 800x600 screen with `%`), 200 when it is
 /// anything else or 0.
@@ -615,7 +535,8 @@ fn non_space_len(rendered: &str, charset: Option<&str>) -> u64 {
     (len - space) as u64
 }
 
-fn attribute(attrs: &str, name: &str) -> Option<String> {
+/// The value of attribute `name` in a tag's attribute text.
+pub(super) fn attribute(attrs: &str, name: &str) -> Option<String> {
     let lower = attrs.to_ascii_lowercase();
     let mut from = 0;
     while let Some(p) = lower[from..].find(name) {
@@ -842,6 +763,8 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 .iter()
                 .any(|p| p.is_html && p.raw_text.as_deref().is_some_and(|t| !t.is_empty())),
             "font_face_bad" => facts.html_font_face_bad,
+            "font_low_contrast" => facts.html_low_contrast,
+            "font_invalid_color" => facts.html_invalid_color,
             _ => false,
         },
         "check_for_mime_html" => top_ctype_html(message) || facts.html_count > 0,
