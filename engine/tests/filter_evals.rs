@@ -14,6 +14,7 @@ header FREEMAIL_FROM eval:check_freemail_from()
 header FREEMAIL_ENVFROM_END_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 header FREEMAIL_REPLYTO eval:check_freemail_replyto('replyto')
 header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()
+header ENV_AND_HDR_FROM_MATCH eval:check_for_matching_env_and_hdr_from()
 header ALL_TRUSTED eval:check_all_trusted()
 header NO_RELAYS eval:check_no_relays()
 header UNPARSEABLE eval:check_relays_unparseable()
@@ -116,13 +117,19 @@ fn check(raw: &str, want: &[&str], not: &[&str]) {
 fn freemail_and_from_domains() {
     check(
         "Return-Path: <joe99@freemail.example>\nFrom: joe99@freemail.example\nReply-To: other@x.webmail.example\nTo: a@b.example\nSubject: hello there\n\nhi\n",
-        &["FREEMAIL_FROM", "FREEMAIL_ENVFROM_END_DIGIT", "FREEMAIL_REPLYTO", "ENVFROM_SET"],
+        &[
+            "FREEMAIL_FROM",
+            "FREEMAIL_ENVFROM_END_DIGIT",
+            "FREEMAIL_REPLYTO",
+            "ENVFROM_SET",
+            "ENV_AND_HDR_FROM_MATCH",
+        ],
         &["HEADER_FROM_DIFFERENT_DOMAINS", "MISSING_HEADERS"],
     );
     check(
         "Return-Path: <bounce@lists.example.org>\nFrom: joe@corp.example.com\nTo: a@b.example\n\nhi\n",
         &["HEADER_FROM_DIFFERENT_DOMAINS"],
-        &["FREEMAIL_FROM", "FREEMAIL_REPLYTO"],
+        &["FREEMAIL_FROM", "FREEMAIL_REPLYTO", "ENV_AND_HDR_FROM_MATCH"],
     );
     // Return-Path below a Received header is not the envelope sender.
     check(
@@ -616,5 +623,27 @@ fn html_font_colours() {
         &html("<font color=white><style>p { x: 1 }</style><script>var a = '<b>';</script></font>"),
         &[],
         &both,
+    );
+}
+
+/// `check_for_matching_env_and_hdr_from`: the envelope sender is the From
+/// address (case-blind); two missing addresses match, as in HeaderEval.
+#[test]
+fn envelope_and_header_from_match() {
+    let m = ["ENV_AND_HDR_FROM_MATCH"];
+    check(
+        "Return-Path: <Joe@Corp.example>\nFrom: Joe <joe@corp.EXAMPLE>\nTo: a@b.example\n\nhi\n",
+        &m,
+        &[],
+    );
+    check(
+        "To: a@b.example\nSubject: no senders at all\n\nhi\n",
+        &m,
+        &[],
+    );
+    check(
+        "Return-Path: <bounce@corp.example>\nFrom: joe@corp.example\nTo: a@b.example\n\nhi\n",
+        &[],
+        &m,
     );
 }

@@ -16,6 +16,7 @@ use crate::filter::sa::{Kind, RuleSet};
 /// default).
 pub const IMPLEMENTED: &[&str] = &[
     "check_equal_from_domains",
+    "check_for_matching_env_and_hdr_from",
     "check_freemail_from",
     "check_freemail_header",
     "check_freemail_replyto",
@@ -710,6 +711,17 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
     let arg = |i: usize| args.get(i).map_or("", String::as_str);
     match name {
         "check_equal_from_domains" => equal_from_domains(message, facts),
+        // HeaderEval: EnvelopeFrom:addr eq From:addr, case-blind (two
+        // missing addresses match)
+        "check_for_matching_env_and_hdr_from" => {
+            let from = message
+                .header("from")
+                .next()
+                .and_then(|h| h.addrs().into_iter().next())
+                .unwrap_or_default();
+            let env = facts.envfrom.as_deref().unwrap_or_default();
+            from.to_lowercase() == env.to_lowercase()
+        }
         "check_freemail_from" => {
             // an invalid pattern: FreeMail warns and matches every address
             let re = cfg.regex(name, args).unwrap_or(None);
