@@ -133,6 +133,54 @@ fn sub_rules_never_score_and_inactive_rules_never_hit() {
         .is_empty());
 }
 
+/// A meta in a false conditional block never runs; a name defined there
+/// and again in a live block means the live definition; and, as in
+/// SpamAssassin, `tflags net` skips only eval rules: a meta with it runs.
+#[test]
+fn conditional_metas_and_net_metas() {
+    let text = "\
+ifplugin Mail::SpamAssassin::Plugin::FreeMail
+  ifplugin Mail::SpamAssassin::Plugin::NotLoaded
+    meta  DEAD_META  SUBJ_FREE
+  endif
+endif
+if !plugin(Mail::SpamAssassin::Plugin::DKIM)
+  meta  TWICE  !SUBJ_FREE
+endif
+ifplugin Mail::SpamAssassin::Plugin::DKIM
+  meta  TWICE  SUBJ_FREE
+endif
+meta  USES_TWICE  TWICE
+header SUBJ_FREE Subject =~ /free\\s+money/i
+meta  NET_META  SUBJ_FREE
+tflags NET_META net
+header NET_EVAL eval:check_rbl('x', 'rbl.example.')
+tflags NET_EVAL net
+";
+    let set = sa::load(
+        &[Source {
+            file: "cond.cf",
+            text,
+        }],
+        &Options::default(),
+    );
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        let message = mime::parse(SPAMMY.as_bytes(), &Limits::default());
+        let r = scanner.scan(&mut state, SPAMMY.as_bytes(), &message);
+        let mut got = names(&r);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            ["NET_META", "SUBJ_FREE", "TWICE", "USES_TWICE"],
+            "{backend:?} {r:?}"
+        );
+    }
+    assert!(set.get("NET_META").is_some_and(sa::Rule::is_active));
+    assert!(!set.get("NET_EVAL").is_some_and(sa::Rule::is_active));
+}
+
 #[test]
 fn the_floor_counts_raw_hits_of_every_class() {
     let set = sa::load(

@@ -22,6 +22,7 @@ use super::sa::meta::Resolved;
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
 
 pub mod evals;
+mod freemail;
 pub mod relays;
 mod style;
 
@@ -224,11 +225,16 @@ impl Scanner {
         cache: Option<&DatabaseCache>,
     ) -> Self {
         let rules = set.rules.clone();
-        let index: HashMap<String, usize> = rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.clone(), i))
-            .collect();
+        // A name can be defined twice, once in a false conditional block
+        // (kept as skipped, for the report) and once live: the live one is
+        // the rule the name means.
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            let slot = index.entry(r.name.clone()).or_insert(i);
+            if r.is_active() && !rules[*slot].is_active() {
+                *slot = i;
+            }
+        }
         let mut by_source: HashMap<Source, Vec<(usize, Pattern)>> = HashMap::new();
         let mut order: Vec<Source> = Vec::new();
         let mut checks = vec![Check::Skipped; rules.len()];
@@ -525,6 +531,18 @@ impl Scanner {
         (label, class.database.len())
     }
 
+    /// The facts some evals read from the body elements (`text`, one
+    /// element per line): `check_for_uppercase`'s share and FreeMail's
+    /// addresses.
+    fn body_facts(&self, message: &Message, facts: &mut Facts, text: &str) {
+        if self.needs_uppercase {
+            facts.uppercase = evals::uppercase_percent(message, text);
+        }
+        if let Some(finder) = self.config.body_emails() {
+            facts.body_emails = finder.find(text, &facts.html_mailtos);
+        }
+    }
+
     fn scan_inner(
         &self,
         state: &mut ScanState,
@@ -535,8 +553,8 @@ impl Scanner {
         let mut facts = Facts::of(message, raw);
         // check_for_uppercase reads the body elements: from the body
         // class's text below, or built here when there is no body class
-        let mut uppercase_pending = self.needs_uppercase;
-        if uppercase_pending && !self.classes.iter().any(|c| c.source == Source::Body) {
+        let mut body_pending = self.needs_uppercase || self.config.body_emails().is_some();
+        if body_pending && !self.classes.iter().any(|c| c.source == Source::Body) {
             let mut body = String::new();
             fill(
                 &Source::Body,
@@ -546,8 +564,8 @@ impl Scanner {
                 &mut body,
                 &mut Vec::new(),
             );
-            facts.uppercase = evals::uppercase_percent(message, &body);
-            uppercase_pending = false;
+            self.body_facts(message, &mut facts, &body);
+            body_pending = false;
         }
         let mut counts = vec![1.0f64; self.rules.len()];
         let mut text = String::new();
@@ -569,9 +587,9 @@ impl Scanner {
                     counts[counter.rule] = f64::from(counter.count(haystack));
                 }
             }
-            if uppercase_pending && class.source == Source::Body {
-                facts.uppercase = evals::uppercase_percent(message, &text);
-                uppercase_pending = false;
+            if body_pending && class.source == Source::Body {
+                self.body_facts(message, &mut facts, &text);
+                body_pending = false;
             }
             if let (Some((clock, profile)), Some(t0)) = (probe.as_mut(), started) {
                 profile.classes[c] += clock().saturating_sub(t0);
@@ -1090,7 +1108,7 @@ fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
     let metas: Vec<usize> = rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| matches!(r.kind, Kind::Meta { .. }))
+        .filter(|(_, r)| matches!(r.kind, Kind::Meta { .. }) && r.is_active())
         .map(|(i, _)| i)
         .collect();
     let mut state = vec![0u8; rules.len()]; // 0 new, 1 visiting, 2 done
@@ -1110,7 +1128,7 @@ fn meta_order(rules: &[Rule], index: &HashMap<String, usize>) -> Vec<usize> {
         if let Kind::Meta { expr } = &rules[i].kind {
             for name in expr.rules() {
                 if let Some(&d) = index.get(name) {
-                    if matches!(rules[d].kind, Kind::Meta { .. }) {
+                    if matches!(rules[d].kind, Kind::Meta { .. }) && rules[d].is_active() {
                         visit(d, rules, index, state, out, depth + 1);
                     }
                 }

@@ -1315,10 +1315,14 @@ fn skip_reason(
             EvalClass::Local => {}
         }
     }
-    if matches!(kind, Kind::Net { .. }) || tflags.iter().any(|t| t == "net") {
+    // SpamAssassin skips `net` and `learn` rules without the network or
+    // Bayes only among eval rules (Check.pm's run_eval_tests): a meta, or
+    // a pattern rule, with those tflags still runs.
+    let is_eval = matches!(kind, Kind::Eval { .. });
+    if matches!(kind, Kind::Net { .. }) || is_eval && tflags.iter().any(|t| t == "net") {
         return Some(SkipReason::Net);
     }
-    if tflags.iter().any(|t| t == "learn") {
+    if is_eval && tflags.iter().any(|t| t == "learn") {
         return Some(SkipReason::Bayes);
     }
     if !name.starts_with("__") && score == 0.0 {

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::freemail::BodyEmails;
 use super::relays::{self, Relays};
 use super::style::TextStyle;
 use crate::filter::mime::Message;
@@ -65,6 +66,9 @@ pub struct Config {
     /// The regex arguments of the rule set's evals, compiled once (`None`:
     /// the argument is not a valid regex). Keyed by the text compiled.
     regexes: HashMap<String, Option<regex::Regex>>,
+    /// FreeMail's body-address patterns, when a rule calls
+    /// `check_freemail_replyto` (see [`Config::body_emails`]).
+    body_emails: Option<BodyEmails>,
 }
 
 impl Config {
@@ -96,6 +100,9 @@ impl Config {
         }
         for rule in &set.rules {
             if let Kind::Eval { function, args, .. } = &rule.kind {
+                if function == "check_freemail_replyto" && c.body_emails.is_none() {
+                    c.body_emails = BodyEmails::compile(&set.util_rb_tld);
+                }
                 if let Some(text) = regex_text(function, args) {
                     let compiled = regex::Regex::new(&text).ok();
                     c.regexes.entry(text).or_insert(compiled);
@@ -103,6 +110,13 @@ impl Config {
             }
         }
         c
+    }
+
+    /// FreeMail's body-address finder, when the rule set needs it: the
+    /// scanner fills [`Facts::body_emails`] with it from the body elements.
+    #[must_use]
+    pub fn body_emails(&self) -> Option<&BodyEmails> {
+        self.body_emails.as_ref()
     }
 
     /// The compiled regex argument of eval `function` (see [`regex_text`]).
@@ -159,6 +173,11 @@ pub struct Facts {
     /// Per cent of upper-case letters in the body text
     /// ([`uppercase_percent`]; set by the scanner when a rule needs it).
     pub uppercase: f64,
+    /// The distinct addresses FreeMail finds in the body (`mailto:` links
+    /// first), lower case; set by the scanner when a rule needs them.
+    pub body_emails: Vec<String>,
+    /// The `href`s of HTML anchors that start with `mailto:` (at most 20).
+    pub html_mailtos: Vec<String>,
     /// The relays and the trust boundary.
     pub relays: Relays,
     /// `X-Spam-Relays-Untrusted` / `-External`.
@@ -365,6 +384,16 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
             ("a", false) => {
                 in_anchor = true;
                 f.html_anchors.push(String::new());
+                if let Some(href) = attribute(attrs, "href") {
+                    let href = href.trim();
+                    if f.html_mailtos.len() < 20
+                        && href
+                            .get(..7)
+                            .is_some_and(|p| p.eq_ignore_ascii_case("mailto:"))
+                    {
+                        f.html_mailtos.push(href.to_owned());
+                    }
+                }
             }
             ("a", true) => in_anchor = false,
             ("img", false) if in_anchor => {
@@ -735,7 +764,9 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 .iter()
                 .any(|e| cfg.is_freemail(e) && re.as_ref().is_none_or(|r| r.is_match(e)))
         }
-        "check_freemail_replyto" => freemail_replyto(message, facts, cfg),
+        "check_freemail_replyto" => {
+            freemail_replyto(message, facts, cfg, args.first().map(|a| a.trim()))
+        }
         "check_all_trusted" => {
             !facts.relays.trusted.is_empty()
                 && facts.relays.untrusted.is_empty()
@@ -1019,16 +1050,67 @@ fn equal_from_domains(message: &Message, facts: &Facts) -> bool {
     !a.is_empty() && !b.is_empty() && !a.eq_ignore_ascii_case(&b)
 }
 
-/// FreeMail's `check_freemail_replyto` (the body-address branch is not
-/// implemented: it returns false there).
-fn freemail_replyto(message: &Message, facts: &Facts, cfg: &Config) -> bool {
+/// FreeMail's `check_freemail_replyto(what)`: From and Reply-To are
+/// different free-mail addresses; else (`what` = `replyto`: a free-mail
+/// Reply-To; `reply`: that, or no Reply-To and a free-mail From) a
+/// free-mail address in the body differs from the one to reply to. Skipped
+/// for a bulk-looking envelope sender, and (the body part) for a body with
+/// five or more addresses or three or more free-mail ones.
+fn freemail_replyto(message: &Message, facts: &Facts, cfg: &Config, what: Option<&str>) -> bool {
+    let what = what.unwrap_or("replyto");
+    if what != "replyto" && what != "reply" {
+        return false;
+    }
+    if let (Some(e), Some(re)) = (facts.envfrom.as_deref(), BULK_ENVFROM.as_ref()) {
+        if re.is_match(e) {
+            return false;
+        }
+    }
     let from = header_addrs(message, facts, "from");
     let reply = header_addrs(message, facts, "reply-to");
     let from_fm = from.iter().any(|a| cfg.is_freemail(a));
     let reply_fm = reply.iter().any(|a| cfg.is_freemail(a));
     let not_in = !from.iter().any(|f| reply.contains(f));
-    from_fm && reply_fm && not_in
+    if from_fm && reply_fm && not_in {
+        return true;
+    }
+    if what == "replyto" && !reply_fm {
+        return false;
+    }
+    if what == "reply" && (!reply.is_empty() && !reply_fm || !from_fm) {
+        return false;
+    }
+    let (mut all, mut free) = (0, 0);
+    let mut body = Vec::new();
+    for email in &facts.body_emails {
+        all += 1;
+        if all == 5 {
+            return false;
+        }
+        if cfg.is_freemail(email) {
+            free += 1;
+            if free == 3 {
+                return false;
+            }
+            body.push(email);
+        }
+    }
+    let to = if what == "replyto" || reply_fm {
+        &reply
+    } else {
+        &from
+    };
+    body.iter().any(|b| to.iter().any(|r| *b != r))
 }
+
+/// FreeMail's `$skip_replyto_envfrom`: envelope senders of bounces, lists
+/// and no-reply robots.
+static BULK_ENVFROM: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)(?:^(?:post|host|domain)master|^double-bounce|^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)|\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@",
+    )
+    .ok()
+});
 
 /// HeaderEval's `_check_recipients`: (`tocc_similar`, `tocc_sorted`).
 fn recipients(message: &Message) -> (f64, bool) {
