@@ -60,6 +60,9 @@ meta EMPTY_MESSAGE !__MIME_ATTACHMENT && !__NONEMPTY_BODY
 header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')
 header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)[Rr]eceived:\s.+\n[Rr]eceived:\s/s
 rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
+rawbody MIME_B64_COUNT eval:check_for_mime('mime_base64_count')
+rawbody MIME_QP_COUNT eval:check_for_mime('mime_qp_count')
+rawbody MIME_BAD_ISO eval:check_for_mime('mime_bad_iso_charset')
 body T_TVD_MIME_EPI eval:check_msg_parse_flags('mime_epilogue_exists')
 body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')
 body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_separator')
@@ -645,5 +648,30 @@ fn envelope_and_header_from_match() {
         "Return-Path: <bounce@corp.example>\nFrom: joe@corp.example\nTo: a@b.example\n\nhi\n",
         &[],
         &m,
+    );
+}
+
+/// `check_for_mime` counts over every entity: `mime_base64_count`,
+/// `mime_qp_count` and `mime_bad_iso_charset`.
+#[test]
+fn mime_counts() {
+    let all = ["MIME_B64_COUNT", "MIME_QP_COUNT", "MIME_BAD_ISO"];
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/plain; charset=iso-8859-1\n\nplain\n",
+        &[],
+        &all,
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\nMIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+         Content-Type: text/plain; charset=iso-2022-jp\nContent-Transfer-Encoding: quoted-printable\n\nhi=20there\n--b\n\
+         Content-Type: application/octet-stream; name=x.bin\nContent-Transfer-Encoding: Base64\n\naGVsbG8=\n--b--\n",
+        &["MIME_B64_COUNT", "MIME_QP_COUNT"],
+        &["MIME_BAD_ISO"],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/plain; charset=ISO-10646-UCS-2\n\nx\n",
+        &["MIME_BAD_ISO"],
+        &["MIME_B64_COUNT", "MIME_QP_COUNT"],
     );
 }

@@ -192,6 +192,13 @@ pub struct Facts {
     html_count: usize,
     text_count: usize,
     base64_text: bool,
+    /// MIMEEval's `mime_base64_count` and `mime_qp_count`: entities whose
+    /// Content-Transfer-Encoding names base64 (or else quoted-printable).
+    base64_count: usize,
+    qp_count: usize,
+    /// MIMEEval's `mime_bad_iso_charset`: an `iso-X-Y` charset other than
+    /// ISO-8859-N and ISO-2022-JP/KR.
+    bad_iso_charset: bool,
     attachments: usize,
     ascii_illegal: bool,
     /// Lower-case names of the tags seen in the HTML parts.
@@ -253,6 +260,20 @@ impl Facts {
             raw_headers: raw_headers(raw),
             ..Self::default()
         };
+        // MIMEEval's `_check_mime_header` over every entity, the top level
+        // and multipart containers included.
+        for part in &message.parts {
+            let cte = part_header(part, "content-transfer-encoding").to_ascii_lowercase();
+            if cte.contains("base64") {
+                f.base64_count += 1;
+            } else if cte.contains("quoted-printable") {
+                f.qp_count += 1;
+            }
+            let charset = part.charset.as_deref().unwrap_or("");
+            if bad_iso_charset(charset) {
+                f.bad_iso_charset = true;
+            }
+        }
         for part in message
             .parts
             .iter()
@@ -446,6 +467,20 @@ fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
         from = s;
     }
     b.len()
+}
+
+/// MIMEEval's bad ISO charset: `iso-\S+-\S+\b` but not
+/// `iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b` (case-blind).
+fn bad_iso_charset(charset: &str) -> bool {
+    static ISO: std::sync::LazyLock<Option<(regex::Regex, regex::Regex)>> =
+        std::sync::LazyLock::new(|| {
+            Some((
+                regex::Regex::new(r"(?i)iso-\S+-\S+\b").ok()?,
+                regex::Regex::new(r"(?i)iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b").ok()?,
+            ))
+        });
+    ISO.as_ref()
+        .is_some_and(|(any, good)| any.is_match(charset) && !good.is_match(charset))
 }
 
 /// `value OP n` for HTMLEval's expressions (`!= 0`, `> 2`, `<= 1`…).
@@ -818,6 +853,9 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             "mime_base64_encoded_text" => facts.base64_text,
             "mime_attachment" => facts.attachments > 0,
             "mime_qp_long_line" => message.flags.qp_long_line,
+            "mime_base64_count" => facts.base64_count > 0,
+            "mime_qp_count" => facts.qp_count > 0,
+            "mime_bad_iso_charset" => facts.bad_iso_charset,
             _ => false,
         },
         "check_for_uppercase" => {
