@@ -60,6 +60,7 @@ meta EMPTY_MESSAGE !__MIME_ATTACHMENT && !__NONEMPTY_BODY
 header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')
 header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)[Rr]eceived:\s.+\n[Rr]eceived:\s/s
 rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
+body BODY_LT_16 eval:check_body_length('16')
 rawbody MIME_B64_COUNT eval:check_for_mime('mime_base64_count')
 rawbody MIME_QP_COUNT eval:check_for_mime('mime_qp_count')
 rawbody MIME_BAD_ISO eval:check_for_mime('mime_bad_iso_charset')
@@ -673,5 +674,32 @@ fn mime_counts() {
         "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/plain; charset=ISO-10646-UCS-2\n\nx\n",
         &["MIME_BAD_ISO"],
         &["MIME_B64_COUNT", "MIME_QP_COUNT"],
+    );
+}
+
+/// `check_body_length(N)`: the raw body (after the blank line, line ends
+/// as received) is at most N bytes.
+#[test]
+fn body_length() {
+    let m = ["BODY_LT_16"];
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\n\nshort\n",
+        &m,
+        &[],
+    );
+    check(
+        "From: a@b.example\r\nSubject: s\r\n\r\n0123456789abcd\r\n",
+        &m,
+        &[],
+    );
+    check(
+        "From: a@b.example\r\nSubject: s\r\n\r\n0123456789abcde\r\n",
+        &[],
+        &m,
+    );
+    check(
+        "From: a@b.example\nSubject: s\n\nthis body is longer than sixteen bytes\n",
+        &[],
+        &m,
     );
 }

@@ -44,6 +44,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_for_faraway_charset_in_headers",
     "html_tag_exists",
     "tvd_vertical_words",
+    "check_body_length",
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
@@ -192,6 +193,9 @@ pub struct Facts {
     html_count: usize,
     text_count: usize,
     base64_text: bool,
+    /// Message.pm's `pristine_body_length`: bytes after the blank line
+    /// that ends the header, line endings as received.
+    body_length: usize,
     /// MIMEEval's `mime_base64_count` and `mime_qp_count`: entities whose
     /// Content-Transfer-Encoding names base64 (or else quoted-printable).
     base64_count: usize,
@@ -258,6 +262,7 @@ impl Facts {
             envfrom,
             date_diff: date_diff(message, &received),
             raw_headers: raw_headers(raw),
+            body_length: pristine_body_length(raw),
             ..Self::default()
         };
         // MIMEEval's `_check_mime_header` over every entity, the top level
@@ -467,6 +472,31 @@ fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
         from = s;
     }
     b.len()
+}
+
+/// The length of the body of `raw`: the bytes after the first empty line
+/// (`\n` or `\r\n`); 0 without one.
+fn pristine_body_length(raw: &[u8]) -> usize {
+    let blank = |rest: &[u8]| {
+        if rest.starts_with(b"\n") {
+            Some(rest.len() - 1)
+        } else if rest.starts_with(b"\r\n") {
+            Some(rest.len() - 2)
+        } else {
+            None
+        }
+    };
+    if let Some(n) = blank(raw) {
+        return n;
+    }
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\n', &raw[i..]) {
+        i += p + 1;
+        if let Some(n) = blank(&raw[i..]) {
+            return n;
+        }
+    }
+    0
 }
 
 /// MIMEEval's bad ISO charset: `iso-\S+-\S+\b` but not
@@ -888,6 +918,11 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         },
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
+        // BodyEval: the raw body, as received, is at most `min` bytes
+        "check_body_length" => arg(0)
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|min| facts.body_length as f64 <= min),
         "tvd_vertical_words" => {
             let (Ok(min), Ok(max)) = (arg(0).trim().parse::<i64>(), arg(1).trim().parse::<i64>())
             else {
