@@ -181,6 +181,34 @@ tflags NET_EVAL net
     assert!(!set.get("NET_EVAL").is_some_and(sa::Rule::is_active));
 }
 
+/// `tflags multiple` counts a pattern the `regex` crate cannot run
+/// (a lookahead) with the engine that confirms it.
+#[test]
+fn multiple_counts_patterns_with_lookarounds() {
+    let text = "\
+body __FOO /\\bfoo(?!bar)/i
+tflags __FOO multiple maxhits=5
+meta FOO_3 __FOO > 2
+";
+    let set = sa::load(
+        &[Source {
+            file: "count.cf",
+            text,
+        }],
+        &Options::default(),
+    );
+    let run = |body: &str| {
+        let raw = format!("From: a@b.example\nSubject: s\n\n{body}\n");
+        let scanner = Scanner::compile(&set, Backend::Hyperscan);
+        let mut state = scanner.state();
+        let message = mime::parse(raw.as_bytes(), &Limits::default());
+        let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+        names(&r).contains(&"FOO_3")
+    };
+    assert!(run("foo one, FOO two, foobar, foo three"));
+    assert!(!run("foo one, foobar, foobar, foobar"));
+}
+
 #[test]
 fn the_floor_counts_raw_hits_of_every_class() {
     let set = sa::load(

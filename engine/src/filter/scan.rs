@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::matcher::{
     translate, Backend, CompileReport, Database, DatabaseCache, HitSet, Mode, Pattern, Scratch,
+    Single,
 };
 use super::mime::{Header, Message};
 use super::sa::meta::Resolved;
@@ -141,7 +142,7 @@ pub struct Scanner {
 #[derive(Debug)]
 struct Counter {
     rule: usize,
-    regex: regex::bytes::Regex,
+    regex: Single,
     max: u32,
     per_line: bool,
 }
@@ -371,10 +372,13 @@ impl Scanner {
             if !rule.has_tflag("multiple") {
                 continue;
             }
-            let Some(Ok(translated)) = rule.pattern.as_ref().map(|p| p.translated.as_ref()) else {
-                continue;
-            };
-            let Ok(regex) = regex::bytes::Regex::new(translated) else {
+            // the pattern as the class compiled it, counted by the engine
+            // that confirms it (lookarounds and backreferences included)
+            let Some(regex) = classes
+                .get(class)
+                .and_then(|c| c.patterns.iter().find(|(r, _)| *r == i))
+                .and_then(|(_, p)| Single::compile(p).ok())
+            else {
                 continue;
             };
             let max = rule
@@ -737,9 +741,8 @@ impl Counter {
             Box::new(std::iter::once(text))
         };
         for line in lines {
-            n = n.saturating_add(
-                u32::try_from(self.regex.find_iter(line).count()).unwrap_or(u32::MAX),
-            );
+            let left = usize::try_from(self.max - n).unwrap_or(usize::MAX);
+            n = n.saturating_add(u32::try_from(self.regex.count(line, left)).unwrap_or(u32::MAX));
             if n >= self.max {
                 return self.max;
             }

@@ -432,6 +432,47 @@ impl Oracle {
     }
 }
 
+/// One pattern compiled on its own, with the engine that confirms it (the
+/// `regex` crate, else PCRE2, else `fancy-regex`), for counting its
+/// matches: SpamAssassin's `tflags multiple`.
+#[derive(Debug)]
+pub struct Single(Oracle);
+
+impl Single {
+    /// Compiles `pattern`; the error says why no engine takes it.
+    ///
+    /// # Errors
+    ///
+    /// When no engine compiles the pattern.
+    pub fn compile(pattern: &Pattern) -> Result<Self, String> {
+        Oracle::compile(pattern).map(Single)
+    }
+
+    /// Non-overlapping matches in `haystack`, left to right, at most `max`
+    /// (a match error ends the count).
+    #[must_use]
+    pub fn count(&self, haystack: &[u8], max: usize) -> usize {
+        match &self.0 {
+            Oracle::Plain(re) => re.find_iter(haystack).take(max).count(),
+            Oracle::Pcre(_, Some(superset)) | Oracle::Fancy(_, Some(superset))
+                if !superset.is_match(haystack) =>
+            {
+                0
+            }
+            Oracle::Pcre(re, _) => re
+                .find_iter(haystack)
+                .map_while(Result::ok)
+                .take(max)
+                .count(),
+            Oracle::Fancy(re, _) => re
+                .find_iter(haystack)
+                .map_while(Result::ok)
+                .take(max)
+                .count(),
+        }
+    }
+}
+
 /// One pattern inside the Hyperscan database (indexed by Hyperscan id).
 #[derive(Debug)]
 struct HsEntry {
