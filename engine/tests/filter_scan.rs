@@ -209,6 +209,31 @@ meta FOO_3 __FOO > 2
     assert!(!run("foo one, foobar, foobar, foobar"));
 }
 
+/// A `mimeheader` rule matches each part's value on its own: `^` anchors
+/// at the start of every part's value, not only the first part's.
+#[test]
+fn mimeheader_rules_match_each_part() {
+    let set = sa::load(
+        &[Source {
+            file: "mh.cf",
+            text: "mimeheader GIF_PART Content-Type =~ /^image\\/gif\\b/i\n\
+                   mimeheader GIF_END Content-Type =~ /gif\"$/i\n",
+        }],
+        &Options::default(),
+    );
+    let raw = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n\
+               Content-Type: multipart/related; boundary=\"n\"\n\n--n\n\
+               Content-Type: text/html\n\n<b>hi</b>\n--n\n\
+               Content-Type: image/gif; name=\"e.gif\"\n\nR0lGOD\n--n--\n";
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        let message = mime::parse(raw.as_bytes(), &Limits::default());
+        let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+        assert_eq!(names(&r), ["GIF_PART", "GIF_END"], "{backend:?}");
+    }
+}
+
 #[test]
 fn the_floor_counts_raw_hits_of_every_class() {
     let set = sa::load(

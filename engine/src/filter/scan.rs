@@ -317,11 +317,17 @@ impl Scanner {
             });
             let id = u32::try_from(list.len()).unwrap_or(u32::MAX);
             // SpamAssassin matches body rules one element (paragraph) at a
-            // time and URI rules one URI at a time; the class text joins
+            // time, URI rules one URI at a time and MIME-header rules one
+            // part's value at a time; the class text joins
             // them with newlines, so `^`/`$` must match at line boundaries.
             // Raw-body elements are whole parts (or 2-4 KB pieces), scanned
             // one by one: `^`/`$` are their ends unless the rule says `/m`.
-            let per_line = matches!(source, Source::Body | Source::BodyNoSubject | Source::Uri);
+            // MIME-header rules, like SpamAssassin's MIMEHeader plugin,
+            // match each part's value on its own: one value per line.
+            let per_line = matches!(
+                source,
+                Source::Body | Source::BodyNoSubject | Source::Uri | Source::MimeHeader(..)
+            );
             list.push((
                 i,
                 Pattern {
