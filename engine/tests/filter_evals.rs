@@ -61,6 +61,7 @@ header SUSPICIOUS_RECIPS eval:similar_recipients('0.65','undef')
 header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)[Rr]eceived:\s.+\n[Rr]eceived:\s/s
 rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
 body BODY_LT_16 eval:check_body_length('16')
+body MIME_HTML_MOSTLY eval:check_mime_multipart_ratio('0.00','0.01')
 rawbody MIME_B64_COUNT eval:check_for_mime('mime_base64_count')
 rawbody MIME_QP_COUNT eval:check_for_mime('mime_qp_count')
 rawbody MIME_BAD_ISO eval:check_for_mime('mime_bad_iso_charset')
@@ -699,6 +700,33 @@ fn body_length() {
     );
     check(
         "From: a@b.example\nSubject: s\n\nthis body is longer than sixteen bytes\n",
+        &[],
+        &m,
+    );
+}
+
+/// `check_mime_multipart_ratio`: in a multipart/alternative, the raw bytes
+/// of the last text/plain part over those of the last text/html part.
+#[test]
+fn multipart_ratio() {
+    let alt = |text: &str, html: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nMIME-Version: 1.0\n\
+             Content-Type: multipart/alternative; boundary=\"a\"\n\n--a\n\
+             Content-Type: text/plain\n\n{text}\n--a\n\
+             Content-Type: text/html\n\n{html}\n--a--\n"
+        )
+    };
+    let big = format!(
+        "<html><body>{}</body></html>",
+        "<p>words and words</p>".repeat(20)
+    );
+    let m = ["MIME_HTML_MOSTLY"];
+    check(&alt(".", &big), &m, &[]);
+    check(&alt("a fair text version of the same words", &big), &[], &m);
+    // no multipart/alternative: the ratio is 1
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n<p>hi</p>\n",
         &[],
         &m,
     );

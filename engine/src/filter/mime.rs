@@ -126,6 +126,9 @@ pub struct Part {
     /// Decoded bytes of a leaf; 0 for containers (multipart, and
     /// `message/rfc822` whose message is the next part).
     pub size: usize,
+    /// Bytes of a leaf's body as it stands in the message (still
+    /// transfer-encoded); 0 for containers.
+    pub raw_size: usize,
 }
 
 /// A part that is a file: not text, or named, or marked as an attachment.
@@ -410,6 +413,7 @@ impl Builder {
             raw_text: None,
             is_html: false,
             size: 0,
+            raw_size: 0,
         });
         if ct.main.starts_with("multipart/") {
             let Some(boundary) = ct.param("boundary").filter(|b| !b.is_empty()) else {
@@ -541,6 +545,7 @@ impl Builder {
 
     /// Decodes a leaf: text for body rules, bytes for attachments.
     fn leaf(&mut self, index: usize, body: &[u8], cte: &str, text: bool, attachment: bool) {
+        self.msg.parts[index].raw_size = body.len();
         if cte == "base64" && self.msg.parts[index].content_type != "application/ics" {
             let longest = body
                 .split_inclusive(|&b| b == b'\n')

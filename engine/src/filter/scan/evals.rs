@@ -45,6 +45,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "html_tag_exists",
     "tvd_vertical_words",
     "check_body_length",
+    "check_mime_multipart_ratio",
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
@@ -193,6 +194,10 @@ pub struct Facts {
     html_count: usize,
     text_count: usize,
     base64_text: bool,
+    /// MIMEEval's `mime_multipart_ratio`: the raw bytes of the last
+    /// text/plain part over those of the last text/html part, in a message
+    /// with a multipart/alternative (1 otherwise).
+    multipart_ratio: f64,
     /// Message.pm's `pristine_body_length`: bytes after the blank line
     /// that ends the header, line endings as received.
     body_length: usize,
@@ -332,6 +337,7 @@ impl Facts {
             }
         }
         f.madiff = madiff(message);
+        f.multipart_ratio = multipart_ratio(message);
         f.vertical_words = vertical_words(message);
         // A single-part message: its only part is the top level.
         if message.parts.len() == 1 {
@@ -472,6 +478,49 @@ fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
         from = s;
     }
     b.len()
+}
+
+/// MIMEEval's `mime_multipart_ratio`. Walking the entities in order, once
+/// a multipart/alternative has been seen every text/plain and text/html
+/// leaf that is not an attachment counts its raw (encoded) bytes; then the
+/// last text/plain over the last text/html, when both exist and the HTML
+/// has bytes. 1 otherwise.
+fn multipart_ratio(message: &Message) -> f64 {
+    let mut alternative = false;
+    // (type, bytes; None for an attachment)
+    let mut leaves: Vec<(&str, Option<usize>)> = Vec::new();
+    for part in &message.parts {
+        let ct = part.content_type.as_str();
+        if ct == "multipart/alternative" {
+            alternative = true;
+        }
+        if ct.starts_with("multipart/") || ct == "message/rfc822" {
+            continue;
+        }
+        let cd = part_header(part, "content-disposition").to_ascii_lowercase();
+        let bytes = (!cd.contains("attachment")).then(|| {
+            if alternative && (ct == "text/plain" || ct == "text/html") {
+                part.raw_size
+            } else {
+                0
+            }
+        });
+        leaves.push((ct, bytes));
+    }
+    if !alternative {
+        return 1.0;
+    }
+    let last = |want: &str| {
+        leaves
+            .iter()
+            .rev()
+            .find_map(|(ct, b)| if *ct == want { *b } else { None })
+    };
+    match (last("text/plain"), last("text/html")) {
+        #[allow(clippy::cast_precision_loss)]
+        (Some(text), Some(html)) if html > 0 => text as f64 / html as f64,
+        _ => 1.0,
+    }
 }
 
 /// The length of the body of `raw`: the bytes after the first empty line
@@ -919,6 +968,13 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
         // BodyEval: the raw body, as received, is at most `min` bytes
+        "check_mime_multipart_ratio" => {
+            let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
+            else {
+                return false;
+            };
+            facts.multipart_ratio >= min && facts.multipart_ratio < max
+        }
         "check_body_length" => arg(0)
             .trim()
             .parse::<f64>()
