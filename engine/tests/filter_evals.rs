@@ -209,6 +209,13 @@ fn mime_and_html() {
         &[],
         &["TVD_SPACE_RATIO"],
     );
+    // measured over body elements (a paragraph's lines joined by a space),
+    // not raw lines: "xxxxxxx" alone would be 0 %
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: a subject of words\n\nxxxxxxx\nyyyyyyy zzzzz\n",
+        &[],
+        &["TVD_SPACE_RATIO"],
+    );
 }
 
 /// Debugging aid, not a check: `MB_RELAY_FILES=list cargo test -p mb-engine

@@ -131,6 +131,8 @@ pub struct Scanner {
     /// An active rule calls `check_for_uppercase` (which needs the body
     /// elements before the evals run).
     needs_uppercase: bool,
+    /// A rule calls `tvd_vertical_words` (read from the body elements).
+    needs_vertical: bool,
     /// How much of each text part body and rawbody rules see.
     sizes: ScanSizes,
     /// Per class: the `tflags multiple` rules whose hit count metas read
@@ -417,6 +419,9 @@ impl Scanner {
         let needs_uppercase = checks.iter().any(
             |c| matches!(c, Check::Eval { function, .. } if function == "check_for_uppercase"),
         );
+        let needs_vertical = checks
+            .iter()
+            .any(|c| matches!(c, Check::Eval { function, .. } if function == "tvd_vertical_words"));
         Self {
             rules,
             checks,
@@ -426,6 +431,7 @@ impl Scanner {
             reports,
             config: evals::Config::from_set(set),
             needs_uppercase,
+            needs_vertical,
             sizes: ScanSizes::from_set(set),
             counters,
         }
@@ -542,11 +548,14 @@ impl Scanner {
     }
 
     /// The facts some evals read from the body elements (`text`, one
-    /// element per line): `check_for_uppercase`'s share and FreeMail's
-    /// addresses.
+    /// element per line): `check_for_uppercase`'s share,
+    /// `tvd_vertical_words`' and FreeMail's addresses.
     fn body_facts(&self, message: &Message, facts: &mut Facts, text: &str) {
         if self.needs_uppercase {
             facts.uppercase = evals::uppercase_percent(message, text);
+        }
+        if self.needs_vertical {
+            facts.vertical_words = evals::vertical_words(text);
         }
         if let Some(finder) = self.config.body_emails() {
             facts.body_emails = finder.find(text, &facts.html_mailtos);
@@ -563,7 +572,8 @@ impl Scanner {
         let mut facts = Facts::of(message, raw);
         // check_for_uppercase reads the body elements: from the body
         // class's text below, or built here when there is no body class
-        let mut body_pending = self.needs_uppercase || self.config.body_emails().is_some();
+        let mut body_pending =
+            self.needs_uppercase || self.needs_vertical || self.config.body_emails().is_some();
         if body_pending && !self.classes.iter().any(|c| c.source == Source::Body) {
             let mut body = String::new();
             fill(

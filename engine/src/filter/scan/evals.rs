@@ -240,8 +240,10 @@ pub struct Facts {
     raw_headers: Vec<(String, Vec<u8>)>,
     /// BodyEval's `madiff`: % of HTML words missing from the text part.
     madiff: f64,
-    /// BodyEval's `tvd_vertical_words` value (-1 when no line is long enough).
-    vertical_words: i64,
+    /// BodyEval's `tvd_vertical_words` value (-1 when no element is long
+    /// enough); set by the scanner from the body elements
+    /// ([`vertical_words`]) when a rule needs it.
+    pub vertical_words: i64,
 }
 
 impl Facts {
@@ -338,7 +340,6 @@ impl Facts {
         }
         f.madiff = madiff(message);
         f.multipart_ratio = multipart_ratio(message);
-        f.vertical_words = vertical_words(message);
         // A single-part message: its only part is the top level.
         if message.parts.len() == 1 {
             f.html_count = usize::from(message.parts[0].content_type == "text/html");
@@ -734,16 +735,19 @@ fn face_ok(face: &str) -> bool {
     face.split(',').enumerate().all(|(i, n)| name_ok(n, i == 0))
 }
 
-/// BodyEval's `tvd_vertical_words` over the rendered body lines.
-fn vertical_words(message: &Message) -> i64 {
+/// BodyEval's `tvd_vertical_words` value over the body elements (`body`,
+/// one element per line, the Subject first): the largest share of spaces
+/// to other bytes, in per cent (100 when spaces outnumber the rest), of
+/// the elements longer than 5 bytes; -1 when there is none.
+#[must_use]
+pub fn vertical_words(body: &str) -> i64 {
     let mut best = -1i64;
-    let body = message.body_text();
     for line in body.split('\n') {
-        let l = line.chars().count();
+        let l = line.len();
         if l <= 5 {
             continue;
         }
-        let spaces = line.chars().filter(|c| *c == ' ').count();
+        let spaces = line.bytes().filter(|&b| b == b' ').count();
         let non = l - spaces;
         let pct = if spaces > non || non == 0 {
             100
