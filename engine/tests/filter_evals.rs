@@ -62,6 +62,8 @@ header RELAYED_EXT ALL-EXTERNAL =~ /(?:^|\n)[Rr]eceived:\s.+\n[Rr]eceived:\s/s
 rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
 body BODY_LT_16 eval:check_body_length('16')
 body MIME_HTML_MOSTLY eval:check_mime_multipart_ratio('0.00','0.01')
+body ONE_IMG eval:image_count('all',1,1)
+body GIF_2P eval:image_count('gif','2')
 rawbody MIME_B64_COUNT eval:check_for_mime('mime_base64_count')
 rawbody MIME_QP_COUNT eval:check_for_mime('mime_qp_count')
 rawbody MIME_BAD_ISO eval:check_for_mime('mime_bad_iso_charset')
@@ -736,5 +738,35 @@ fn multipart_ratio() {
         "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n<p>hi</p>\n",
         &[],
         &m,
+    );
+}
+
+/// `image_count(type, min[, max])`: base64 image/gif, png and jpeg leaves.
+#[test]
+fn image_counts() {
+    let msg = |parts: &[(&str, &str)]| {
+        let mut m = String::from(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: text/plain\n\nhi\n",
+        );
+        for (ct, cte) in parts {
+            m.push_str(&format!(
+                "--m\nContent-Type: {ct}\nContent-Transfer-Encoding: {cte}\n\nR0lGODlhAQABAAAAACw=\n"
+            ));
+        }
+        m.push_str("--m--\n");
+        m
+    };
+    check(&msg(&[("image/gif", "base64")]), &["ONE_IMG"], &["GIF_2P"]);
+    check(
+        &msg(&[("image/gif", "base64"), ("image/GIF", "BASE64")]),
+        &["GIF_2P"],
+        &["ONE_IMG"],
+    );
+    // not base64, or not one of the three types: not counted
+    check(
+        &msg(&[("image/gif", "7bit"), ("image/bmp", "base64")]),
+        &[],
+        &["ONE_IMG", "GIF_2P"],
     );
 }

@@ -46,6 +46,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "tvd_vertical_words",
     "check_body_length",
     "check_mime_multipart_ratio",
+    "image_count",
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
@@ -194,6 +195,9 @@ pub struct Facts {
     html_count: usize,
     text_count: usize,
     base64_text: bool,
+    /// ImageInfo's image counts: base64 leaves of type image/gif, image/png
+    /// and image/jpeg (or jpg), in that order.
+    images: [usize; 3],
     /// MIMEEval's `mime_multipart_ratio`: the raw bytes of the last
     /// text/plain part over those of the last text/html part, in a message
     /// with a multipart/alternative (1 otherwise).
@@ -275,6 +279,17 @@ impl Facts {
         // MIMEEval's `_check_mime_header` over every entity, the top level
         // and multipart containers included.
         for part in &message.parts {
+            let kind = match part.content_type.as_str() {
+                "image/gif" => Some(0),
+                "image/png" => Some(1),
+                "image/jpeg" | "image/jpg" => Some(2),
+                _ => None,
+            };
+            if let Some(k) = kind {
+                if part_header(part, "content-transfer-encoding").eq_ignore_ascii_case("base64") {
+                    f.images[k] += 1;
+                }
+            }
             let cte = part_header(part, "content-transfer-encoding").to_ascii_lowercase();
             if cte.contains("base64") {
                 f.base64_count += 1;
@@ -972,6 +987,21 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
         // BodyEval: the raw body, as received, is at most `min` bytes
+        // ImageInfo: base64 image/gif, png and jpeg leaves
+        "image_count" => {
+            let count = match arg(0).trim() {
+                "all" => facts.images.iter().sum(),
+                "gif" => facts.images[0],
+                "png" => facts.images[1],
+                "jpeg" => facts.images[2],
+                _ => return false,
+            };
+            let Ok(min) = arg(1).trim().parse::<usize>() else {
+                return false;
+            };
+            let max = arg(2).trim().parse::<usize>().ok();
+            count >= min && max.is_none_or(|m| count <= m)
+        }
         "check_mime_multipart_ratio" => {
             let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
             else {
