@@ -63,6 +63,7 @@ rawbody MIME_QP_LONG_LINE eval:check_for_mime('mime_qp_long_line')
 body BODY_LT_16 eval:check_body_length('16')
 body MIME_HTML_MOSTLY eval:check_mime_multipart_ratio('0.00','0.01')
 body ONE_IMG eval:image_count('all',1,1)
+header LOCALPART_IN_SUBJECT eval:check_for_to_in_subject('user')
 body GIF_2P eval:image_count('gif','2')
 rawbody MIME_B64_COUNT eval:check_for_mime('mime_base64_count')
 rawbody MIME_QP_COUNT eval:check_for_mime('mime_qp_count')
@@ -769,4 +770,35 @@ fn image_counts() {
         &[],
         &["ONE_IMG", "GIF_2P"],
     );
+}
+
+/// `check_for_to_in_subject('user')`: the To local part as the Subject,
+/// after Re:/Fw:, or first and followed by punctuation.
+#[test]
+fn localpart_in_subject() {
+    let m = ["LOCALPART_IN_SUBJECT"];
+    let msg = |subject: &str| {
+        format!("From: a@b.example\nTo: Joe <joe@c.example>\nSubject: {subject}\n\nhi\n")
+    };
+    for hit in [
+        "joe",
+        "JOE",
+        "Re: joe",
+        "fw: hello joe",
+        "joe, your offer",
+        "joe: read this",
+        ", Joe!",
+    ] {
+        check(&msg(hit), &m, &[]);
+    }
+    for miss in [
+        "hello joe",
+        "Joe, your offer",
+        "joey",
+        "re: hello there joe",
+        "joe and friends",
+    ] {
+        check(&msg(miss), &[], &m);
+    }
+    check("From: a@b.example\nTo: XX\nSubject: XX\n\nhi\n", &[], &m);
 }

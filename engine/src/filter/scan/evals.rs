@@ -47,6 +47,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_body_length",
     "check_mime_multipart_ratio",
     "image_count",
+    "check_for_to_in_subject",
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
@@ -494,6 +495,77 @@ fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
         from = s;
     }
     b.len()
+}
+
+/// HeaderEval's `check_for_to_in_subject`: the first To address
+/// (`address`) or its local part (`user`) in the Subject, in the places
+/// HeaderEval looks: `user` as the whole Subject, after `Re:`/`Fw:` (and
+/// at most one word), or first and followed by punctuation.
+fn to_in_subject(message: &Message, test: &str) -> bool {
+    let Some(full_to) = message
+        .header("to")
+        .next()
+        .and_then(|h| h.addrs().into_iter().next())
+        // a bare word (`To: XX`) is no address to SpamAssassin
+        .filter(|a| a.contains('@'))
+    else {
+        return false;
+    };
+    let subject = message.header_value("subject").unwrap_or("");
+    let subject = subject.strip_suffix('\n').unwrap_or(subject);
+    match test {
+        "address" => regex::RegexBuilder::new(&format!(r"\b{}\b", regex::escape(&full_to)))
+            .case_insensitive(true)
+            .build()
+            .is_ok_and(|re| re.is_match(subject)),
+        "user" => {
+            let to = full_to.split('@').next().unwrap_or("");
+            let punct = |c: char| ",:;!?-".contains(c);
+            // re:/fw: [word ]TO$
+            let reply = subject
+                .get(..3)
+                .filter(|p| p.eq_ignore_ascii_case("re:") || p.eq_ignore_ascii_case("fw:"))
+                .map(|_| subject[3..].trim_start_matches(perl_ws))
+                .is_some_and(|rest| {
+                    let word = rest
+                        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .filter(|&n| n > 0)
+                        .and_then(|n| {
+                            let after = rest[n..].trim_start_matches(perl_ws);
+                            (after.len() < rest.len() - n).then_some(after)
+                        });
+                    strip_ci(rest, to) == Some("") || word.and_then(|w| strip_ci(w, to)) == Some("")
+                });
+            // TO\s*[,:;!?-](?:$|\s), TO case-sensitive
+            let leading = subject.strip_prefix(to).is_some_and(|rest| {
+                let mut r = rest.trim_start_matches(perl_ws).chars();
+                r.next().is_some_and(punct) && r.next().is_none_or(perl_ws)
+            });
+            // ,\s*TO[,:;!?-]$
+            let listed = subject
+                .strip_prefix(',')
+                .map(|r| r.trim_start_matches(perl_ws))
+                .and_then(|r| strip_ci(r, to))
+                .is_some_and(|rest| {
+                    let mut r = rest.chars();
+                    r.next().is_some_and(punct) && r.next().is_none()
+                });
+            reply || leading || subject.eq_ignore_ascii_case(to) || listed
+        }
+        _ => false,
+    }
+}
+
+/// `s` without a leading `prefix` (ASCII case-blind).
+fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .map(|_| &s[prefix.len()..])
+}
+
+/// Perl's `\s`.
+fn perl_ws(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b')
 }
 
 /// MIMEEval's `mime_multipart_ratio`. Walking the entities in order, once
@@ -987,6 +1059,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
         // BodyEval: the raw body, as received, is at most `min` bytes
+        "check_for_to_in_subject" => to_in_subject(message, arg(0).trim()),
         // ImageInfo: base64 image/gif, png and jpeg leaves
         "image_count" => {
             let count = match arg(0).trim() {
