@@ -10,9 +10,11 @@ use mb_engine::filter::scan::Scanner;
 
 const RULES: &str = r#"
 freemail_domains freemail.example *.webmail.example
+util_rb_tld example
 header FREEMAIL_FROM eval:check_freemail_from()
 header FREEMAIL_ENVFROM_END_DIGIT eval:check_freemail_header('EnvelopeFrom', '\d@')
 header FREEMAIL_REPLYTO eval:check_freemail_replyto('replyto')
+header FREEMAIL_REPLY eval:check_freemail_replyto('reply')
 header HEADER_FROM_DIFFERENT_DOMAINS eval:check_equal_from_domains()
 header ENV_AND_HDR_FROM_MATCH eval:check_for_matching_env_and_hdr_from()
 header ALL_TRUSTED eval:check_all_trusted()
@@ -801,4 +803,74 @@ fn localpart_in_subject() {
         check(&msg(miss), &[], &m);
     }
     check("From: a@b.example\nTo: XX\nSubject: XX\n\nhi\n", &[], &m);
+}
+
+/// `check_freemail_replyto('reply')`: a free-mail From (no Reply-To) and a
+/// different free-mail address in the body; FreeMail's skips apply.
+#[test]
+fn freemail_reply_in_body() {
+    let m = ["FREEMAIL_REPLY"];
+    let msg =
+        |from: &str, body: &str| format!("From: {from}\nTo: a@b.example\nSubject: s\n\n{body}\n");
+    check(
+        &msg(
+            "joe@freemail.example",
+            "write to jim@x.webmail.example today",
+        ),
+        &m,
+        &[],
+    );
+    // the same address, a non-free one, or one in <...>: no
+    check(
+        &msg(
+            "joe@freemail.example",
+            "write to joe@freemail.example today",
+        ),
+        &[],
+        &m,
+    );
+    check(
+        &msg("joe@freemail.example", "write to jim@corp.example today"),
+        &[],
+        &m,
+    );
+    check(
+        &msg("joe@freemail.example", "Jim <jim@x.webmail.example>"),
+        &[],
+        &m,
+    );
+    // From not free: no
+    check(
+        &msg("joe@corp.example", "write to jim@x.webmail.example"),
+        &[],
+        &m,
+    );
+    // a mailto: link counts
+    check(
+        "From: joe@freemail.example\nTo: a@b.example\nSubject: s\nContent-Type: text/html\n\n\
+         <a href=\"mailto:jim@x.webmail.example\">write</a>\n",
+        &m,
+        &[],
+    );
+    // five addresses in the body switch the body part off
+    check(
+        &msg(
+            "joe@freemail.example",
+            "jim@x.webmail.example a@c.example b@c.example c@c.example d@c.example",
+        ),
+        &[],
+        &m,
+    );
+    // a bulk envelope sender switches the whole check off
+    check(
+        &format!(
+            "Return-Path: <list-bounces@freemail.example>\n{}",
+            msg(
+                "joe@freemail.example",
+                "write to jim@x.webmail.example today"
+            )
+        ),
+        &[],
+        &m,
+    );
 }

@@ -558,7 +558,9 @@ impl Scanner {
             facts.vertical_words = evals::vertical_words(text);
         }
         if let Some(finder) = self.config.body_emails() {
-            facts.body_emails = finder.find(text, &facts.html_mailtos);
+            if evals::wants_body_emails(message, facts, &self.config) {
+                facts.body_emails = finder.find(text, &facts.html_mailtos);
+            }
         }
     }
 

@@ -1286,6 +1286,23 @@ fn equal_from_domains(message: &Message, facts: &Facts) -> bool {
     !a.is_empty() && !b.is_empty() && !a.eq_ignore_ascii_case(&b)
 }
 
+/// Whether `check_freemail_replyto` can reach its body part for this
+/// message: a free-mail From or Reply-To, and no bulk envelope sender.
+/// The scanner looks for body addresses only then.
+#[must_use]
+pub fn wants_body_emails(message: &Message, facts: &Facts, cfg: &Config) -> bool {
+    if let (Some(e), Some(re)) = (facts.envfrom.as_deref(), BULK_ENVFROM.as_ref()) {
+        if re.is_match(e) {
+            return false;
+        }
+    }
+    ["from", "reply-to"].iter().any(|h| {
+        header_addrs(message, facts, h)
+            .iter()
+            .any(|a| cfg.is_freemail(a))
+    })
+}
+
 /// FreeMail's `check_freemail_replyto(what)`: From and Reply-To are
 /// different free-mail addresses; else (`what` = `replyto`: a free-mail
 /// Reply-To; `reply`: that, or no Reply-To and a free-mail From) a
