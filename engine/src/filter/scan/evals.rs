@@ -502,10 +502,7 @@ fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
 /// HeaderEval looks: `user` as the whole Subject, after `Re:`/`Fw:` (and
 /// at most one word), or first and followed by punctuation.
 fn to_in_subject(message: &Message, test: &str) -> bool {
-    let Some(full_to) = message
-        .header("to")
-        .next()
-        .and_then(|h| h.addrs().into_iter().next())
+    let Some(full_to) = first_address(message, "to")
         // a bare word (`To: XX`) is no address to SpamAssassin
         .filter(|a| a.contains('@'))
     else {
@@ -861,12 +858,7 @@ fn envelope_from(message: &Message, relays: &Relays) -> Option<String> {
             return Some(hop.envfrom.clone());
         }
     }
-    let first_addr = |name: &str| -> Option<String> {
-        message
-            .header(name)
-            .next()
-            .and_then(|h| h.addrs().into_iter().next())
-    };
+    let first_addr = |name: &str| first_address(message, name);
     if first_addr("x-sender").is_some_and(|a| a.contains('@'))
         && message
             .header("received")
@@ -948,11 +940,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         // HeaderEval: EnvelopeFrom:addr eq From:addr, case-blind (two
         // missing addresses match)
         "check_for_matching_env_and_hdr_from" => {
-            let from = message
-                .header("from")
-                .next()
-                .and_then(|h| h.addrs().into_iter().next())
-                .unwrap_or_default();
+            let from = first_address(message, "from").unwrap_or_default();
             let env = facts.envfrom.as_deref().unwrap_or_default();
             from.to_lowercase() == env.to_lowercase()
         }
@@ -1274,13 +1262,18 @@ fn last_two_labels(addr: &str) -> String {
     }
 }
 
-/// HeaderEval's `check_equal_from_domains`.
-fn equal_from_domains(message: &Message, facts: &Facts) -> bool {
-    let from = message
-        .header("from")
+/// The first address of the first `name` header field (`Name:addr` in
+/// SpamAssassin's scalar context).
+fn first_address(message: &Message, name: &str) -> Option<String> {
+    message
+        .header(name)
         .next()
         .and_then(|h| h.addrs().into_iter().next())
-        .unwrap_or_default();
+}
+
+/// HeaderEval's `check_equal_from_domains`.
+fn equal_from_domains(message: &Message, facts: &Facts) -> bool {
+    let from = first_address(message, "from").unwrap_or_default();
     let env = facts.envfrom.clone().unwrap_or_default();
     let (a, b) = (last_two_labels(&from), last_two_labels(&env));
     !a.is_empty() && !b.is_empty() && !a.eq_ignore_ascii_case(&b)
