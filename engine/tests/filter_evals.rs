@@ -66,6 +66,7 @@ body BODY_LT_16 eval:check_body_length('16')
 body MIME_HTML_MOSTLY eval:check_mime_multipart_ratio('0.00','0.01')
 body ONE_IMG eval:image_count('all',1,1)
 header LOCALPART_IN_SUBJECT eval:check_for_to_in_subject('user')
+header FORGED_GMAIL_RCVD eval:check_for_forged_gmail_received_headers()
 body GIF_2P eval:image_count('gif','2')
 rawbody MIME_B64_COUNT eval:check_for_mime('mime_base64_count')
 rawbody MIME_QP_COUNT eval:check_for_mime('mime_qp_count')
@@ -870,6 +871,40 @@ fn freemail_reply_in_body() {
                 "write to jim@x.webmail.example today"
             )
         ),
+        &[],
+        &m,
+    );
+}
+
+/// `check_for_forged_gmail_received_headers`: a gmail.com From without
+/// Google's relays in X-Received/Received and without both long
+/// X-Gm-Message-State and X-Google-Smtp-Source headers.
+#[test]
+fn forged_gmail() {
+    let m = ["FORGED_GMAIL_RCVD"];
+    let long = "A".repeat(64);
+    check(
+        "Received: from x (y [192.0.2.1]) by mx.example with SMTP id 1\nFrom: joe@gmail.com\nTo: a@b.example\nSubject: s\n\nhi\n",
+        &m,
+        &[],
+    );
+    check(
+        "X-Received: by 10.1.2.3 with SMTP id abc;\nFrom: joe@gmail.com\nTo: a@b.example\nSubject: s\n\nhi\n",
+        &[],
+        &m,
+    );
+    check(
+        &format!("X-Gm-Message-State: {long}\nX-Google-Smtp-Source: {long}\nFrom: joe@GMAIL.com\nTo: a@b.example\nSubject: s\n\nhi\n"),
+        &[],
+        &m,
+    );
+    check(
+        "From: joe@notgmail.com\nTo: a@b.example\nSubject: s\n\nhi\n",
+        &[],
+        &m,
+    );
+    check(
+        "From: joe@corp.example\nTo: a@b.example\nSubject: s\n\nhi\n",
         &[],
         &m,
     );

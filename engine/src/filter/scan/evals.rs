@@ -48,6 +48,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_mime_multipart_ratio",
     "image_count",
     "check_for_to_in_subject",
+    "check_for_forged_gmail_received_headers",
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
@@ -1048,6 +1049,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
         // BodyEval: the raw body, as received, is at most `min` bytes
         "check_for_to_in_subject" => to_in_subject(message, arg(0).trim()),
+        "check_for_forged_gmail_received_headers" => forged_gmail(message),
         // ImageInfo: base64 image/gif, png and jpeg leaves
         "image_count" => {
             let count = match arg(0).trim() {
@@ -1260,6 +1262,44 @@ fn last_two_labels(addr: &str) -> String {
     } else {
         domain.to_owned()
     }
+}
+
+/// HeaderEval's `check_for_forged_gmail_received_headers`: From is a
+/// gmail.com address, but neither an X-Received nor a Received line shows
+/// Google's own relays, and X-Gm-Message-State and X-Google-Smtp-Source
+/// are not both at least 60 characters long.
+fn forged_gmail(message: &Message) -> bool {
+    static GOOGLE: std::sync::LazyLock<Option<(regex::Regex, regex::Regex, regex::Regex)>> =
+        std::sync::LazyLock::new(|| {
+            Some((
+                regex::Regex::new(r"by 10\.\S+ with SMTP id \S+").ok()?,
+                regex::Regex::new(r"by 2002:a\d\d:\w+:\S+ with SMTP id \S+").ok()?,
+                regex::Regex::new(r"by smtp\.googlemail\.com with ESMTPSA id \S+").ok()?,
+            ))
+        });
+    let from = first_address(message, "from").unwrap_or_default();
+    let gmail = from.len() >= 9 && {
+        let tail = &from.as_bytes()[from.len() - 9..];
+        tail.eq_ignore_ascii_case(b"gmail.com")
+            && from.as_bytes()[..from.len() - 9]
+                .last()
+                .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+    };
+    let Some((ten, v6, esmtpsa)) = GOOGLE.as_ref() else {
+        return false;
+    };
+    if !gmail {
+        return false;
+    }
+    let xreceived = header_text(message, "x-received");
+    if ten.is_match(&xreceived) || v6.is_match(&xreceived) {
+        return false;
+    }
+    if esmtpsa.is_match(&header_text(message, "received")) {
+        return false;
+    }
+    let long = |name: &str| header_text(message, name).chars().count() >= 60;
+    !(long("x-gm-message-state") && long("x-google-smtp-source"))
 }
 
 /// The first address of the first `name` header field (`Name:addr` in
