@@ -389,10 +389,34 @@ impl Builder {
             .unwrap_or_default();
         let mut ct = ct.unwrap_or_default();
         if !ct.main.contains('/') || ct.main.contains(char::is_whitespace) {
-            if !ct.main.is_empty() {
+            if ct.main.is_empty() {
+                ct.main = default_type.to_owned();
+            } else {
                 self.malformed("unreadable Content-Type");
+                // As SpamAssassin reads it (Util::parse_content_type): a
+                // type starting with the word "text" is text/plain; any
+                // other stays what it says (without white space), so an
+                // `application-x-gzip` body is a file, not text.
+                let word_text = ct.main.strip_prefix("text").is_some_and(|rest| {
+                    !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                });
+                ct.main = if word_text {
+                    "text/plain".to_owned()
+                } else {
+                    // `type/sub` cut at white space or a second `/` in the
+                    // subtype, then white space dropped
+                    let kept = match ct.main.split_once('/') {
+                        Some((main, sub)) => {
+                            let end = sub
+                                .find(|c: char| c == '/' || c.is_whitespace())
+                                .unwrap_or(sub.len());
+                            format!("{main}/{}", &sub[..end])
+                        }
+                        None => ct.main.clone(),
+                    };
+                    kept.split_whitespace().collect()
+                };
             }
-            ct.main = default_type.to_owned();
         }
         let filename = disposition
             .as_ref()

@@ -223,3 +223,26 @@ fn mime_flags_like_spamassassin() {
         .qp_long_line
     );
 }
+
+/// A Content-Type without a `/` is kept as SpamAssassin keeps it: a file,
+/// not text, unless it starts with the word "text".
+#[test]
+fn unreadable_content_types_as_spamassassin_reads_them() {
+    let ct = |value: &str| {
+        let m = p(&format!(
+            "From: a@b.example\nContent-Type: {value}\n\nblah blah\n"
+        ));
+        (m.parts[0].content_type.clone(), m.parts[0].text.is_some())
+    };
+    assert_eq!(
+        ct("application-x-gzip; name=\"d.xml.gz\""),
+        ("application-x-gzip".to_owned(), false)
+    );
+    assert_eq!(
+        ct("text; charset=us-ascii"),
+        ("text/plain".to_owned(), true)
+    );
+    assert_eq!(ct("image/gif junk"), ("image/gif".to_owned(), false));
+    assert_eq!(ct("text/plain junk"), ("text/plain".to_owned(), true));
+    assert_eq!(ct(""), ("text/plain".to_owned(), true));
+}
