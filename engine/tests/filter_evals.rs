@@ -79,6 +79,7 @@ header FORGED_HOTMAIL_RCVD eval:check_for_forged_hotmail_received_headers()
 body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')
 body HTML_IMAGE_RATIO_04 eval:html_image_ratio('0.002','0.004')
 body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')
+body HTML_EXTRA_CLOSE eval:html_range('closed_extra_ratio', '0.09', 'inf')
 body HTML_FONT_SIZE_HUGE eval:html_range('max_size', '6', 'inf')
 body BASE64_LENGTH_78_79 eval:check_base64_length('78','79')
 body BASE64_LENGTH_79_INF eval:check_base64_length('79')
@@ -905,6 +906,31 @@ fn forged_gmail() {
     );
     check(
         "From: joe@corp.example\nTo: a@b.example\nSubject: s\n\nhi\n",
+        &[],
+        &m,
+    );
+}
+
+/// `html_range('closed_extra_ratio', …)`: end tags that close nothing over
+/// all tags of an HTML part.
+#[test]
+fn html_extra_close() {
+    let html = |body: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n{body}\n"
+        )
+    };
+    let m = ["HTML_EXTRA_CLOSE"];
+    check(&html("<html><body><b>x</b></body></html>"), &[], &m);
+    // 2 stray closes among 8 tags: 0.25
+    check(
+        &html("<html><body>x</font></span><b>y</b></body></html>"),
+        &m,
+        &[],
+    );
+    // 1 among 12: 0.083, under 0.09
+    check(
+        &html("<!DOCTYPE html><html><body><p>x</p><b>y</b><i>z</i></i></body></html>"),
         &[],
         &m,
     );

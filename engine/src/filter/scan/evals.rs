@@ -224,6 +224,9 @@ pub struct Facts {
     /// parse (see `style`).
     html_low_contrast: bool,
     html_invalid_color: bool,
+    /// Per HTML part with tags: HTML.pm's `closed_extra_ratio`, end tags
+    /// closing nothing over all tags.
+    html_closed_extra: Vec<f64>,
     /// Open-minus-close count per tag of the last HTML part (floored at 0).
     html_inside: std::collections::HashMap<String, i64>,
     /// Per HTML part: source length in characters and whether it has an
@@ -377,6 +380,9 @@ impl Facts {
 fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
     let mut style = TextStyle::default();
     let mut images = 0u64;
+    // HTML.pm's `tags` (start and end tags, and a doctype) and
+    // `closed_extra` (end tags with no open tag of their name)
+    let (mut tags, mut closed_extra) = (0u32, 0u32);
     let b = html.as_bytes();
     let mut i = 0;
     // Where the text since the last markup starts.
@@ -398,6 +404,10 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
             };
             if f.html_comments.len() < 100 {
                 f.html_comments.push(html[start - 1..end].to_owned());
+            }
+            if b[start + 1..].len() >= 7 && b[start + 1..start + 8].eq_ignore_ascii_case(b"doctype")
+            {
+                tags += 1;
             }
             i = end;
             text_from = end;
@@ -466,6 +476,10 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
             }
         }
         let inside = f.html_inside.entry(name.clone()).or_insert(0);
+        tags += 1;
+        if closing && *inside == 0 {
+            closed_extra += 1;
+        }
         *inside = if closing {
             (*inside - 1).max(0)
         } else {
@@ -480,6 +494,10 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
         f.html_tags.insert(name);
     }
     style.text(&html[text_from..]);
+    if tags > 0 {
+        f.html_closed_extra
+            .push(f64::from(closed_extra) / f64::from(tags));
+    }
     f.html_low_contrast |= style.low_contrast;
     f.html_invalid_color |= style.invalid_color;
     (style.max, images)
@@ -1125,6 +1143,19 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                     .html_parts
                     .iter()
                     .any(|&(len, _)| compare(len, arg(1)))
+        }
+        "html_range" if arg(0) == "closed_extra_ratio" => {
+            let Ok(min) = arg(1).trim().parse::<f64>() else {
+                return false;
+            };
+            let max = match arg(2).trim() {
+                "inf" | "" => f64::INFINITY,
+                m => match m.parse::<f64>() {
+                    Ok(m) => m,
+                    Err(_) => return false,
+                },
+            };
+            facts.html_closed_extra.iter().any(|&v| v > min && v <= max)
         }
         "html_range" if arg(0) == "length" => {
             let (Ok(min), Ok(max)) = (arg(1).trim().parse::<i64>(), arg(2).trim().parse::<i64>())
