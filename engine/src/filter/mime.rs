@@ -28,7 +28,7 @@
 mod decode;
 mod header;
 mod html;
-pub(crate) use html::decode_entities;
+pub(crate) use html::{decode_entities, raw_text_end};
 pub mod sniff;
 mod url;
 

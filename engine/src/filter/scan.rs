@@ -320,12 +320,11 @@ impl Scanner {
             let id = u32::try_from(list.len()).unwrap_or(u32::MAX);
             // SpamAssassin matches body rules one element (paragraph) at a
             // time, URI rules one URI at a time and MIME-header rules one
-            // part's value at a time; the class text joins
-            // them with newlines, so `^`/`$` must match at line boundaries.
-            // Raw-body elements are whole parts (or 2-4 KB pieces), scanned
-            // one by one: `^`/`$` are their ends unless the rule says `/m`.
-            // MIME-header rules, like SpamAssassin's MIMEHeader plugin,
-            // match each part's value on its own: one value per line.
+            // part's value at a time (its MIMEHeader plugin); the class
+            // text joins them with newlines, so `^`/`$` must match at line
+            // boundaries. Raw-body elements are whole parts (or 2-4 KB
+            // pieces), scanned one by one: `^`/`$` are their ends unless
+            // the rule says `/m`.
             let per_line = matches!(
                 source,
                 Source::Body | Source::BodyNoSubject | Source::Uri | Source::MimeHeader(..)
@@ -416,12 +415,13 @@ impl Scanner {
                 _ => None,
             })
             .collect();
-        let needs_uppercase = checks.iter().any(
-            |c| matches!(c, Check::Eval { function, .. } if function == "check_for_uppercase"),
-        );
-        let needs_vertical = checks
-            .iter()
-            .any(|c| matches!(c, Check::Eval { function, .. } if function == "tvd_vertical_words"));
+        let calls = |name: &str| {
+            checks
+                .iter()
+                .any(|c| matches!(c, Check::Eval { function, .. } if function == name))
+        };
+        let (needs_uppercase, needs_vertical) =
+            (calls("check_for_uppercase"), calls("tvd_vertical_words"));
         Self {
             rules,
             checks,
@@ -572,8 +572,8 @@ impl Scanner {
         mut probe: Option<(&dyn Fn() -> u64, &mut Profile)>,
     ) -> ScanResult {
         let mut facts = Facts::of(message, raw);
-        // check_for_uppercase reads the body elements: from the body
-        // class's text below, or built here when there is no body class
+        // some evals read the body elements (see `body_facts`): from the
+        // body class's text below, or built here when there is no body class
         let mut body_pending =
             self.needs_uppercase || self.needs_vertical || self.config.body_emails().is_some();
         if body_pending && !self.classes.iter().any(|c| c.source == Source::Body) {

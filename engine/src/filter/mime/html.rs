@@ -154,13 +154,20 @@ fn tag_end(b: &[u8], mut j: usize) -> usize {
 }
 
 /// Skips the raw text of `<script>`/`<style>` up to and including its end tag.
-fn skip_raw_text(b: &[u8], mut i: usize, name: &str) -> usize {
-    while let Some(off) = memchr::memmem::find(&b[i..], b"</") {
-        let s = i + off + 2;
+fn skip_raw_text(b: &[u8], i: usize, name: &str) -> usize {
+    let at = raw_text_end(b, i, name);
+    memchr::memchr(b'>', &b[at..]).map_or(b.len(), |e| at + e + 1)
+}
+
+/// Where the raw text of a `<script>` or `<style>` starting at `from`
+/// ends: at its end tag (`</name`, any case), else at the end of `b`.
+pub(crate) fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
+    while let Some(off) = memchr::memmem::find(&b[from..], b"</") {
+        let s = from + off + 2;
         if b.len() - s >= name.len() && b[s..s + name.len()].eq_ignore_ascii_case(name.as_bytes()) {
-            return memchr::memchr(b'>', &b[s..]).map_or(b.len(), |e| s + e + 1);
+            return s - 2;
         }
-        i = s;
+        from = s;
     }
     b.len()
 }

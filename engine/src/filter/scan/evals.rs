@@ -290,12 +290,12 @@ impl Facts {
                 "image/jpeg" | "image/jpg" => Some(2),
                 _ => None,
             };
+            let cte = part_header(part, "content-transfer-encoding").to_ascii_lowercase();
             if let Some(k) = kind {
-                if part_header(part, "content-transfer-encoding").eq_ignore_ascii_case("base64") {
+                if cte == "base64" {
                     f.images[k] += 1;
                 }
             }
-            let cte = part_header(part, "content-transfer-encoding").to_ascii_lowercase();
             if cte.contains("base64") {
                 f.base64_count += 1;
             } else if cte.contains("quoted-printable") {
@@ -446,11 +446,7 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
                 f.html_anchors.push(String::new());
                 if let Some(href) = attribute(attrs, "href") {
                     let href = href.trim();
-                    if f.html_mailtos.len() < 20
-                        && href
-                            .get(..7)
-                            .is_some_and(|p| p.eq_ignore_ascii_case("mailto:"))
-                    {
+                    if f.html_mailtos.len() < 20 && strip_ci(href, "mailto:").is_some() {
                         f.html_mailtos.push(href.to_owned());
                     }
                 }
@@ -488,7 +484,7 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
         i = end.max(start);
         text_from = (end + 1).min(b.len());
         if !closing && (name == "script" || name == "style") {
-            i = raw_text_end(b, text_from, &name);
+            i = crate::filter::mime::raw_text_end(b, text_from, &name);
             text_from = i;
         }
         f.html_tags.insert(name);
@@ -501,19 +497,6 @@ fn scan_html(html: &str, f: &mut Facts) -> (i64, u64) {
     f.html_low_contrast |= style.low_contrast;
     f.html_invalid_color |= style.invalid_color;
     (style.max, images)
-}
-
-/// Where the raw text of a `<script>` or `<style>` opened before `from`
-/// ends: at its end tag (`</name`, any case), else at the end of `b`.
-fn raw_text_end(b: &[u8], mut from: usize, name: &str) -> usize {
-    while let Some(off) = memchr::memmem::find(&b[from..], b"</") {
-        let s = from + off + 2;
-        if b.len() - s >= name.len() && b[s..s + name.len()].eq_ignore_ascii_case(name.as_bytes()) {
-            return s - 2;
-        }
-        from = s;
-    }
-    b.len()
 }
 
 /// HeaderEval's `check_for_to_in_subject`: the first To address
@@ -541,26 +524,26 @@ fn to_in_subject(message: &Message, test: &str) -> bool {
             let reply = subject
                 .get(..3)
                 .filter(|p| p.eq_ignore_ascii_case("re:") || p.eq_ignore_ascii_case("fw:"))
-                .map(|_| subject[3..].trim_start_matches(perl_ws))
+                .map(|_| subject[3..].trim_start_matches(perl_space))
                 .is_some_and(|rest| {
                     let word = rest
                         .find(|c: char| !(c.is_alphanumeric() || c == '_'))
                         .filter(|&n| n > 0)
                         .and_then(|n| {
-                            let after = rest[n..].trim_start_matches(perl_ws);
+                            let after = rest[n..].trim_start_matches(perl_space);
                             (after.len() < rest.len() - n).then_some(after)
                         });
                     strip_ci(rest, to) == Some("") || word.and_then(|w| strip_ci(w, to)) == Some("")
                 });
             // TO\s*[,:;!?-](?:$|\s), TO case-sensitive
             let leading = subject.strip_prefix(to).is_some_and(|rest| {
-                let mut r = rest.trim_start_matches(perl_ws).chars();
-                r.next().is_some_and(punct) && r.next().is_none_or(perl_ws)
+                let mut r = rest.trim_start_matches(perl_space).chars();
+                r.next().is_some_and(punct) && r.next().is_none_or(perl_space)
             });
             // ,\s*TO[,:;!?-]$
             let listed = subject
                 .strip_prefix(',')
-                .map(|r| r.trim_start_matches(perl_ws))
+                .map(|r| r.trim_start_matches(perl_space))
                 .and_then(|r| strip_ci(r, to))
                 .is_some_and(|rest| {
                     let mut r = rest.chars();
@@ -580,7 +563,7 @@ fn strip_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// Perl's `\s`.
-fn perl_ws(c: char) -> bool {
+pub(super) fn perl_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b')
 }
 
@@ -664,6 +647,17 @@ fn bad_iso_charset(charset: &str) -> bool {
         });
     ISO.as_ref()
         .is_some_and(|(any, good)| any.is_match(charset) && !good.is_match(charset))
+}
+
+/// HTMLEval's `html_range` bounds: a number, and a number, `inf` or
+/// nothing (no upper bound: `unbounded`); `None` when either does not parse.
+fn range_bounds<T: std::str::FromStr>(min: &str, max: &str, unbounded: T) -> Option<(T, T)> {
+    let min = min.trim().parse::<T>().ok()?;
+    let max = match max.trim() {
+        "inf" | "" => unbounded,
+        m => m.parse::<T>().ok()?,
+    };
+    Some((min, max))
 }
 
 /// `value OP n` for HTMLEval's expressions (`!= 0`, `> 2`, `<= 1`…).
@@ -1065,7 +1059,6 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         },
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
-        // BodyEval: the raw body, as received, is at most `min` bytes
         "check_for_to_in_subject" => to_in_subject(message, arg(0).trim()),
         "check_for_forged_gmail_received_headers" => forged_gmail(message),
         // ImageInfo: base64 image/gif, png and jpeg leaves
@@ -1090,6 +1083,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
             };
             facts.multipart_ratio >= min && facts.multipart_ratio < max
         }
+        // BodyEval: the raw body, as received, is at most `min` bytes
         "check_body_length" => arg(0)
             .trim()
             .parse::<f64>()
@@ -1145,17 +1139,9 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                     .any(|&(len, _)| compare(len, arg(1)))
         }
         "html_range" if arg(0) == "closed_extra_ratio" => {
-            let Ok(min) = arg(1).trim().parse::<f64>() else {
-                return false;
-            };
-            let max = match arg(2).trim() {
-                "inf" | "" => f64::INFINITY,
-                m => match m.parse::<f64>() {
-                    Ok(m) => m,
-                    Err(_) => return false,
-                },
-            };
-            facts.html_closed_extra.iter().any(|&v| v > min && v <= max)
+            range_bounds(arg(1), arg(2), f64::INFINITY).is_some_and(|(min, max)| {
+                facts.html_closed_extra.iter().any(|&v| v > min && v <= max)
+            })
         }
         "html_range" if arg(0) == "length" => {
             let (Ok(min), Ok(max)) = (arg(1).trim().parse::<i64>(), arg(2).trim().parse::<i64>())
@@ -1167,21 +1153,8 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 .iter()
                 .any(|&(len, _)| len > min && len <= max)
         }
-        "html_range" if arg(0) == "max_size" => {
-            let Ok(min) = arg(1).trim().parse::<i64>() else {
-                return false;
-            };
-            let max = arg(2).trim();
-            let max = if max == "inf" || max.is_empty() {
-                i64::MAX
-            } else {
-                match max.parse::<i64>() {
-                    Ok(m) => m,
-                    Err(_) => return false,
-                }
-            };
-            facts.html_max_size.iter().any(|&v| v > min && v <= max)
-        }
+        "html_range" if arg(0) == "max_size" => range_bounds(arg(1), arg(2), i64::MAX)
+            .is_some_and(|(min, max)| facts.html_max_size.iter().any(|&v| v > min && v <= max)),
         "html_image_ratio" => {
             let (Ok(min), Ok(max)) = (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
             else {
@@ -1355,10 +1328,8 @@ fn equal_from_domains(message: &Message, facts: &Facts) -> bool {
 /// The scanner looks for body addresses only then.
 #[must_use]
 pub fn wants_body_emails(message: &Message, facts: &Facts, cfg: &Config) -> bool {
-    if let (Some(e), Some(re)) = (facts.envfrom.as_deref(), BULK_ENVFROM.as_ref()) {
-        if re.is_match(e) {
-            return false;
-        }
+    if bulk_envelope_sender(facts) {
+        return false;
     }
     ["from", "reply-to"].iter().any(|h| {
         header_addrs(message, facts, h)
@@ -1378,10 +1349,8 @@ fn freemail_replyto(message: &Message, facts: &Facts, cfg: &Config, what: Option
     if what != "replyto" && what != "reply" {
         return false;
     }
-    if let (Some(e), Some(re)) = (facts.envfrom.as_deref(), BULK_ENVFROM.as_ref()) {
-        if re.is_match(e) {
-            return false;
-        }
+    if bulk_envelope_sender(facts) {
+        return false;
     }
     let from = header_addrs(message, facts, "from");
     let reply = header_addrs(message, facts, "reply-to");
@@ -1418,6 +1387,15 @@ fn freemail_replyto(message: &Message, facts: &Facts, cfg: &Config, what: Option
         &from
     };
     body.iter().any(|b| to.iter().any(|r| *b != r))
+}
+
+/// Whether the envelope sender looks like a bounce, list or no-reply robot
+/// (FreeMail's `$skip_replyto_envfrom`).
+fn bulk_envelope_sender(facts: &Facts) -> bool {
+    facts
+        .envfrom
+        .as_deref()
+        .is_some_and(|e| BULK_ENVFROM.as_ref().is_some_and(|re| re.is_match(e)))
 }
 
 /// FreeMail's `$skip_replyto_envfrom`: envelope senders of bounces, lists

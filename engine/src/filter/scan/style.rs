@@ -15,7 +15,7 @@
 //!   as `#` from an empty `#`), compared as HTML.pm compares them: the last
 //!   six characters equal, or a brightness-weighted distance under 12.
 
-use super::evals::attribute;
+use super::evals::{attribute, perl_space};
 
 /// One entry of the stack.
 #[derive(Debug, Clone)]
@@ -206,10 +206,9 @@ fn visible(text: &str) -> bool {
 /// are equal, or both are `#rrggbb` and their distance, weighted by how
 /// bright each channel looks, is under 12 (of at most 191).
 fn low_contrast(fg: &str, bg: &str) -> bool {
-    let last6 = |s: &str| {
-        let start = s.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
-        s[start..].to_owned()
-    };
+    fn last6(s: &str) -> &str {
+        &s[s.char_indices().rev().nth(5).map_or(0, |(i, _)| i)..]
+    }
     if last6(fg) == last6(bg) {
         return true;
     }
@@ -234,11 +233,6 @@ fn rgb(s: &str) -> Option<[u8; 3]> {
     }
     let ch = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
     Some([ch(0)?, ch(2)?, ch(4)?])
-}
-
-/// Perl's `\s`.
-fn perl_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b')
 }
 
 /// The value HTML.pm captures after a CSS property's colon with
