@@ -115,6 +115,11 @@ fn symbols(raw: &str) -> Vec<String> {
     out.unwrap_or_default()
 }
 
+/// A single-part text/html message whose body is `html`.
+fn html_message(html: &str) -> String {
+    format!("From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n{html}\n")
+}
+
 fn check(raw: &str, want: &[&str], not: &[&str]) {
     let got = symbols(raw);
     for w in want {
@@ -431,10 +436,7 @@ fn hotmail_received_headers() {
 #[test]
 fn html_image_ratio() {
     let html = |imgs: &str, text: &str| {
-        format!(
-            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n\
-             <html><body>{imgs}<p>{text}</p></body></html>\n"
-        )
+        html_message(&format!("<html><body>{imgs}<p>{text}</p></body></html>"))
     };
     let ratios = ["HTML_IMAGE_RATIO_02", "HTML_IMAGE_RATIO_04"];
     // 30 non-space characters over 100x100: 0.003
@@ -465,12 +467,7 @@ fn html_image_ratio() {
 /// but a styled tag inside it does.
 #[test]
 fn html_font_sizes() {
-    let html = |body: &str| {
-        format!(
-            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n\
-             <html><body>{body}</body></html>\n"
-        )
-    };
+    let html = |body: &str| html_message(&format!("<html><body>{body}</body></html>"));
     let sizes = ["HTML_FONT_SIZE_LARGE", "HTML_FONT_SIZE_HUGE"];
     check(&html("<font size=3>normal</font>"), &[], &sizes);
     check(
@@ -601,12 +598,7 @@ fn uppercase_without_body_patterns() {
 /// visible text in the style HTML.pm's text-style stack gives it.
 #[test]
 fn html_font_colours() {
-    let html = |body: &str| {
-        format!(
-            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n\
-             <html><body>{body}</body></html>\n"
-        )
-    };
+    let html = |body: &str| html_message(&format!("<html><body>{body}</body></html>"));
     let both = ["HTML_FONT_LOW_CONTRAST", "HTML_FONT_INVALID"];
     check(&html("<font color=red>red on white</font>"), &[], &both);
     check(
@@ -915,11 +907,7 @@ fn forged_gmail() {
 /// all tags of an HTML part.
 #[test]
 fn html_extra_close() {
-    let html = |body: &str| {
-        format!(
-            "From: a@b.example\nTo: c@d.example\nSubject: s\nContent-Type: text/html\n\n{body}\n"
-        )
-    };
+    let html = html_message;
     let m = ["HTML_EXTRA_CLOSE"];
     check(&html("<html><body><b>x</b></body></html>"), &[], &m);
     // 2 stray closes among 8 tags: 0.25

@@ -47,15 +47,14 @@ List-Id: <team.lists.example>\r\n\
 \r\n\
 See you at lunch. The page is http://intranet.example/menu\r\n";
 
+/// `text` loaded as a rule file named `file`, with the default options.
+fn load(file: &str, text: &str) -> sa::RuleSet {
+    sa::load(&[Source { file, text }], &Options::default())
+}
+
 /// RULES loaded.
 fn rule_set() -> sa::RuleSet {
-    sa::load(
-        &[Source {
-            file: "test.cf",
-            text: RULES,
-        }],
-        &Options::default(),
-    )
+    load("test.cf", RULES)
 }
 
 fn scan(backend: Backend, raw: &str) -> ScanResult {
@@ -117,13 +116,7 @@ fn backends_agree() {
 fn sub_rules_never_score_and_inactive_rules_never_hit() {
     let r = scan(Backend::Naive, SPAMMY);
     assert!(!names(&r).iter().any(|n| n.starts_with("__")), "{r:?}");
-    let set = sa::load(
-        &[Source {
-            file: "t.cf",
-            text: "body ZERO /winner/i\nscore ZERO 0\n",
-        }],
-        &Options::default(),
-    );
+    let set = load("t.cf", "body ZERO /winner/i\nscore ZERO 0\n");
     let scanner = Scanner::compile(&set, Backend::Hyperscan);
     let mut state = scanner.state();
     let message = mime::parse(SPAMMY.as_bytes(), &Limits::default());
@@ -157,13 +150,7 @@ tflags NET_META net
 header NET_EVAL eval:check_rbl('x', 'rbl.example.')
 tflags NET_EVAL net
 ";
-    let set = sa::load(
-        &[Source {
-            file: "cond.cf",
-            text,
-        }],
-        &Options::default(),
-    );
+    let set = load("cond.cf", text);
     for backend in [Backend::Hyperscan, Backend::Naive] {
         let scanner = Scanner::compile(&set, backend);
         let mut state = scanner.state();
@@ -190,13 +177,7 @@ body __FOO /\\bfoo(?!bar)/i
 tflags __FOO multiple maxhits=5
 meta FOO_3 __FOO > 2
 ";
-    let set = sa::load(
-        &[Source {
-            file: "count.cf",
-            text,
-        }],
-        &Options::default(),
-    );
+    let set = load("count.cf", text);
     let run = |body: &str| {
         let raw = format!("From: a@b.example\nSubject: s\n\n{body}\n");
         let scanner = Scanner::compile(&set, Backend::Hyperscan);
@@ -213,13 +194,10 @@ meta FOO_3 __FOO > 2
 /// at the start of every part's value, not only the first part's.
 #[test]
 fn mimeheader_rules_match_each_part() {
-    let set = sa::load(
-        &[Source {
-            file: "mh.cf",
-            text: "mimeheader GIF_PART Content-Type =~ /^image\\/gif\\b/i\n\
-                   mimeheader GIF_END Content-Type =~ /gif\"$/i\n",
-        }],
-        &Options::default(),
+    let set = load(
+        "mh.cf",
+        "mimeheader GIF_PART Content-Type =~ /^image\\/gif\\b/i\n\
+         mimeheader GIF_END Content-Type =~ /gif\"$/i\n",
     );
     let raw = "From: a@b.example\nSubject: s\nMIME-Version: 1.0\n\
                Content-Type: multipart/related; boundary=\"n\"\n\n--n\n\
@@ -236,12 +214,9 @@ fn mimeheader_rules_match_each_part() {
 
 #[test]
 fn the_floor_counts_raw_hits_of_every_class() {
-    let set = sa::load(
-        &[Source {
-            file: "t.cf",
-            text: "body B /winner/i\nheader S Subject =~ /money/i\nfull F /^Subject:/m\n",
-        }],
-        &Options::default(),
+    let set = load(
+        "t.cf",
+        "body B /winner/i\nheader S Subject =~ /money/i\nfull F /^Subject:/m\n",
     );
     let scanner = Scanner::compile_on(&set, Backend::Hyperscan, 2);
     let mut state = scanner.state();
@@ -314,13 +289,7 @@ score NEGATED_ACROSS  1.0
 body  PREFILTERED     /(?<!no )lunch\s+tomorrow/
 score PREFILTERED     1.0
 ";
-    let set = sa::load(
-        &[Source {
-            file: "t.cf",
-            text: rules,
-        }],
-        &Options::default(),
-    );
+    let set = load("t.cf", rules);
     let head = "From: a@b.example\r\nSubject: x\r\n\r\n";
     let all = [
         "SPACE_ACROSS",
@@ -400,13 +369,7 @@ score    STARTS_NO_M  1.0
 rawbody  SPANS        /line one\s+line two/
 score    SPANS        1.0
 ";
-    let set = sa::load(
-        &[Source {
-            file: "t.cf",
-            text: rules,
-        }],
-        &Options::default(),
-    );
+    let set = load("t.cf", rules);
     let raw = "From: a@b.example\r\nSubject: x\r\n\
         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
         --b\r\nContent-Type: text/html\r\n\r\n<html><body>hi</body></html>\r\n\
