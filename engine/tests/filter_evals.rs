@@ -76,6 +76,7 @@ body T_TVD_MIME_NO_HEADERS eval:check_msg_parse_flags('missing_mime_headers')
 body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_separator')
 header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()
 header FORGED_HOTMAIL_RCVD eval:check_for_forged_hotmail_received_headers()
+header FORGED_YAHOO_RCVD eval:check_for_forged_yahoo_received_headers()
 body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')
 body HTML_IMAGE_RATIO_04 eval:html_image_ratio('0.002','0.004')
 body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')
@@ -428,6 +429,50 @@ fn hotmail_received_headers() {
         &[],
         &both,
     );
+}
+
+/// `check_for_forged_yahoo_received_headers`: a yahoo.com From with no
+/// Received line of Yahoo's own, unless the message has no Received line
+/// or came through an ezmlm list (HeaderEval's received-header remover).
+#[test]
+fn yahoo_received_headers() {
+    let msg = |received: &[&str], extra: &str, from: &str| {
+        let rcvd: String = received
+            .iter()
+            .map(|r| format!("Received: {r}\n"))
+            .collect();
+        format!("{rcvd}{extra}From: {from}\nTo: c@d.example\nSubject: s\n\nbody\n")
+    };
+    let relay = "from mx.example.net (mx.example.net [192.0.2.7]) by mx.example.org with ESMTP id 1; Mon, 7 Dec 2026 01:00:00 +0000";
+    let web = "from [208.142.210.229] by web14002.mail.yahoo.com via HTTP;\n    Wed, 04 Sep 2002 09:55:18 PDT";
+    let forged = ["FORGED_YAHOO_RCVD"];
+    check(&msg(&[relay], "", "x@yahoo.com"), &forged, &[]);
+    // `\byahoo\.com$`
+    check(&msg(&[relay], "", "x@notyahoo.com"), &[], &forged);
+    check(&msg(&[relay], "", "x@mail.yahoo.com"), &forged, &[]);
+    // Yahoo's web mail, its "via HTTP;" followed by the date (the word
+    // after HTTP is not alone)
+    check(&msg(&[relay, web], "", "x@yahoo.com"), &[], &forged);
+    check(
+        &msg(
+            &[
+                relay,
+                "from [192.0.2.1] by smtp104.mail.yahoo.com with SMTP; x",
+            ],
+            "",
+            "x@yahoo.com",
+        ),
+        &[],
+        &forged,
+    );
+    // no Received line: nothing to judge
+    check(&msg(&[], "", "x@yahoo.com"), &[], &forged);
+    // an ezmlm list strips Received lines
+    let ezmlm = "Mailing-List: contact list-help@lists.example; run by ezmlm\n\
+                 Delivered-To: mailing list list@lists.example\n";
+    let qmail = "(qmail 12345 invoked from network); 7 Dec 2026 01:00:00 -0000";
+    check(&msg(&[relay, qmail], ezmlm, "x@yahoo.com"), &[], &forged);
+    check(&msg(&[relay, qmail], "", "x@yahoo.com"), &forged, &[]);
 }
 
 /// `html_image_ratio`: non-space rendered text over the area of sized

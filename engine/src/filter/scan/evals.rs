@@ -1658,8 +1658,9 @@ enum Hotmail {
     NoReceived,
 }
 
-/// HeaderEval's `_check_for_forged_hotmail_received_headers`, without the
-/// MSN Groups and ezmlm exceptions; `X-Originating-IP` counts when it holds
+/// HeaderEval's `_check_for_forged_hotmail_received_headers`, with a
+/// simpler MSN Groups exception (a Received line from groups.msn.com, not
+/// `check_for_msn_groups_headers`); `X-Originating-IP` counts when it holds
 /// a dotted IPv4 address or an IPv6 one.
 fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
     use std::sync::LazyLock;
@@ -1686,8 +1687,7 @@ fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
         )
         .ok()
     });
-    if message.header("received").next().is_none() {
-        // the received-header remover exception: nothing to judge
+    if received_remover(message) {
         return Hotmail::Fine;
     }
     let rcvd = header_text(message, "received")
@@ -1732,19 +1732,82 @@ fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
     }
 }
 
-/// HeaderEval's `check_for_forged_yahoo_received_headers` (without the
-/// Resent-From and received-header-remover exceptions).
+/// HeaderEval's `gated_through_received_hdr_remover`: the message came
+/// through something that strips Received lines (an ezmlm list, MSN
+/// Groups), or it has none, so the forged-relay checks have nothing to
+/// judge.
+fn received_remover(message: &Message) -> bool {
+    use std::sync::LazyLock;
+    static EZMLM: LazyLock<Option<[regex::Regex; 3]>> = LazyLock::new(|| {
+        Some([
+            regex::Regex::new(r"(?m)^contact \S+@\S+; run by ezmlm$").ok()?,
+            regex::Regex::new(r"(?m)^mailing list \S+@\S+").ok()?,
+            regex::Regex::new(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+")
+                .ok()?,
+        ])
+    });
+    let rcvd = header_text(message, "received");
+    if let Some([list, dlto, qmail]) = EZMLM.as_ref() {
+        if message.header("mailing-list").next().is_some()
+            && list.is_match(&header_text(message, "mailing-list"))
+            && dlto.is_match(&header_text(message, "delivered-to"))
+            && qmail.is_match(&rcvd)
+        {
+            return true;
+        }
+    }
+    message.header("received").next().is_none()
+        || rcvd.contains("from groups.msn.com (") && {
+            let at = rcvd.find("from groups.msn.com (").unwrap_or(0);
+            rcvd[at + "from groups.msn.com (".len()..]
+                .split(char::is_whitespace)
+                .next()
+                .is_some_and(|host| host.len() > ".msn.com".len() && host.ends_with(".msn.com"))
+        }
+}
+
+/// HeaderEval's `check_for_forged_yahoo_received_headers`: From is a
+/// yahoo.com address but no relay or Received line is Yahoo's own.
 fn forged_yahoo(message: &Message, facts: &Facts) -> bool {
-    let from = header_addrs(message, facts, "from");
-    if !from.iter().any(|a| {
-        a.ends_with("yahoo.com") && (a.ends_with("@yahoo.com") || a.ends_with(".yahoo.com"))
-    }) {
+    use std::sync::LazyLock;
+    static GENUINE: LazyLock<Vec<regex::Regex>> = LazyLock::new(|| {
+        const IP: &str =
+            r"(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})";
+        [
+            r"by web\S+\.mail\S*\.yahoo\.com via HTTP".to_owned(),
+            r"by sonic\S+\.consmr\.mail\S*\.yahoo\.com with HTTP".to_owned(),
+            r"by smtp\S+\.yahoo\.com with SMTP".to_owned(),
+            format!(r"from \[{IP}\] by \S+\.(?:groups|scd|dcn)\.yahoo\.com with NNFMP"),
+            r"by \w+\.\w+\.yahoo\.com \(\d+\.\d+\.\d+/\d+\.\d+\.\d+\)(?: with ESMTP)? id \w+"
+                .to_owned(),
+        ]
+        .iter()
+        .filter_map(|re| regex::Regex::new(re).ok())
+        .collect()
+    });
+    static BULK: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r"\bmailer\d+\.bulk\.scd\.yahoo\.com\b").ok());
+    let from = first_address(message, "from").unwrap_or_default();
+    let lower = from.to_ascii_lowercase();
+    // `\byahoo\.com$`
+    let yahoo = lower.strip_suffix("yahoo.com").is_some_and(|head| {
+        head.chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    });
+    if !yahoo || received_remover(message) {
         return false;
     }
-    let rcvd = header_text(message, "received")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut rcvd = header_text(message, "received");
+    if !header_text(message, "resent-from").is_empty()
+        && !header_text(message, "resent-to").is_empty()
+    {
+        let x = header_text(message, "x-received");
+        if !x.is_empty() {
+            rcvd = x;
+        }
+    }
+    let rcvd = rcvd.split_whitespace().collect::<Vec<_>>().join(" ");
     let yahoo_rdns = |s: &str, first_only: bool| -> bool {
         let scope = if first_only {
             s.split(']').next().unwrap_or("")
@@ -1753,37 +1816,16 @@ fn forged_yahoo(message: &Message, facts: &Facts) -> bool {
         };
         scope.split(' ').any(|w| {
             w.strip_prefix("rdns=")
-                .is_some_and(|d| d.to_ascii_lowercase().ends_with(".yahoo.com"))
+                .is_some_and(|d| d.len() > ".yahoo.com".len() && d.ends_with(".yahoo.com"))
         })
     };
     if yahoo_rdns(&facts.trusted_str, false) || yahoo_rdns(&facts.untrusted_str, true) {
         return false;
     }
-    let words: Vec<&str> = rcvd.split(' ').collect();
-    for w in words.windows(4) {
-        let host = w[1].to_ascii_lowercase();
-        if w[0] == "by" && host.ends_with(".yahoo.com") {
-            let rest = format!("{} {}", w[2], w[3]);
-            if (host.starts_with("web") && host.contains(".mail") && rest == "via HTTP")
-                || (host.starts_with("sonic")
-                    && host.contains(".consmr.mail")
-                    && rest == "with HTTP")
-                || (host.starts_with("smtp") && rest == "with SMTP")
-                || (w[2] == "with" && w[3] == "NNFMP")
-                || (host.split('.').count() == 4
-                    && w[2].starts_with('(')
-                    && w[2].contains('/')
-                    && (w[3] == "id" || w[3] == "with"))
-            {
-                return false;
-            }
-        }
-    }
-    if rcvd.contains(".bulk.scd.yahoo.com") && from.iter().any(|a| a.ends_with("@reply.yahoo.com"))
-    {
+    if GENUINE.iter().any(|re| re.is_match(&rcvd)) {
         return false;
     }
-    true
+    !(BULK.as_ref().is_some_and(|re| re.is_match(&rcvd)) && lower.ends_with("@reply.yahoo.com"))
 }
 
 /// The header block of `raw`: (lower-case name, value with folding
