@@ -298,7 +298,9 @@ pub fn parse_line(value: &str) -> Line {
         }
     }
     if relay.helo.is_empty() {
-        relay.helo = first.clone();
+        // SpamAssassin's last guess, `^(\S+)[^-A-Za-z0-9.]`: the whole first
+        // word, a comment glued to it included (`1.2.3.4([5.6.7.8])`)
+        relay.helo = from_part.split(' ').next().unwrap_or_default().to_owned();
     }
     if ip.is_empty() {
         // No IP anywhere: a local or gateway handover SpamAssassin mostly
@@ -617,6 +619,23 @@ mod tests {
         assert!(relay("from x (unknown [198.51.100.4]) by y with SMTP id 1; Mon").no_reverse_dns);
         let r = relay("from a.example ([198.51.100.1]) by b.example with ESMTPA id 9; Mon, 1 Jan 2024 00:00:00 +0000");
         assert_eq!(r.auth, "ESMTPA");
+    }
+
+    /// With no HELO given, SpamAssassin takes the whole first word, a
+    /// comment glued to it included, and flags its brackets with `!`: such
+    /// a HELO is no IP address (no RCVD_HELO_IP_MISMATCH).
+    #[test]
+    fn a_comment_glued_to_the_first_word_is_part_of_the_helo() {
+        let r = relay("from 68.17.46.205([217.125.101.38]) by freemail.nx.cninfo.net(JetMail 2.5.3.0) with SMTP id zzzza3d8281b2; Fri, 13 Sep 2002 22:33:22 -0000");
+        assert_eq!(
+            (r.ip.as_str(), r.helo.as_str()),
+            ("217.125.101.38", "68.17.46.205!!217.125.101.38!!")
+        );
+        let r = relay("from 192.0.2.8 ([198.51.100.7]) by mx.example with SMTP id 1; Mon");
+        assert_eq!(
+            (r.ip.as_str(), r.helo.as_str()),
+            ("198.51.100.7", "192.0.2.8")
+        );
     }
 
     #[test]
