@@ -32,7 +32,8 @@ pub struct Relay {
     /// The IP is private (RFC 1918, loopback, link-local, CGN, ULA).
     pub private: bool,
     /// The MTA looked the IP up and found no reverse DNS (Postfix's
-    /// `unknown [ip]`), as opposed to not recording it.
+    /// `unknown [ip]`, Sendmail's `([ip])`), as opposed to not recording
+    /// it (Exchange, qmail's `unknown`): Received.pm's `mta_looked_up_dns`.
     pub no_reverse_dns: bool,
 }
 
@@ -244,8 +245,13 @@ pub fn parse_line(value: &str) -> Line {
         .take_while(|c| !c.is_whitespace() && *c != '(')
         .collect();
     let comment = from_part[first.len()..].trim_start();
+    // the line after `from `, as SpamAssassin's MTA patterns read it
+    let rest = &body[start.min(body.len())..];
     let mut rdns = String::new();
     let mut ip = String::new();
+    // whether the MTA records a missing reverse DNS as such (Received.pm's
+    // `mta_looked_up_dns`); Postfix's `unknown [ip]` always does
+    let mut looked_up = false;
     if let Some(inner) = paren(comment) {
         // `(rdns [ip])`, `([ip])`, `([ip] helo=x)`, `(ip)`, `(HELO x)`.
         if let Some(b) = inner.find('[') {
@@ -255,13 +261,19 @@ pub fn parse_line(value: &str) -> Line {
                     ip = lit;
                     let before = inner[..b].trim();
                     if before.is_empty() {
-                        // Exim puts the rDNS first when it has one.
-                        if inner.contains("helo=") {
-                            rdns = first.clone();
+                        // `from X ([ip])`: what SpamAssassin makes of it
+                        // depends on the MTA (see `bare_bracket_ip`).
+                        match bare_bracket_ip(rest, inner.contains("helo=")) {
+                            BareIp::RdnsFirst => rdns = first.clone(),
+                            BareIp::NoRdns => looked_up = true,
+                            BareIp::NotLookedUp => {}
                         }
                     } else {
                         let word = before.rsplit(' ').next().unwrap_or(before);
                         rdns = word.rsplit('@').next().unwrap_or(word).to_owned();
+                        // Sendmail and Postfix write `(rdns [ip])` after
+                        // their own lookup (`unknown` when it found none)
+                        looked_up = true;
                     }
                 }
             }
@@ -269,12 +281,16 @@ pub fn parse_line(value: &str) -> Line {
             // qmail without HELO: `from rdns (ip)`.
             ip = lit;
             rdns = first.clone();
+            // qmail's own form records `unknown` without a lookup of its
+            // own; the other forms looked it up
+            looked_up = !(qmail_form(rest) && first.eq_ignore_ascii_case("unknown"));
         } else if inner.starts_with("HELO ") || inner.starts_with("EHLO ") {
             // qmail: `from rdns (HELO helo) (ip)`.
-            let rest = comment[inner.len() + 2..].trim_start();
-            if let Some(lit) = paren(rest).and_then(ip_literal) {
+            let after = comment[inner.len() + 2..].trim_start();
+            if let Some(lit) = paren(after).and_then(ip_literal) {
                 ip = lit;
                 rdns = first.clone();
+                looked_up = !(qmail_form(rest) && first.eq_ignore_ascii_case("unknown"));
             }
         }
     }
@@ -310,20 +326,114 @@ pub fn parse_line(value: &str) -> Line {
     if relay.by.is_empty() {
         return Line::Unparseable;
     }
-    relay.no_reverse_dns = rdns.eq_ignore_ascii_case("unknown");
     while rdns.ends_with('.') {
         rdns.pop();
     }
-    if rdns.eq_ignore_ascii_case("unknown") || rdns.starts_with('[') || ip_literal(&rdns).is_some()
-    {
+    if rdns.eq_ignore_ascii_case("unknown") || rdns.starts_with('[') {
         rdns.clear();
     }
+    relay.no_reverse_dns = rdns.is_empty() && looked_up;
     relay.private = is_private(&ip);
     relay.ip = ip;
     relay.rdns = strip_chars(&rdns);
     relay.helo = strip_chars(&relay.helo);
     relay.by = strip_chars(&relay.by);
     Line::Relay(relay)
+}
+
+/// What SpamAssassin's MTA patterns make of `from X ([ip])`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BareIp {
+    /// `X` is the reverse DNS (Exim, qmail).
+    RdnsFirst,
+    /// The MTA looked the IP up and found no reverse DNS (Sendmail).
+    NoRdns,
+    /// No reverse DNS recorded, and none looked up (Exchange, XMail,
+    /// ecelerity, Lotus Domino, webmail).
+    NotLookedUp,
+}
+
+/// Received.pm's reading of `from X ([ip]) …` (`rest`: the line after
+/// `from `), in its order: Exchange's SMTPSVC and SMTP Server, XMail and
+/// ecelerity record no lookup; Exim and qmail put the reverse DNS first;
+/// Lotus Domino and webmail handovers record no lookup; and otherwise
+/// (Sendmail) an IP in brackets alone means the lookup found nothing.
+fn bare_bracket_ip(rest: &str, exim_helo: bool) -> BareIp {
+    use std::sync::LazyLock;
+    static EXCHANGE: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r" with (?:Microsoft SMTP Server|mapi id) (?:\([^)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )",
+        )
+        .ok()
+    });
+    let first = rest.split(' ').next().unwrap_or_default();
+    if rest.contains(" SMTPSVC")
+        || EXCHANGE.as_ref().is_some_and(|r| r.is_match(rest))
+        || rest.contains("[XMail ")
+        || rest.contains("(ecelerity")
+    {
+        return BareIp::NotLookedUp;
+    }
+    if rest.contains("Exim") || exim_helo {
+        return BareIp::RdnsFirst;
+    }
+    if rest.contains(" (Lotus Domino ") && rest.contains(") by ") && rest.contains(" (Lotus")
+        || rest.contains(" via smtpd (for ")
+        || (ip_literal(first).is_some() && has_word(rest, "with HTTP"))
+    {
+        return BareIp::NotLookedUp;
+    }
+    if qmail_form(rest) {
+        return if first.eq_ignore_ascii_case("unknown") {
+            BareIp::NotLookedUp
+        } else {
+            BareIp::RdnsFirst
+        };
+    }
+    BareIp::NoRdns
+}
+
+/// `\b{word}\b` in `s`.
+fn has_word(s: &str, word: &str) -> bool {
+    s.match_indices(word).any(|(i, _)| {
+        let before = s[..i].chars().last();
+        let after = s[i + word.len()..].chars().next();
+        let wordy = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        !wordy(before) && !wordy(after)
+    })
+}
+
+/// Received.pm's qmail pattern (`rest`: the line after `from `):
+/// `X [(HELO h)] ([ident@][ip]) [(envelope-sender <s>)] by H [(...)...]
+/// with [... ]SMTP|QMQP`, where the protocol is not followed by ` id `
+/// (that is Sendmail).
+fn qmail_form(rest: &str) -> bool {
+    use std::sync::LazyLock;
+    static HEAD: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"^\S+(?: \((?:HELO|EHLO) \S*\))? \((?:\S+@)?\[?(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)\]?\)(?: \(envelope-sender <\S+>\))? by \S+",
+        )
+        .ok()
+    });
+    let Some(head) = HEAD.as_ref().and_then(|r| r.find(rest)) else {
+        return false;
+    };
+    let tail = &rest[head.end()..];
+    // ` (…)` groups, then ` with `: any ` with ` whose lead-in is empty or
+    // starts with ` (` and ends with `)`
+    tail.match_indices(" with ").any(|(i, _)| {
+        let lead = &tail[..i];
+        let ok_lead = lead.is_empty() || (lead.starts_with(" (") && lead.ends_with(')'));
+        ok_lead && {
+            let proto = &tail[i + " with ".len()..];
+            ["SMTP", "QMQP"].iter().any(|p| {
+                proto.match_indices(p).any(|(j, _)| {
+                    (j == 0 || proto[..j].ends_with(' '))
+                        && !proto[j + p.len()..].starts_with(" id ")
+                })
+            })
+        }
+    })
 }
 
 fn strip_chars(s: &str) -> String {
@@ -619,6 +729,39 @@ mod tests {
         assert!(relay("from x (unknown [198.51.100.4]) by y with SMTP id 1; Mon").no_reverse_dns);
         let r = relay("from a.example ([198.51.100.1]) by b.example with ESMTPA id 9; Mon, 1 Jan 2024 00:00:00 +0000");
         assert_eq!(r.auth, "ESMTPA");
+    }
+
+    /// Whether the MTA looked the IP up and found no reverse DNS, as
+    /// Received.pm decides it per MTA form (NO_RDNS_DOTCOM_HELO and
+    /// SPOOFED_FREEMAIL_NO_RDNS read it).
+    #[test]
+    fn no_reverse_dns_follows_the_mta_form() {
+        let no_rdns = |line: &str| relay(line).no_reverse_dns;
+        // Sendmail writes the bracketed IP alone when its lookup failed
+        assert!(no_rdns("from smtp0532.mail.yahoo.com ([210.83.114.125]) by cluster.example (AIX4.3/8.9.3/8.9.3) with SMTP id QAA130820; Tue, 27 Aug 2002 16:11:45 -0500"));
+        assert!(no_rdns(
+            "from x (unknown [198.51.100.4]) by y (Postfix) with SMTP id 1; Mon"
+        ));
+        // Exchange records no lookup; Exim and qmail put the rDNS first
+        assert!(!no_rdns("from helo.example ([198.51.100.5]) by ex.example with Microsoft SMTPSVC(6.0.3790.0); Mon"));
+        let r = relay(
+            "from host.example ([198.51.100.6]) by mx.example with esmtp (Exim 4.0) id 1a; Mon",
+        );
+        assert_eq!((r.rdns.as_str(), r.no_reverse_dns), ("host.example", false));
+        let r = relay(
+            "from host.example ([198.51.100.6]) by mx.example with SMTP; 1 Jan 2024 00:00:00 -0000",
+        );
+        assert_eq!((r.rdns.as_str(), r.no_reverse_dns), ("host.example", false));
+        // qmail's `unknown`: it was told nothing and did not look
+        assert!(!no_rdns("from unknown (HELO bob.example) (198.51.100.9) by mail.example with SMTP; 1 Jan 2024 00:00:00 -0000"));
+        // the same words with a Sendmail-style ` id ` after the protocol
+        assert!(no_rdns("from unknown (HELO bob.example) (198.51.100.9) by mail.example with SMTP id 7; 1 Jan 2024 00:00:00 -0000"));
+        // an rDNS that is an IP address is kept, as SpamAssassin keeps it
+        let r = relay("from smtp0291.mail.yahoo.com (210.83.114.125 [210.83.114.125]) by gw.example with SMTP (Microsoft Exchange Internet Mail Service Version 5.5.2653.13) id QP7CPKKZ; Sat, 24 Aug 2002 02:20:16 +0300");
+        assert_eq!(
+            (r.rdns.as_str(), r.no_reverse_dns),
+            ("210.83.114.125", false)
+        );
     }
 
     /// With no HELO given, SpamAssassin takes the whole first word, a
