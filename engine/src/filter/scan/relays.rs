@@ -9,8 +9,11 @@
 //! SpamAssassin recognises dozens of MTA formats one by one; this parser reads
 //! the common shapes generically (`from HELO (rDNS [IP])` for Sendmail and
 //! Postfix, `from rDNS ([IP] helo=HELO)` for Exim, `from rDNS (HELO h) (IP)`
-//! for qmail, `from HELO ([IP]) by … SMTPSVC` for Exchange) and calls a line
-//! unparseable when it finds no IP or no `by` host, as SpamAssassin does.
+//! for qmail, `from HELO ([IP]) by … SMTPSVC` for Exchange), follows
+//! Received.pm where the MTA decides what a form means (whether it looked
+//! the IP up, which word is the rDNS), skips the IP-less handovers
+//! Received.pm skips, and calls any other line unparseable when it finds no
+//! IP or no `by` host, as SpamAssassin does.
 
 /// One relay (hop) read from a `Received:` line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -211,9 +214,11 @@ pub fn parse_line(value: &str) -> Line {
     }
     let by_at = lbody.find(" by ");
     if let Some(i) = by_at {
+        // ` by (\S+)`: the whole word, a glued comment included
+        // (`mx.example(JetMail`, `(AIMC`), as SpamAssassin reads it
         relay.by = body[i + 4..]
             .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '(')
+            .take_while(|c| !c.is_whitespace())
             .collect();
         while relay.by.ends_with(';') {
             relay.by.pop();
@@ -277,8 +282,8 @@ pub fn parse_line(value: &str) -> Line {
                     }
                 }
             }
-        } else if let Some(lit) = ip_literal(inner.split(' ').next().unwrap_or("")) {
-            // qmail without HELO: `from rdns (ip)`.
+        } else if let Some(lit) = qmail_ip(inner) {
+            // qmail without HELO: `from rdns ([ident@]ip)`.
             ip = lit;
             rdns = first.clone();
             // qmail's own form records `unknown` without a lookup of its
@@ -287,7 +292,7 @@ pub fn parse_line(value: &str) -> Line {
         } else if inner.starts_with("HELO ") || inner.starts_with("EHLO ") {
             // qmail: `from rdns (HELO helo) (ip)`.
             let after = comment[inner.len() + 2..].trim_start();
-            if let Some(lit) = paren(after).and_then(ip_literal) {
+            if let Some(lit) = paren(after).and_then(qmail_ip) {
                 ip = lit;
                 rdns = first.clone();
                 looked_up = !(qmail_form(rest) && first.eq_ignore_ascii_case("unknown"));
@@ -319,9 +324,13 @@ pub fn parse_line(value: &str) -> Line {
         relay.helo = from_part.split(' ').next().unwrap_or_default().to_owned();
     }
     if ip.is_empty() {
-        // No IP anywhere: a local or gateway handover SpamAssassin mostly
-        // recognises and skips (Mercury spool, qmail-scanner, `(unverified)`).
-        return Line::Ignored;
+        // No IP anywhere: a local or gateway handover SpamAssassin
+        // recognises and skips, else a line it cannot parse.
+        return if sa_skips(rest) {
+            Line::Ignored
+        } else {
+            Line::Unparseable
+        };
     }
     if relay.by.is_empty() {
         return Line::Unparseable;
@@ -339,6 +348,63 @@ pub fn parse_line(value: &str) -> Line {
     relay.helo = strip_chars(&relay.helo);
     relay.by = strip_chars(&relay.by);
     Line::Relay(relay)
+}
+
+/// Received.pm's handovers without an IP that it skips rather than call
+/// unparseable (`rest`: the line after `from ` or `(from `, date cut):
+/// local submissions, content scanners, list managers, webmail and API
+/// gateways, and any `X by Y with|via|for|(…` line.
+fn sa_skips(rest: &str) -> bool {
+    use std::sync::LazyLock;
+    const LOCALHOST: &str = r"(?:localhost(?:\.localdomain)?|127\.0\.0\.1|::1|IPv6:::1)";
+    static SKIPS: LazyLock<Vec<regex::Regex>> = LazyLock::new(|| {
+        [
+            r"^mail pickup service by \S+ with Microsoft SMTPSVC$".to_owned(),
+            r"^\S+ by \S+ with BSMTP".to_owned(),
+            r"^\S+ \(\S+\) by \S+ \(Content Technologies ".to_owned(),
+            format!(r"^\S+ \([^\s@]+@{LOCALHOST}\) by \S+ \("),
+            r"^\S+ \S+ by \S+ with local-e?smtp ".to_owned(),
+            r"^127\.0\.0\.1 \(AVG SMTP \S+ \[\S+\]\)".to_owned(),
+            r"^\S+@\S+ by \S+ ".to_owned(),
+            r"^Unknown/Local \(".to_owned(),
+            format!(r"^{LOCALHOST} \((?:\S+@)?{LOCALHOST}[)\[]"),
+            format!(r"^\S+ \((?:\S+@)?{LOCALHOST}\) "),
+            format!(r"^\S+ \(\S+@\S+ \[{LOCALHOST}\]\) "),
+            r"^\(AUTH: \S+\) by \S+ with ".to_owned(),
+            r"^localhost \(localhost \[\[UNIX: localhost\]\]\) by ".to_owned(),
+            r"^\S+\.amazon\.com by \S+\.amazon\.com with ESMTP \(peer crosscheck: ".to_owned(),
+            r"^[^.]+ by \S+ with Novell_GroupWise".to_owned(),
+            r"^no\.name\.available by \S+ via smtpd \(for ".to_owned(),
+            r"^\S+ by \S+ \(.{0,100}\) with qmail-scanner".to_owned(),
+            r"^\S+ by \S+ with local".to_owned(),
+            r"^\S+ \(\[unix socket\]\) by \S+ \(Cyrus v[0-9]*?\.[0-9]*?\.[0-9]*?\) with LMTPA"
+                .to_owned(),
+            r"^\S+ by \S+ (?:with|via|for|\()".to_owned(),
+            r"^\S+ (?:(?:with|via|for) \S+|\(unverified\)) by\b".to_owned(),
+            r"^\S+ \(unknown\) by \S+ \(SG\) with \b".to_owned(),
+            r"^\S+ \(\S+ \[local\]\) by \S+ \(OpenSMTPD\) with \b".to_owned(),
+            r"\(LSMTP for".to_owned(),
+            format!(r"^\(\[{LOCALHOST}\]\) with MailEnable "),
+            r"^facebook\.com \([^)]+\) by facebook\.com with Thrift id \S+$".to_owned(),
+            r"^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$".to_owned(),
+            r"^\S+ id \S+$".to_owned(),
+            r"^\[<.*? \(Jetsend".to_owned(),
+            // `(from user@localhost) by host`, and Juno's queue
+            r"^\S+@localhost\) by \S+ ".to_owned(),
+            r"^[^\s@]+@[^)]+\) by \S+\(jqueuemail\) id [^\s;]+".to_owned(),
+        ]
+        .iter()
+        .filter_map(|re| regex::Regex::new(re).ok())
+        .collect()
+    });
+    (rest.contains("Exim") && has_word(rest, "with local"))
+        || SKIPS.iter().any(|re| re.is_match(rest))
+}
+
+/// The IP of qmail's `(ip)`, `(ident@ip)` or `(ident@ip with login)`.
+fn qmail_ip(inner: &str) -> Option<String> {
+    let word = inner.split(' ').next()?;
+    ip_literal(word.rsplit('@').next()?)
 }
 
 /// What SpamAssassin's MTA patterns make of `from X ([ip])`.
@@ -715,9 +781,10 @@ mod tests {
             parse_line("from foo.example by bar.example; Mon, 1 Jan 2024"),
             Line::Ignored
         );
+        // no IP and no form Received.pm skips
         assert_eq!(
             parse_line("from foo.example (helo) by bar.example with SMTP id 1; Mon"),
-            Line::Ignored
+            Line::Unparseable
         );
         assert_eq!(
             parse_line("from foo.example ([198.51.100.2]); Mon, 1 Jan 2024"),
@@ -762,6 +829,47 @@ mod tests {
             (r.rdns.as_str(), r.no_reverse_dns),
             ("210.83.114.125", false)
         );
+    }
+
+    /// A line without an IP is unparseable (UNPARSEABLE_RELAY) unless
+    /// Received.pm knows it as a handover it skips.
+    #[test]
+    fn lines_without_an_ip_are_unparseable_unless_known() {
+        for line in [
+            "from hud.ac.uk by cata.hud.ac.uk id <13167-0@cata.hud.ac.uk>; Tue, 26 Dec 2000 21:47:28 +0000",
+            "from msg00.seamail.go.com (Sun Internet Mail Server sims.4.0.2000.05.17.04.13.p6) id <0G1V00703JN1C6@msg00.seamail.go.com>; Tue, 03 Oct 2000 14:57:02 -0700 (PDT)",
+            "from mx7.mail.example ([] verified) by mail2006.example (testlerMail 6.1 SMTP 6.1a7) with ESMTP id 60578244 for t@example.com; Mon, 27 Apr 2020 19:45:05 +0300",
+            "from r-smtp.example - 203.122.2.197 by dd_it7  with Microsoft SMTPSVC(5.5.1775.675.6); Sat, 24 Aug 2002 09:42:10 +0900",
+        ] {
+            assert_eq!(parse_line(line), Line::Unparseable, "{line}");
+        }
+        for line in [
+            "from www-data by web.example with local (Exim 4.50) id 1GFbZc; Tue, 22 Aug 2006 21:06:04 +0200",
+            "from mail pickup service by hotmail.com with Microsoft SMTPSVC; Mon, 1 Jan 2024 00:00:00 +0000",
+            "from DL1GSPMX02 (dl1gspmx02.example.com) by email.example.com (LSMTP for Windows NT v1.1b) with SMTP id <21.000575A0@email.example.com>; Tue, 12 Sep 2006 21:06:43 -0500",
+            "from mail.payex.example id <B5b8f11e30004>; Wed, 05 Sep 2018 01:14:43 +0200",
+            "from zimbra.example (unverified) by sweep.example (Clearswift SMTPRS 5.1.7) with ESMTP id <T7@x>; Tue, 30 May 2006 15:56:15 +0100",
+        ] {
+            assert_eq!(parse_line(line), Line::Ignored, "{line}");
+        }
+    }
+
+    /// qmail's `(ident@ip)` and Yahoo's `(ident@ip with login)`, and a
+    /// `by` word with a comment glued to it.
+    #[test]
+    fn qmail_idents_and_glued_by_words() {
+        let r = relay("from p977.as2.example.net (HELO mfrenchw2k) (mfrench42@159.134.179.209 with login) by smtp.mail.vip.sc5.yahoo.com with SMTP; 22 Aug 2002 22:02:25 -0000");
+        assert_eq!(
+            (r.ip.as_str(), r.rdns.as_str(), r.helo.as_str()),
+            ("159.134.179.209", "p977.as2.example.net", "mfrenchw2k")
+        );
+        let r = relay("from unagi.example.org (root@205.158.174.211) by lepen.example.com with SMTP; 5 Jun 2002 16:33:23 -0000");
+        assert_eq!(
+            (r.ip.as_str(), r.rdns.as_str()),
+            ("205.158.174.211", "unagi.example.org")
+        );
+        let r = relay("from smtp0592.mail.yahoo.com([10.1.0.7]) by (AIMC 2.9.5.1) with SMTP id zzzz433d871ef3; Tue, 17 Sep 2002 19:22:32 +0800");
+        assert_eq!((r.ip.as_str(), r.by.as_str()), ("10.1.0.7", "!AIMC"));
     }
 
     /// With no HELO given, SpamAssassin takes the whole first word, a
