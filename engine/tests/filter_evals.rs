@@ -154,6 +154,32 @@ fn freemail_and_from_domains() {
         "Received: from a (b [10.0.0.1]) by c with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nReturn-Path: <x@other.example>\nFrom: joe@corp.example\nTo: a@b.example\n\nhi\n",
         &[],
         &["HEADER_FROM_DIFFERENT_DOMAINS", "ENVFROM_SET"],
+    ); // FreeMail's built-in welcomelist: role and bounce senders of a
+       // free-mail domain are not free-mail users
+    for role in [
+        "postmaster",
+        "Info",
+        "abuse",
+        "undisclosed-recipients",
+        "0123abcd.89abcdef",
+    ] {
+        check(
+            &format!("From: {role}@freemail.example\nTo: a@b.example\n\nhi\n"),
+            &[],
+            &["FREEMAIL_FROM"],
+        );
+    }
+    check(
+        "From: postmistress@freemail.example\nTo: a@b.example\n\nhi\n",
+        &["FREEMAIL_FROM"],
+        &[],
+    );
+    // the envelope sender Postfix writes after the date of its Received
+    // line (no From header at all)
+    check(
+        "Received: from mx.example (unknown [192.0.2.9])\n\tby mx.test.example (Postfix) with ESMTPS id CF0171862\n\tfor <t@b.example>; Mon,  6 Jul 2015 09:01:20 +0000 (UTC)\n\t(envelope-from joe@freemail.example)\nTo: a@b.example\n\nhi\n",
+        &["FREEMAIL_FROM", "ENVFROM_SET"],
+        &[],
     );
 }
 

@@ -138,14 +138,23 @@ impl Config {
         }
     }
 
-    /// FreeMail's `_is_freemail` (without the welcomelist_auth imports).
+    /// FreeMail's `_is_freemail` (without the welcomelist_auth imports),
+    /// with its built-in welcomelist of role and bounce addresses
+    /// (postmaster@, info@, Gmail's message-id senders, ...).
     fn is_freemail(&self, email: &str) -> bool {
+        static ROLES: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(
+                r"(?i)^(?:abuse|support|sales|info|helpdesk|contact|kontakt|(?:post|host|domain)master|undisclosed.*|request-[a-f0-9]{16}|bounced?-|[a-f0-9]{8}(?:\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})|.+=.+=.+)@",
+            )
+            .ok()
+        });
         let Some((_, domain)) = email.rsplit_once('@') else {
             return false;
         };
         if email.is_empty()
             || self.freemail_welcome.contains(email)
             || self.freemail_welcome.contains(domain)
+            || ROLES.as_ref().is_some_and(|r| r.is_match(email))
         {
             return false;
         }

@@ -225,13 +225,14 @@ pub fn parse_line(value: &str) -> Line {
         }
     }
     relay.auth = auth(&body, &lbody);
-    if let Some(i) = lbody
+    // the whole line: Postfix puts `(envelope-from a@b)` after the date
+    if let Some(i) = lower
         .find("envelope-from ")
-        .or_else(|| lbody.find("envelope-from="))
-        .or_else(|| lbody.find("envelope-sender "))
-        .or_else(|| lbody.find("return-path: "))
+        .or_else(|| lower.find("envelope-from="))
+        .or_else(|| lower.find("envelope-sender "))
+        .or_else(|| lower.find("return-path: "))
     {
-        let after = &body[i..];
+        let after = &s[i..];
         let start = after.find([' ', '=']).map_or(after.len(), |j| j + 1);
         relay.envfrom = after[start..]
             .chars()
