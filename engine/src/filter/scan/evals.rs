@@ -1248,8 +1248,12 @@ fn header_addrs(message: &Message, facts: &Facts, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// `PerMsgStatus::all_from_addrs`.
+/// `PerMsgStatus::all_from_addrs`: the first Resent-From address when
+/// there is one (bug 672), else the From and envelope-sender headers.
 fn from_addrs(message: &Message, facts: &Facts) -> Vec<String> {
+    if let Some(resent) = first_address(message, "resent-from").filter(|a| !a.is_empty()) {
+        return vec![resent.to_ascii_lowercase()];
+    }
     let mut out = Vec::new();
     for name in [
         "from",
