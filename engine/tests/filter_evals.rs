@@ -174,6 +174,12 @@ fn freemail_and_from_domains() {
         &["FREEMAIL_FROM"],
         &[],
     );
+    // a Resent-From address stands for all the From addresses
+    check(
+        "From: joe@freemail.example\nResent-From: <list@corp.example>\nTo: a@b.example\n\nhi\n",
+        &[],
+        &["FREEMAIL_FROM"],
+    );
     // the envelope sender Postfix writes after the date of its Received
     // line (no From header at all)
     check(
