@@ -149,6 +149,13 @@ fn freemail_and_from_domains() {
         &["HEADER_FROM_DIFFERENT_DOMAINS"],
         &["FREEMAIL_FROM", "FREEMAIL_REPLYTO", "ENV_AND_HDR_FROM_MATCH"],
     );
+    // a second Return-Path below a Received header makes the first one
+    // untrustworthy too (`^Received:.*?^Return-Path:`)
+    check(
+        "Return-Path: x@other.example\nReceived: via dmail-2002(12) for +lists/x; Mon, 9 Sep 2002 08:44:17 -0500 (CDT)\nReturn-Path: <list-owner@lists.example>\nFrom: joe@corp.example\nTo: a@b.example\n\nhi\n",
+        &[],
+        &["HEADER_FROM_DIFFERENT_DOMAINS", "ENVFROM_SET"],
+    );
     // Return-Path below a Received header is not the envelope sender.
     check(
         "Received: from a (b [10.0.0.1]) by c with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nReturn-Path: <x@other.example>\nFrom: joe@corp.example\nTo: a@b.example\n\nhi\n",

@@ -888,17 +888,19 @@ fn envelope_from(message: &Message, relays: &Relays) -> Option<String> {
     {
         return None;
     }
-    // A header counts only when no Received header comes before it.
+    // A header counts only when none of its fields is below a Received one.
     let before_received = |name: &str| -> bool {
+        // `^Received:.*?^Name:`: any `name` field below any Received
+        // field makes every one of them untrustworthy
+        let mut below = false;
         for h in &message.headers {
             if h.name.eq_ignore_ascii_case("received") {
+                below = true;
+            } else if below && h.name.eq_ignore_ascii_case(name) {
                 return false;
             }
-            if h.name.eq_ignore_ascii_case(name) {
-                return true;
-            }
         }
-        false
+        true
     };
     if let Some(a) = first_addr("x-envelope-from") {
         return before_received("x-envelope-from").then_some(a);
