@@ -372,7 +372,10 @@ impl Builder {
             self.violation(Violation::PartsExceeded);
             return;
         }
-        let (headers, body, no_separator) = self.split_headers(data);
+        // the message's own header block skips a few invalid lines, as
+        // SpamAssassin does; a part's ends at the first
+        let (headers, body, no_separator) =
+            self.split_headers(data, if child { 0 } else { INVALID_HEADER_LINES });
         if child && no_separator {
             self.msg.flags.missing_separator = true;
         }
@@ -629,11 +632,18 @@ impl Builder {
 
     /// Reads the header block of an entity: its fields, the body after the
     /// blank line, and whether a body line ended the block instead. A line
-    /// that is neither a field nor a continuation ends the block (it belongs
-    /// to the body), as in SpamAssassin.
-    fn split_headers<'a>(&mut self, data: &'a [u8]) -> (Vec<Header>, &'a [u8], bool) {
+    /// that is neither a field nor a continuation is skipped with its
+    /// continuations (`tolerate` of them at most; a mail-parse violation
+    /// each), and the next ends the block (it belongs to the body), as does
+    /// a line starting with `--`, as in SpamAssassin.
+    fn split_headers<'a>(
+        &mut self,
+        data: &'a [u8],
+        tolerate: usize,
+    ) -> (Vec<Header>, &'a [u8], bool) {
         let mut headers = Vec::new();
         let mut no_separator = false;
+        let mut invalid = 0usize;
         let mut cur: Option<(&'a [u8], Vec<u8>)> = None;
         let mut dropping = false;
         let mut pos = 0;
@@ -663,6 +673,17 @@ impl Builder {
                     .then_some((name, &line[c + 1..]))
             });
             let Some((name, value)) = field else {
+                if invalid < tolerate && !line.starts_with(b"--") {
+                    // skipped, with its continuation lines
+                    invalid += 1;
+                    self.malformed("invalid header line skipped");
+                    if let Some((n, v)) = cur.take() {
+                        headers.push(Header::new(n, v.trim_ascii()));
+                    }
+                    dropping = true;
+                    pos = next;
+                    continue;
+                }
                 if !headers.is_empty() || cur.is_some() {
                     self.malformed("header block ended by a non-header line");
                 }
@@ -699,6 +720,10 @@ impl Builder {
         value.extend_from_slice(&line[..line.len().min(room)]);
     }
 }
+
+/// Invalid lines the message's header block skips before a further one
+/// ends it (SpamAssassin's `$hdr_errors <= 3`).
+const INVALID_HEADER_LINES: usize = 3;
 
 /// A line's length as SpamAssassin measures it: with its line feed, a CRLF
 /// counted as one line feed (SpamAssassin reads CRLF mail as LF).

@@ -99,12 +99,15 @@ fn broken_structures_are_reported() {
         "multipart without closing boundary".into()
     )));
     assert_eq!(m.parts[1].text.as_deref(), Some("unterminated"));
+    // SpamAssassin skips up to three invalid header lines: these two are
+    // read as (skipped) header lines and the body is empty
     let m = p("Subject: x\nthis is not a header\nmore\n");
     assert_eq!(m.headers.len(), 1);
-    assert_eq!(
-        m.parts[0].text.as_deref(),
-        Some("this is not a header\nmore\n")
-    );
+    assert_eq!(m.parts[0].text.as_deref(), Some(""));
+    assert!(m.has(&Violation::Malformed("invalid header line skipped".into())));
+    let m = p("Subject: x\nno header 1\nno header 2\nno header 3\nbody 4\nbody 5\n");
+    assert_eq!(m.headers.len(), 1);
+    assert_eq!(m.parts[0].text.as_deref(), Some("body 4\nbody 5\n"));
 }
 
 #[test]
@@ -245,4 +248,42 @@ fn unreadable_content_types_as_spamassassin_reads_them() {
     assert_eq!(ct("image/gif junk"), ("image/gif".to_owned(), false));
     assert_eq!(ct("text/plain junk"), ("text/plain".to_owned(), true));
     assert_eq!(ct(""), ("text/plain".to_owned(), true));
+}
+
+/// The message's header block skips up to three invalid lines (with their
+/// continuations), as SpamAssassin does; the fourth, or a `--` line, ends
+/// it. A part's header block ends at its first invalid line.
+#[test]
+fn invalid_header_lines_are_skipped_like_spamassassin() {
+    let m = p("Received: by a.example with SMTP id 1\nFrom\n : <any@attack.example>\nFrom: <admin@b.example>\nSubject: s\n\nbody\n");
+    assert_eq!(m.header_value("from"), Some("<admin@b.example>"));
+    assert_eq!(m.header_value("subject"), Some("s"));
+    assert_eq!(m.parts[0].text.as_deref(), Some("body\n"));
+    assert!(!m.violations.is_empty(), "the skipped line is reported");
+
+    let m = p("A: 1\nbad one\nbad two\nbad three\nbad four\nB: 2\n\nx\n");
+    assert_eq!(m.header_value("a"), Some("1"));
+    assert_eq!(
+        m.header("b").count(),
+        0,
+        "the fourth invalid line ends the block"
+    );
+    assert_eq!(m.parts[0].text.as_deref(), Some("bad four\nB: 2\n\nx\n"));
+
+    let m = p("A: 1\n--boundary\nB: 2\n\nx\n");
+    assert_eq!(m.header("b").count(), 0, "a `--` line ends the block");
+
+    let m = p("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\nnot a field\nX-In-Part: 1\n\ntext\n--b--\n");
+    let part = &m.parts[m.parts.len() - 1];
+    assert!(
+        part.text
+            .as_deref()
+            .is_some_and(|t| t.starts_with("not a field\n")),
+        "{:?}",
+        part.text
+    );
+    assert!(!part
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("x-in-part")));
 }
