@@ -255,6 +255,8 @@ pub fn parse_line(value: &str) -> Line {
     let rest = &body[start.min(body.len())..];
     let mut rdns = String::new();
     let mut ip = String::new();
+    // qmail's `(HELO h)` names the HELO even when it is empty
+    let mut helo_given = false;
     // whether the MTA records a missing reverse DNS as such (Received.pm's
     // `mta_looked_up_dns`); Postfix's `unknown [ip]` always does
     let mut looked_up = false;
@@ -297,6 +299,12 @@ pub fn parse_line(value: &str) -> Line {
                 ip = lit;
                 rdns = first.clone();
                 looked_up = !(qmail_form(rest) && first.eq_ignore_ascii_case("unknown"));
+                // `\((?:HELO|EHLO) ([^ ()]*)\)`: as written, even empty
+                relay.helo = inner[5..]
+                    .chars()
+                    .take_while(|&c| c != ' ' && c != '(' && c != ')')
+                    .collect();
+                helo_given = true;
             }
         }
     }
@@ -319,7 +327,7 @@ pub fn parse_line(value: &str) -> Line {
             rest = &after[e..];
         }
     }
-    if relay.helo.is_empty() {
+    if relay.helo.is_empty() && !helo_given {
         // SpamAssassin's last guess, `^(\S+)[^-A-Za-z0-9.]`: the whole first
         // word, a comment glued to it included (`1.2.3.4([5.6.7.8])`)
         relay.helo = from_part.split(' ').next().unwrap_or_default().to_owned();
@@ -863,6 +871,11 @@ mod tests {
         assert_eq!(
             (r.ip.as_str(), r.rdns.as_str(), r.helo.as_str()),
             ("159.134.179.209", "p977.as2.example.net", "mfrenchw2k")
+        );
+        let r = relay("from unknown (HELO ) (185.137.84.106) by smtp.example.net with SMTP; 24 May 2016 12:30:11 -0000");
+        assert_eq!(
+            (r.ip.as_str(), r.helo.as_str(), r.rdns.as_str()),
+            ("185.137.84.106", "", "")
         );
         let r = relay("from unagi.example.org (root@205.158.174.211) by lepen.example.com with SMTP; 5 Jun 2002 16:33:23 -0000");
         assert_eq!(
