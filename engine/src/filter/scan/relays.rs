@@ -667,7 +667,10 @@ pub fn parse_date(text: &str) -> Option<i64> {
         let Some(month) = words.get(w + 1).and_then(|m| month(m)) else {
             continue;
         };
-        let Some(mut year) = words.get(w + 2).and_then(|y| y.parse::<i64>().ok()) else {
+        let Some(year_text) = words.get(w + 2) else {
+            continue;
+        };
+        let Some(mut year) = year_text.parse::<i64>().ok() else {
             continue;
         };
         let Some(time) = words.get(w + 3) else {
@@ -677,8 +680,12 @@ pub fn parse_date(text: &str) -> Option<i64> {
         if hms.len() < 2 || !(1..=31).contains(&day) {
             continue;
         }
-        if year < 100 {
-            year += if year < 50 { 2000 } else { 1900 };
+        // Util::parse_rfc822_date: two digits below 50 are 20xx, any
+        // other length but four counts from 1900 (`101` is 2001)
+        if year_text.len() == 2 && year < 50 {
+            year += 2000;
+        } else if year_text.len() != 4 {
+            year += 1900;
         }
         let (h, m, s) = (hms[0], hms[1], hms.get(2).copied().unwrap_or(0));
         if h > 23 || m > 59 || s > 60 {
@@ -939,5 +946,14 @@ mod tests {
             Some(1_709_208_000)
         );
         assert_eq!(parse_date("garbage"), None);
+        // SMTP32's three-digit year counts from 1900, as SpamAssassin reads it
+        assert_eq!(
+            parse_date("Mon,  2 Apr 101 04:20:10 +0000"),
+            parse_date("Mon, 2 Apr 2001 04:20:10 +0000")
+        );
+        assert_eq!(
+            parse_date("1 Jan 01 00:00 +0000"),
+            parse_date("1 Jan 2001 00:00 +0000")
+        );
     }
 }
