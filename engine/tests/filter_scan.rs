@@ -313,6 +313,32 @@ score PREFILTERED     1.0
     }
 }
 
+/// URI rules see one URI at a time: a negated class or `\s` does not run
+/// from one URI into the next (SpamAssassin's __MANY_SUBDOM counted the
+/// labels of three URIs as one host), nor does `/s`.
+#[test]
+fn uri_rules_do_not_match_across_uris() {
+    let rules = r"
+uri   MANY_LABELS  m;^https?://(?:[^\./]{1,30}\.){6};i
+score MANY_LABELS  1.0
+uri   SPAN_S       /example\.org.mailto/s
+score SPAN_S       1.0
+uri   ONE_HOST     m;^https?://(?:[^\./]{1,30}\.){3};i
+score ONE_HOST     1.0
+";
+    let set = load("t.cf", rules);
+    let raw = "From: a@b.example\nSubject: x\n\nsee http://www.example.org, \
+               write to joe@mail.b.example or ann@c.d.example, or see http://w.x.y.example\n";
+    let message = mime::parse(raw.as_bytes(), &Limits::default());
+    assert_eq!(message.urls.len(), 2, "{:?}", message.urls);
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        let r = scanner.scan(&mut state, raw.as_bytes(), &message);
+        assert_eq!(names(&r), ["ONE_HOST"], "{backend:?}");
+    }
+}
+
 /// `pattern_costs` times every pattern rule once, sorted costliest first,
 /// and counts the messages each pattern matched on its own.
 #[test]

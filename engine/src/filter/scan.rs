@@ -298,11 +298,21 @@ impl Scanner {
                 .expanded
                 .clone()
                 .unwrap_or_else(|| regex.source.clone());
-            let body = matches!(source, Source::Body | Source::BodyNoSubject);
-            if body {
+            // SpamAssassin matches body rules one element (paragraph) at a
+            // time, URI rules one URI at a time and MIME-header rules one
+            // part's value at a time (its MIMEHeader plugin); the class
+            // text joins them with newlines, so `^`/`$` must match at line
+            // boundaries, and no match may take the newline between two
+            // (a negated class of a URI rule ran over into the next URI).
+            // Raw-body elements are whole parts (or 2-4 KB pieces), scanned
+            // one by one: `^`/`$` are their ends unless the rule says `/m`.
+            let elements = matches!(
+                source,
+                Source::Body | Source::BodyNoSubject | Source::Uri | Source::MimeHeader(..)
+            );
+            if elements {
                 // one line of the class text is one SpamAssassin element:
-                // its ends are the pattern's string ends, and no match
-                // takes the newline between two elements
+                // its ends are the pattern's string ends
                 if let Some(anchored) = translate::element_anchors(&text) {
                     text = anchored;
                 }
@@ -318,17 +328,6 @@ impl Scanner {
                 Vec::new()
             });
             let id = u32::try_from(list.len()).unwrap_or(u32::MAX);
-            // SpamAssassin matches body rules one element (paragraph) at a
-            // time, URI rules one URI at a time and MIME-header rules one
-            // part's value at a time (its MIMEHeader plugin); the class
-            // text joins them with newlines, so `^`/`$` must match at line
-            // boundaries. Raw-body elements are whole parts (or 2-4 KB
-            // pieces), scanned one by one: `^`/`$` are their ends unless
-            // the rule says `/m`.
-            let per_line = matches!(
-                source,
-                Source::Body | Source::BodyNoSubject | Source::Uri | Source::MimeHeader(..)
-            );
             list.push((
                 i,
                 Pattern {
@@ -336,8 +335,8 @@ impl Scanner {
                     source: text,
                     caseless: regex.flags.contains('i'),
                     // an element holds no newline: `.` is the same either way
-                    dotall: !body && regex.flags.contains('s'),
-                    multiline: per_line || regex.flags.contains('m'),
+                    dotall: !elements && regex.flags.contains('s'),
+                    multiline: elements || regex.flags.contains('m'),
                     literal: false,
                 },
             ));
