@@ -267,6 +267,18 @@ fn mime_and_html() {
         "From: a@b.example\nTo: c@d.example\nSubject: a subject of words\n\nxxxxxxx\nyyyyyyy zzzzz\n",
         &[],
         &["TVD_SPACE_RATIO"],
+    ); // an element keeps its line feed, a byte that is not a space: "hello"
+       // followed by another paragraph is 6 bytes long and 0 % spaces (the
+       // last element has no line feed: "x" stays too short)
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: Hi\n\nhello\n\nx\n",
+        &["TVD_SPACE_RATIO"],
+        &[],
+    );
+    check(
+        "From: a@b.example\nTo: c@d.example\nSubject: Hi\n\nx\n\nhello\n",
+        &[],
+        &["TVD_SPACE_RATIO"],
     );
 }
 

@@ -844,11 +844,19 @@ fn face_ok(face: &str) -> bool {
 /// BodyEval's `tvd_vertical_words` value over the body elements (`body`,
 /// one element per line, the Subject first): the largest share of spaces
 /// to other bytes, in per cent (100 when spaces outnumber the rest), of
-/// the elements longer than 5 bytes; -1 when there is none.
+/// the elements longer than 5 bytes; -1 when there is none. SpamAssassin's
+/// elements keep their line feed (`split /^/m`), which counts as a byte
+/// that is not a space; the last one has none.
 #[must_use]
 pub fn vertical_words(body: &str) -> i64 {
     let mut best = -1i64;
-    for line in body.split('\n') {
+    let mut lines = body.split_inclusive('\n').peekable();
+    while let Some(segment) = lines.next() {
+        let line = if lines.peek().is_none() {
+            segment.strip_suffix('\n').unwrap_or(segment)
+        } else {
+            segment
+        };
         let l = line.len();
         if l <= 5 {
             continue;
