@@ -30,7 +30,7 @@ mod header;
 mod html;
 pub(crate) use html::{decode_entities, raw_text_end};
 pub mod sniff;
-mod url;
+pub(crate) mod url;
 
 pub use header::Header;
 pub use url::{URLS_MAX, URL_BYTES_MAX};

@@ -10,7 +10,7 @@
 //! rules are decided without a pattern. Meta rules are evaluated last, in
 //! dependency order, over the hits of everything else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -1040,9 +1040,15 @@ fn fill(
         Source::Rawbody => rawbody_elements(message, sizes, out, elements),
         Source::Full => {}
         Source::Uri => {
+            // each URI with the variants SpamAssassin's URI rules also see
+            let mut seen: HashSet<String> = HashSet::new();
             for u in &message.urls {
-                out.push_str(u);
-                out.push('\n');
+                for v in crate::filter::mime::url::sa_variants(u) {
+                    if seen.insert(v.clone()) {
+                        out.push_str(&v);
+                        out.push('\n');
+                    }
+                }
             }
             // SpamAssassin's URI list also holds `mailto:` for every bare
             // address in the text parts.
