@@ -77,6 +77,11 @@ body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_sepa
 header FORGED_HOTMAIL_RCVD2 eval:check_for_no_hotmail_received_headers()
 header FORGED_HOTMAIL_RCVD eval:check_for_forged_hotmail_received_headers()
 header FORGED_YAHOO_RCVD eval:check_for_forged_yahoo_received_headers()
+enlist_addrlist (SUSP) *@*.top boss@corp.example
+header FROM_SUSP eval:check_from_in_list('SUSP')
+header REPLYTO_SUSP eval:check_replyto_in_list('SUSP')
+enlist_uri_host (BADTLD) top !ok.top 192.0.2.66
+header URI_BADTLD eval:check_uri_host_listed('BADTLD')
 body HTML_IMAGE_RATIO_02 eval:html_image_ratio('0.000','0.002')
 body HTML_IMAGE_RATIO_04 eval:html_image_ratio('0.002','0.004')
 body HTML_FONT_SIZE_LARGE eval:html_range('max_size', '5', '6')
@@ -479,6 +484,53 @@ fn hotmail_received_headers() {
         "From: x@hotmail.com\nTo: c@d.example\nSubject: s\n\nbody\n",
         &[],
         &both,
+    );
+}
+
+/// WLBLEval's lists: `enlist_addrlist` globs against the From addresses
+/// and Reply-To, `enlist_uri_host` domains against URI hosts (the most
+/// specific entry wins, `!` excludes).
+#[test]
+fn address_and_uri_host_lists() {
+    let msg = |from: &str, extra: &str, body: &str| {
+        format!("From: {from}\n{extra}To: c@d.example\nSubject: s\n\n{body}\n")
+    };
+    check(
+        &msg("x@shop.top", "", "hi"),
+        &["FROM_SUSP"],
+        &["REPLYTO_SUSP"],
+    );
+    check(&msg("Boss@Corp.example", "", "hi"), &["FROM_SUSP"], &[]);
+    check(&msg("x@top.example", "", "hi"), &[], &["FROM_SUSP"]);
+    check(
+        &msg("a@b.example", "Reply-To: y@z.top\n", "hi"),
+        &["REPLYTO_SUSP"],
+        &["FROM_SUSP"],
+    );
+    check(
+        &msg("a@b.example", "", "see http://www.shop.top/x"),
+        &["URI_BADTLD"],
+        &[],
+    );
+    check(
+        &msg("a@b.example", "", "see http://www.ok.top/x"),
+        &[],
+        &["URI_BADTLD"],
+    );
+    check(
+        &msg("a@b.example", "", "see http://top.example/x"),
+        &[],
+        &["URI_BADTLD"],
+    );
+    check(
+        &msg("a@b.example", "", "see http://192.0.2.66/x"),
+        &["URI_BADTLD"],
+        &[],
+    );
+    check(
+        &msg("a@b.example", "", "mail mailto:x@y.top"),
+        &[],
+        &["URI_BADTLD"],
     );
 }
 

@@ -40,7 +40,6 @@ const NETWORK: &[&str] = &[
     "check_rbl_headers",
     "check_rbl_accreditor",
     "check_uridnsbl",
-    "check_uri_host_listed",
     "check_dns_sender",
     "check_razor2",
     "check_razor2_range",

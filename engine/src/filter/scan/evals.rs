@@ -60,6 +60,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "check_illegal_chars",
     "similar_recipients",
     "sorted_recipients",
+    "check_from_in_list",
+    "check_replyto_in_list",
+    "check_uri_host_listed",
 ];
 
 /// Settings the evals read from the rule set.
@@ -74,6 +77,45 @@ pub struct Config {
     /// FreeMail's body-address patterns, when a rule calls
     /// `check_freemail_replyto` (see [`Config::body_emails`]).
     body_emails: Option<BodyEmails>,
+    /// `enlist_addrlist (NAME) addr...`: per list, each lower-case address
+    /// or glob (`*`, `?`) with its anchored pattern.
+    addr_lists: HashMap<String, Vec<(String, Option<regex::Regex>)>>,
+    /// `enlist_uri_host (NAME) [!]host...`: per list, host or domain to
+    /// verdict (false for a `!` entry).
+    uri_host_lists: HashMap<String, HashMap<String, bool>>,
+}
+
+/// `(NAME) rest` of an `enlist_*` setting.
+fn list_setting(value: &str) -> Option<(&str, &str)> {
+    let v = value.trim_start().strip_prefix('(')?;
+    let close = v.find(')')?;
+    let name = v[..close].trim();
+    (!name.is_empty()).then(|| (name, v[close + 1..].trim()))
+}
+
+/// Conf::Parser's `add_to_addrlist` pattern of an address glob: `^...$`
+/// with `?` one character and `*` any run.
+fn addr_glob(addr: &str) -> Option<regex::Regex> {
+    let mut re = String::from("^");
+    let mut star = false;
+    for c in addr.chars() {
+        if c == '*' {
+            if !star {
+                re.push_str(".*");
+            }
+            star = true;
+            continue;
+        }
+        star = false;
+        match c {
+            '?' => re.push('.'),
+            '\0' | '\\' | '(' => re.push('_'),
+            c if c.is_ascii_alphanumeric() || c == '_' => re.push(c),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re).ok()
 }
 
 impl Config {
@@ -98,6 +140,41 @@ impl Config {
                 "freemail_welcomelist" | "freemail_whitelist" => {
                     for d in s.value.split_whitespace() {
                         c.freemail_welcome.insert(d.to_ascii_lowercase());
+                    }
+                }
+                "enlist_addrlist" => {
+                    if let Some((name, addrs)) = list_setting(&s.value) {
+                        let list = c.addr_lists.entry(name.to_owned()).or_default();
+                        for a in addrs.split_whitespace() {
+                            let a = a.to_ascii_lowercase();
+                            let re = addr_glob(&a);
+                            list.push((a, re));
+                        }
+                    }
+                }
+                "enlist_uri_host" => {
+                    if let Some((name, hosts)) = list_setting(&s.value) {
+                        let list = c.uri_host_lists.entry(name.to_owned()).or_default();
+                        for h in hosts.split_whitespace() {
+                            let (verdict, h) = match h.strip_prefix('!') {
+                                Some(rest) => (false, rest),
+                                None => (true, h),
+                            };
+                            list.insert(h.to_ascii_lowercase(), verdict);
+                        }
+                    }
+                }
+                "delist_uri_host" => {
+                    let (name, hosts) = match list_setting(&s.value) {
+                        Some((n, h)) => (Some(n), h),
+                        None => (None, s.value.as_str()),
+                    };
+                    for (list_name, list) in &mut c.uri_host_lists {
+                        if name.is_none_or(|n| n == list_name) {
+                            for h in hosts.split_whitespace() {
+                                list.remove(&h.trim_start_matches('!').to_ascii_lowercase());
+                            }
+                        }
                     }
                 }
                 _ => {}
@@ -1079,6 +1156,13 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_for_ascii_text_illegal" => facts.ascii_illegal,
         "html_tag_exists" => facts.html_tags.contains(&arg(0).to_ascii_lowercase()),
         "check_for_to_in_subject" => to_in_subject(message, arg(0).trim()),
+        "check_from_in_list" => from_addrs(message, facts)
+            .iter()
+            .any(|a| in_addr_list(cfg, arg(0).trim(), a)),
+        "check_replyto_in_list" => first_address(message, "reply-to")
+            .filter(|a| !a.is_empty())
+            .is_some_and(|a| in_addr_list(cfg, arg(0).trim(), &a)),
+        "check_uri_host_listed" => uri_host_listed(message, cfg, arg(0).trim()),
         "check_for_forged_gmail_received_headers" => forged_gmail(message),
         // ImageInfo: base64 image/gif, png and jpeg leaves
         "image_count" => {
@@ -1256,6 +1340,78 @@ fn header_addrs(message: &Message, facts: &Facts, name: &str) -> Vec<String> {
         .flat_map(|h| h.addrs())
         .map(|a| a.to_ascii_lowercase())
         .collect()
+}
+
+/// WLBLEval's `_check_welcomelist`: `addr` (lower-cased) is in list `name`
+/// as written or matches one of its globs.
+fn in_addr_list(cfg: &Config, name: &str, addr: &str) -> bool {
+    let addr = addr.to_ascii_lowercase();
+    cfg.addr_lists.get(name).is_some_and(|list| {
+        list.iter()
+            .any(|(a, re)| *a == addr || re.as_ref().is_some_and(|r| r.is_match(&addr)))
+    })
+}
+
+/// WLBLEval's `check_uri_host_listed`: a host of the message's URIs (not
+/// `mailto:`) is in list `name`, the most specific entry deciding (the
+/// host, then its parent domains; an IP address only as written).
+fn uri_host_listed(message: &Message, cfg: &Config, name: &str) -> bool {
+    let Some(list) = cfg.uri_host_lists.get(name).filter(|l| !l.is_empty()) else {
+        return false;
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    for url in &message.urls {
+        for uri in crate::filter::mime::url::sa_variants(url) {
+            let Some(host) = uri_host(&uri) else { continue };
+            if !seen.insert(host.clone()) {
+                continue;
+            }
+            let literal = host.starts_with('[')
+                || (host.split('.').count() == 4
+                    && host
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+            let verdict = if literal {
+                list.get(host.trim_start_matches('[').trim_end_matches(']'))
+                    .copied()
+            } else {
+                let mut keys: Vec<&str> = Vec::new();
+                let mut h = host.as_str();
+                loop {
+                    keys.push(h);
+                    match h.split_once('.') {
+                        Some((_, rest)) => h = rest,
+                        None => break,
+                    }
+                }
+                // SpamAssassin keeps the last 11 keys of a very long host
+                let skip = keys.len().saturating_sub(11);
+                keys.into_iter()
+                    .skip(skip)
+                    .find_map(|k| list.get(k).copied())
+            };
+            if verdict == Some(true) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The lower-case host of a `scheme://[user@]host[:port]/...` URI.
+fn uri_host(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    if scheme.is_empty() || scheme.eq_ignore_ascii_case("mailto") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        &host_port[..host_port.find(']').map_or(host_port.len(), |e| e + 1)]
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 /// `PerMsgStatus::all_from_addrs`: the first Resent-From address when
