@@ -421,6 +421,13 @@ impl Builder {
                 };
             }
         }
+        // a boundary without its `;` (`multipart/mixed boundary=b`):
+        // SpamAssassin finds `boundary=` anywhere in the value
+        let loose = if ct.main.starts_with("multipart/") && ct.param("boundary").is_none() {
+            find("Content-Type").and_then(loose_boundary)
+        } else {
+            None
+        };
         let filename = disposition
             .as_ref()
             .and_then(|d| d.param("filename"))
@@ -443,12 +450,16 @@ impl Builder {
             raw_size: 0,
         });
         if ct.main.starts_with("multipart/") {
-            let Some(boundary) = ct.param("boundary").filter(|b| !b.is_empty()) else {
+            let Some(boundary) = ct
+                .param("boundary")
+                .filter(|b| !b.is_empty())
+                .map(|b| b.as_bytes().to_vec())
+                .or(loose)
+            else {
                 self.malformed("multipart without boundary");
                 self.leaf(index, body, &cte, true, false);
                 return;
             };
-            let boundary = boundary.as_bytes().to_vec();
             let child_type = if ct.main == "multipart/digest" {
                 "message/rfc822"
             } else {
@@ -719,6 +730,45 @@ impl Builder {
         }
         value.extend_from_slice(&line[..line.len().min(room)]);
     }
+}
+
+/// Util::parse_content_type's boundary, from anywhere in the value:
+/// `\bboundary\s*=\s*("[^"]+|[^\s";]+(?=[\s;]|$))`, quotes dropped.
+fn loose_boundary(value: &[u8]) -> Option<Vec<u8>> {
+    let lower = value.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(k) = memchr::memmem::find(&lower[from..], b"boundary") {
+        let at = from + k;
+        from = at + 1;
+        let word_start =
+            at == 0 || !(lower[at - 1].is_ascii_alphanumeric() || lower[at - 1] == b'_');
+        let mut i = at + b"boundary".len();
+        while value.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if !word_start || value.get(i) != Some(&b'=') {
+            continue;
+        }
+        i += 1;
+        while value.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let rest = &value[i.min(value.len())..];
+        let b: Vec<u8> = if let Some(q) = rest.strip_prefix(b"\"") {
+            q.iter().take_while(|&&c| c != b'"').copied().collect()
+        } else {
+            let v: Vec<u8> = rest
+                .iter()
+                .take_while(|&&c| !c.is_ascii_whitespace() && c != b'"' && c != b';')
+                .copied()
+                .collect();
+            v
+        };
+        if !b.is_empty() {
+            return Some(b);
+        }
+    }
+    None
 }
 
 /// Invalid lines the message's header block skips before a further one

@@ -287,3 +287,22 @@ fn invalid_header_lines_are_skipped_like_spamassassin() {
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("x-in-part")));
 }
+
+/// A multipart Content-Type whose boundary lacks its `;` still names the
+/// boundary, as Util::parse_content_type finds `boundary=` anywhere.
+#[test]
+fn boundary_without_semicolon() {
+    let m = p("Subject: s\nContent-Type: multipart/mixed\n\tboundary=\"bnd\"\n\n--bnd\nContent-Type: text/plain\n\ninside\n--bnd--\n");
+    assert_eq!(m.parts.len(), 2, "{:?}", m.parts);
+    assert_eq!(m.parts[1].text.as_deref(), Some("inside"));
+    assert!(!m.has(&Violation::Malformed("multipart without boundary".into())));
+    assert_eq!(
+        loose_boundary(b"multipart/mixed boundary=abc def"),
+        Some(b"abc".to_vec())
+    );
+    assert_eq!(loose_boundary(b"multipart/mixed; xboundary=abc"), None);
+    assert_eq!(
+        loose_boundary(b"multipart/mixed Boundary = \"a b\""),
+        Some(b"a b".to_vec())
+    );
+}
