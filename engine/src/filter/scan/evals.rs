@@ -77,9 +77,9 @@ pub struct Config {
     /// FreeMail's body-address patterns, when a rule calls
     /// `check_freemail_replyto` (see [`Config::body_emails`]).
     body_emails: Option<BodyEmails>,
-    /// `enlist_addrlist (NAME) addr...`: per list, each lower-case address
-    /// or glob (`*`, `?`) with its anchored pattern.
-    addr_lists: HashMap<String, Vec<(String, Option<regex::Regex>)>>,
+    /// `enlist_addrlist (NAME) addr...`: per list, its lower-case addresses
+    /// and globs (`*`, `?`) and their anchored patterns as one set.
+    addr_lists: HashMap<String, AddrList>,
     /// `enlist_uri_host (NAME) [!]host...`: per list, host or domain to
     /// verdict (false for a `!` entry).
     uri_host_lists: HashMap<String, HashMap<String, bool>>,
@@ -93,9 +93,36 @@ fn list_setting(value: &str) -> Option<(&str, &str)> {
     (!name.is_empty()).then(|| (name, v[close + 1..].trim()))
 }
 
+/// One `enlist_addrlist` list: an address is listed when it is one of
+/// `exact` or matches a pattern of `globs` (WLBLEval tries each entry's
+/// pattern in turn; one [`regex::RegexSet`] gives the same answer in one
+/// pass).
+#[derive(Debug, Clone, Default)]
+struct AddrList {
+    exact: HashSet<String>,
+    patterns: Vec<String>,
+    globs: Option<regex::RegexSet>,
+}
+
+impl AddrList {
+    fn add(&mut self, addr: String) {
+        let pattern = addr_glob(&addr);
+        // an entry whose pattern does not compile is still listed as written
+        if regex::Regex::new(&pattern).is_ok() {
+            self.patterns.push(pattern);
+            self.globs = regex::RegexSet::new(&self.patterns).ok();
+        }
+        self.exact.insert(addr);
+    }
+
+    fn contains(&self, addr: &str) -> bool {
+        self.exact.contains(addr) || self.globs.as_ref().is_some_and(|g| g.is_match(addr))
+    }
+}
+
 /// Conf::Parser's `add_to_addrlist` pattern of an address glob: `^...$`
 /// with `?` one character and `*` any run.
-fn addr_glob(addr: &str) -> Option<regex::Regex> {
+fn addr_glob(addr: &str) -> String {
     let mut re = String::from("^");
     let mut star = false;
     for c in addr.chars() {
@@ -115,7 +142,7 @@ fn addr_glob(addr: &str) -> Option<regex::Regex> {
         }
     }
     re.push('$');
-    regex::Regex::new(&re).ok()
+    re
 }
 
 impl Config {
@@ -146,9 +173,7 @@ impl Config {
                     if let Some((name, addrs)) = list_setting(&s.value) {
                         let list = c.addr_lists.entry(name.to_owned()).or_default();
                         for a in addrs.split_whitespace() {
-                            let a = a.to_ascii_lowercase();
-                            let re = addr_glob(&a);
-                            list.push((a, re));
+                            list.add(a.to_ascii_lowercase());
                         }
                     }
                 }
@@ -271,6 +296,9 @@ pub struct Facts {
     pub html_mailtos: Vec<String>,
     /// The relays and the trust boundary.
     pub relays: Relays,
+    /// The distinct lower-case hosts of the canonical URI list (not
+    /// `mailto:`), in order; built by the first `check_uri_host_listed`.
+    uri_hosts: std::cell::OnceCell<Vec<String>>,
     /// `X-Spam-Relays-Untrusted` / `-External`.
     pub untrusted_str: String,
     /// `X-Spam-Relays-Trusted` / `-Internal`.
@@ -1162,7 +1190,7 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_replyto_in_list" => first_address(message, "reply-to")
             .filter(|a| !a.is_empty())
             .is_some_and(|a| in_addr_list(cfg, arg(0).trim(), &a)),
-        "check_uri_host_listed" => uri_host_listed(message, cfg, arg(0).trim()),
+        "check_uri_host_listed" => uri_host_listed(message, facts, cfg, arg(0).trim()),
         "check_for_forged_gmail_received_headers" => forged_gmail(message),
         // ImageInfo: base64 image/gif, png and jpeg leaves
         "image_count" => {
@@ -1345,54 +1373,59 @@ fn header_addrs(message: &Message, facts: &Facts, name: &str) -> Vec<String> {
 /// WLBLEval's `_check_welcomelist`: `addr` (lower-cased) is in list `name`
 /// as written or matches one of its globs.
 fn in_addr_list(cfg: &Config, name: &str, addr: &str) -> bool {
-    let addr = addr.to_ascii_lowercase();
-    cfg.addr_lists.get(name).is_some_and(|list| {
-        list.iter()
-            .any(|(a, re)| *a == addr || re.as_ref().is_some_and(|r| r.is_match(&addr)))
-    })
+    cfg.addr_lists
+        .get(name)
+        .is_some_and(|list| list.contains(&addr.to_ascii_lowercase()))
 }
 
 /// WLBLEval's `check_uri_host_listed`: a host of the message's URIs (not
 /// `mailto:`) is in list `name`, the most specific entry deciding (the
 /// host, then its parent domains; an IP address only as written).
-fn uri_host_listed(message: &Message, cfg: &Config, name: &str) -> bool {
+fn uri_host_listed(message: &Message, facts: &Facts, cfg: &Config, name: &str) -> bool {
     let Some(list) = cfg.uri_host_lists.get(name).filter(|l| !l.is_empty()) else {
         return false;
     };
-    let mut seen: HashSet<String> = HashSet::new();
-    for url in &message.urls {
-        for uri in crate::filter::mime::url::sa_variants(url) {
-            let Some(host) = uri_host(&uri) else { continue };
-            if !seen.insert(host.clone()) {
-                continue;
-            }
-            let literal = host.starts_with('[')
-                || (host.split('.').count() == 4
-                    && host
-                        .split('.')
-                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
-            let verdict = if literal {
-                list.get(host.trim_start_matches('[').trim_end_matches(']'))
-                    .copied()
-            } else {
-                let mut keys: Vec<&str> = Vec::new();
-                let mut h = host.as_str();
-                loop {
-                    keys.push(h);
-                    match h.split_once('.') {
-                        Some((_, rest)) => h = rest,
-                        None => break,
+    let hosts = facts.uri_hosts.get_or_init(|| {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut hosts = Vec::new();
+        for url in &message.urls {
+            for uri in crate::filter::mime::url::sa_variants(url) {
+                if let Some(host) = uri_host(&uri) {
+                    if seen.insert(host.clone()) {
+                        hosts.push(host);
                     }
                 }
-                // SpamAssassin keeps the last 11 keys of a very long host
-                let skip = keys.len().saturating_sub(11);
-                keys.into_iter()
-                    .skip(skip)
-                    .find_map(|k| list.get(k).copied())
-            };
-            if verdict == Some(true) {
-                return true;
             }
+        }
+        hosts
+    });
+    for host in hosts {
+        let literal = host.starts_with('[')
+            || (host.split('.').count() == 4
+                && host
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+        let verdict = if literal {
+            list.get(host.trim_start_matches('[').trim_end_matches(']'))
+                .copied()
+        } else {
+            let mut keys: Vec<&str> = Vec::new();
+            let mut h = host.as_str();
+            loop {
+                keys.push(h);
+                match h.split_once('.') {
+                    Some((_, rest)) => h = rest,
+                    None => break,
+                }
+            }
+            // SpamAssassin keeps the last 11 keys of a very long host
+            let skip = keys.len().saturating_sub(11);
+            keys.into_iter()
+                .skip(skip)
+                .find_map(|k| list.get(k).copied())
+        };
+        if verdict == Some(true) {
+            return true;
         }
     }
     false
@@ -2085,6 +2118,36 @@ fn illegal_chars(facts: &Facts, header: &str, ratio: &str, count: &str) -> bool 
 mod tests {
     use super::*;
     use crate::filter::mime::{parse, Limits};
+
+    #[test]
+    fn an_address_list_answers_as_its_entries_one_by_one() {
+        let mut list = AddrList::default();
+        for a in ["*@*.top", "boss@example.com", "a?c@x.org", "we(ird@x.org"] {
+            list.add(a.to_owned());
+        }
+        for (addr, listed) in [
+            ("spam@mail.top", true),
+            ("spam@top", false),
+            ("boss@example.com", true),
+            ("boss@example.comx", false),
+            ("xboss@example.com", false),
+            ("abc@x.org", true),
+            ("ac@x.org", false),
+            // WLBLEval's pattern reads `(` as `_`; the entry as written
+            // still lists its own address
+            ("we(ird@x.org", true),
+            ("we_ird@x.org", true),
+            ("weXird@x.org", false),
+        ] {
+            let one_by_one = list.exact.contains(addr)
+                || list
+                    .patterns
+                    .iter()
+                    .any(|p| regex::Regex::new(p).unwrap().is_match(addr));
+            assert_eq!(list.contains(addr), listed, "{addr}");
+            assert_eq!(one_by_one, listed, "{addr}");
+        }
+    }
 
     fn msg(raw: &str) -> Message {
         parse(raw.as_bytes(), &Limits::default())
