@@ -10,7 +10,7 @@
 //! rules are decided without a pattern. Meta rules are evaluated last, in
 //! dependency order, over the hits of everything else.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -1041,14 +1041,9 @@ fn fill(
         Source::Full => {}
         Source::Uri => {
             // each URI with the variants SpamAssassin's URI rules also see
-            let mut seen: HashSet<String> = HashSet::new();
-            for u in &message.urls {
-                for v in crate::filter::mime::url::sa_variants(u) {
-                    if seen.insert(v.clone()) {
-                        out.push_str(&v);
-                        out.push('\n');
-                    }
-                }
+            for v in facts.uris(message) {
+                out.push_str(v);
+                out.push('\n');
             }
             // SpamAssassin's URI list also holds `mailto:` for every bare
             // address in the text parts.

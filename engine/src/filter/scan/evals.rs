@@ -106,13 +106,17 @@ struct AddrList {
 
 impl AddrList {
     fn add(&mut self, addr: String) {
-        let pattern = addr_glob(&addr);
-        // an entry whose pattern does not compile is still listed as written
-        if regex::Regex::new(&pattern).is_ok() {
-            self.patterns.push(pattern);
-            self.globs = regex::RegexSet::new(&self.patterns).ok();
-        }
+        self.patterns.push(addr_glob(&addr));
         self.exact.insert(addr);
+    }
+
+    /// Compiles `globs` from `patterns`, once all entries are in. An entry
+    /// whose pattern does not compile is still listed as written.
+    fn seal(&mut self) {
+        self.globs = regex::RegexSet::new(&self.patterns).ok().or_else(|| {
+            self.patterns.retain(|p| regex::Regex::new(p).is_ok());
+            regex::RegexSet::new(&self.patterns).ok()
+        });
     }
 
     fn contains(&self, addr: &str) -> bool {
@@ -205,6 +209,9 @@ impl Config {
                 _ => {}
             }
         }
+        for list in c.addr_lists.values_mut() {
+            list.seal();
+        }
         for rule in &set.rules {
             if let Kind::Eval { function, args, .. } = &rule.kind {
                 if function == "check_freemail_replyto" && c.body_emails.is_none() {
@@ -296,8 +303,10 @@ pub struct Facts {
     pub html_mailtos: Vec<String>,
     /// The relays and the trust boundary.
     pub relays: Relays,
-    /// The distinct lower-case hosts of the canonical URI list (not
-    /// `mailto:`), in order; built by the first `check_uri_host_listed`.
+    /// The canonical URI list ([`Facts::uris`]), built on first use.
+    uris: std::cell::OnceCell<Vec<String>>,
+    /// The distinct lower-case hosts of [`Facts::uris`] (not `mailto:`), in
+    /// order; built by the first `check_uri_host_listed`.
     uri_hosts: std::cell::OnceCell<Vec<String>>,
     /// `X-Spam-Relays-Untrusted` / `-External`.
     pub untrusted_str: String,
@@ -370,6 +379,25 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// The message's canonical URI list: each URI with the variants
+    /// SpamAssassin's URI rules also see (`Util::uri_list_canonicalize`),
+    /// distinct, in order. Built once per message, for the URI class text
+    /// and `check_uri_host_listed`.
+    pub fn uris(&self, message: &Message) -> &[String] {
+        self.uris.get_or_init(|| {
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut uris = Vec::new();
+            for u in &message.urls {
+                for v in crate::filter::mime::url::sa_variants(u) {
+                    if seen.insert(v.clone()) {
+                        uris.push(v);
+                    }
+                }
+            }
+            uris
+        })
+    }
+
     /// Date header minus the nearest Received date, in seconds.
     #[must_use]
     pub fn date_diff(&self) -> i64 {
@@ -1388,13 +1416,9 @@ fn uri_host_listed(message: &Message, facts: &Facts, cfg: &Config, name: &str) -
     let hosts = facts.uri_hosts.get_or_init(|| {
         let mut seen: HashSet<String> = HashSet::new();
         let mut hosts = Vec::new();
-        for url in &message.urls {
-            for uri in crate::filter::mime::url::sa_variants(url) {
-                if let Some(host) = uri_host(&uri) {
-                    if seen.insert(host.clone()) {
-                        hosts.push(host);
-                    }
-                }
+        for host in facts.uris(message).iter().filter_map(|u| uri_host(u)) {
+            if seen.insert(host.clone()) {
+                hosts.push(host);
             }
         }
         hosts
@@ -2125,6 +2149,7 @@ mod tests {
         for a in ["*@*.top", "boss@example.com", "a?c@x.org", "we(ird@x.org"] {
             list.add(a.to_owned());
         }
+        list.seal();
         for (addr, listed) in [
             ("spam@mail.top", true),
             ("spam@top", false),
