@@ -44,6 +44,8 @@ pub struct Args<'a> {
     pub pattern_costs: Option<usize>,
     /// Scan each message this many times and count the fastest.
     pub best_of: u32,
+    /// Messages scanned together (see `Scanner::scan_batch`).
+    pub batch: usize,
 }
 
 /// The `.cf` files of `paths`, in order (a directory's files sorted by name,
@@ -140,91 +142,108 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
     let (epoch, mut profile, mut parse_time) = (Instant::now(), Profile::default(), Duration::ZERO);
     // the messages' bytes, kept for --pattern-costs
     let mut kept: Vec<Vec<u8>> = Vec::new();
-    for (n, path) in messages.iter().enumerate() {
-        let raw = match std::fs::read(path) {
-            Ok(raw) => raw,
-            Err(e) => {
-                eprintln!("mbctl scan: {}: {e}", path.display());
-                continue;
+    let mut n = 0usize;
+    for chunk in messages.chunks(args.batch.max(1)) {
+        let mut raws: Vec<Vec<u8>> = Vec::with_capacity(chunk.len());
+        let mut paths: Vec<&PathBuf> = Vec::with_capacity(chunk.len());
+        for path in chunk {
+            match std::fs::read(path) {
+                Ok(raw) => {
+                    raws.push(raw);
+                    paths.push(path);
+                }
+                Err(e) => eprintln!("mbctl scan: {}: {e}", path.display()),
             }
-        };
+        }
+        if raws.is_empty() {
+            continue;
+        }
         if args.pattern_costs.is_some() {
-            kept.push(raw.clone());
+            kept.extend(raws.iter().cloned());
         }
         let mut elapsed = Duration::MAX;
-        let mut result = None;
+        let mut scanned = None;
         for _ in 0..args.best_of.max(1) {
             let t = Instant::now();
-            let message = mime::parse(&raw, &limits);
-            let scanned = if args.profile {
+            let parsed: Vec<mime::Message> = raws.iter().map(|r| mime::parse(r, &limits)).collect();
+            let batch: Vec<(&[u8], &mime::Message)> =
+                raws.iter().map(Vec::as_slice).zip(&parsed).collect();
+            let results = if args.profile {
                 parse_time += t.elapsed();
                 let clock = || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                scanner.scan_profiled(&mut state, &raw, &message, &clock, &mut profile)
+                scanner.scan_batch_profiled(&mut state, &batch, &clock, &mut profile)
             } else {
-                scanner.scan(&mut state, &raw, &message)
+                scanner.scan_batch(&mut state, &batch)
             };
             elapsed = elapsed.min(t.elapsed());
-            result = Some((scanned, message));
+            drop(batch);
+            scanned = Some((results, parsed));
         }
-        let Some((result, message)) = result else {
+        let Some((results, parsed)) = scanned else {
             continue;
         };
         scan_time += elapsed;
         if args.floor {
             let mut best = Duration::MAX;
+            let batch: Vec<&[u8]> = raws.iter().map(Vec::as_slice).collect();
             for _ in 0..args.best_of.max(1) {
                 let t = Instant::now();
-                std::hint::black_box(scanner.scan_floor(&mut state, &raw));
+                std::hint::black_box(scanner.scan_floor_batch(&mut state, &batch));
                 best = best.min(t.elapsed());
             }
             floor_time += best;
         }
-        total_bytes += raw.len() as u64;
-        spam += usize::from(result.is_spam());
-        let shown = args
-            .root
-            .and_then(|r| path.strip_prefix(r).ok())
-            .unwrap_or(path)
-            .display()
-            .to_string();
-        if args.json {
-            let line = json!({
-                "file": shown,
-                "score": (f64::from(result.score) * 1000.0).round() / 1000.0,
-                "required": result.required_score,
-                "is_spam": result.is_spam(),
-                "symbols": result.symbols.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
-                "ms": (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
-                "violations": message.violations.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>(),
-            });
-            writeln!(out, "{line}")?;
-        } else {
-            let symbols: Vec<String> = result
-                .symbols
-                .iter()
-                .map(|(s, v)| format!("{s}={v}"))
-                .collect();
-            writeln!(
-                out,
-                "{} {:>6.2}/{:.1} {:>8.3} ms  {}  {}",
-                if result.is_spam() { "SPAM" } else { "ham " },
-                result.score,
-                result.required_score,
-                elapsed.as_secs_f64() * 1000.0,
-                shown,
-                symbols.join(",")
-            )?;
-        }
-        if progress && (n % 64 == 0 || n + 1 == messages.len()) {
-            let done = n + 1;
-            let width = 30;
-            let filled = done * width / messages.len().max(1);
-            eprint!(
-                "\r[{}{}] {done}/{} messages, {spam} spam",
-                "#".repeat(filled),
-                " ".repeat(width - filled),
-                messages.len()
-            );
+        // a message's time is its batch's share
+        let elapsed = elapsed / u32::try_from(raws.len()).unwrap_or(u32::MAX);
+        for (((raw, path), result), message) in raws.iter().zip(paths).zip(results).zip(parsed) {
+            total_bytes += raw.len() as u64;
+            spam += usize::from(result.is_spam());
+            let shown = args
+                .root
+                .and_then(|r| path.strip_prefix(r).ok())
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            if args.json {
+                let line = json!({
+                    "file": shown,
+                    "score": (f64::from(result.score) * 1000.0).round() / 1000.0,
+                    "required": result.required_score,
+                    "is_spam": result.is_spam(),
+                    "symbols": result.symbols.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+                    "ms": (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
+                    "violations": message.violations.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>(),
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                let symbols: Vec<String> = result
+                    .symbols
+                    .iter()
+                    .map(|(s, v)| format!("{s}={v}"))
+                    .collect();
+                writeln!(
+                    out,
+                    "{} {:>6.2}/{:.1} {:>8.3} ms  {}  {}",
+                    if result.is_spam() { "SPAM" } else { "ham " },
+                    result.score,
+                    result.required_score,
+                    elapsed.as_secs_f64() * 1000.0,
+                    shown,
+                    symbols.join(",")
+                )?;
+            }
+            if progress && (n.is_multiple_of(64) || n + 1 == messages.len()) {
+                let done = n + 1;
+                let width = 30;
+                let filled = done * width / messages.len().max(1);
+                eprint!(
+                    "\r[{}{}] {done}/{} messages, {spam} spam",
+                    "#".repeat(filled),
+                    " ".repeat(width - filled),
+                    messages.len()
+                );
+            }
+            n += 1;
         }
     }
     out.flush()?;

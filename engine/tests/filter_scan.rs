@@ -408,3 +408,82 @@ score    SPANS        1.0
         assert_eq!(names(&r), ["STARTS", "STARTS_M", "SPANS"], "{backend:?}");
     }
 }
+
+/// Every file under `dir`, recursively, sorted (the `.md` notes skipped).
+fn corpus_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("shared/corpus beside the repository")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            corpus_files(&p, out);
+        } else if p.extension().is_none_or(|x| x != "md") {
+            out.push(p);
+        }
+    }
+}
+
+/// `scan_batch` gives each message the result `scan` gives it alone, for
+/// batches of every size from one up, with one state reused as batches
+/// grow and shrink (hit sets of an earlier, larger batch must not leak into
+/// a later one), on every backend; over the corpus's malformed and mixed
+/// messages, with counted (`tflags multiple`), confirmed (lookbehind) and
+/// raw-body rules beside every class of [`RULES`].
+#[test]
+fn batches_give_the_results_of_single_scans() {
+    let rules = format!(
+        "{RULES}\nbody __CLICK_MULTI /click/i\ntflags __CLICK_MULTI multiple\n\
+         meta CLICK_TWICE __CLICK_MULTI > 1\nscore CLICK_TWICE 0.4\n\
+         body LOOKBEHIND /(?<!not )winner/i\nscore LOOKBEHIND 0.2\n\
+         rawbody RAW_BOUNDARY /^--/m\nscore RAW_BOUNDARY 0.1\n\
+         header MIME_VERSION MIME-Version =~ /1\\.0/\nscore MIME_VERSION 0.01\n"
+    );
+    let set = load("t.cf", &rules);
+    assert!(
+        set.report.diagnostics.is_empty(),
+        "{:?}",
+        set.report.diagnostics
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let mut files = Vec::new();
+    corpus_files(&root.join("malformed"), &mut files);
+    corpus_files(&root.join("mixed"), &mut files);
+    let mut raws: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).expect("corpus message"))
+        .collect();
+    raws.push(SPAMMY.as_bytes().to_vec());
+    raws.push(HAMMY.as_bytes().to_vec());
+    raws.push(SPAMMY.replace("Click here", "click, click").into_bytes());
+    assert!(raws.len() > 20, "{} messages", raws.len());
+    let parsed: Vec<_> = raws
+        .iter()
+        .map(|r| mime::parse(r, &Limits::default()))
+        .collect();
+    let messages: Vec<(&[u8], &mime::Message)> =
+        raws.iter().map(Vec::as_slice).zip(&parsed).collect();
+    for backend in [Backend::Hyperscan, Backend::Naive] {
+        let scanner = Scanner::compile(&set, backend);
+        let mut state = scanner.state();
+        let alone: Vec<ScanResult> = messages
+            .iter()
+            .map(|(raw, message)| scanner.scan(&mut state, raw, message))
+            .collect();
+        let hits = alone.iter().filter(|r| !r.symbols.is_empty()).count();
+        assert!(hits >= 3, "the rules hit too little to test: {alone:?}");
+        assert!(
+            names(&alone[alone.len() - 1]).contains(&"CLICK_TWICE"),
+            "{:?}",
+            alone[alone.len() - 1]
+        );
+        for size in [messages.len(), 1, 2, 3, 7, 16] {
+            let batched: Vec<ScanResult> = messages
+                .chunks(size)
+                .flat_map(|chunk| scanner.scan_batch(&mut state, chunk))
+                .collect();
+            assert_eq!(batched, alone, "{backend:?}, batches of {size}");
+        }
+    }
+}

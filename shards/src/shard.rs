@@ -257,14 +257,14 @@ impl Local {
         }
     }
 
-    /// Judges `raw` with the content filter, on this shard's scratch.
-    pub(crate) fn scan(
+    /// Judges a batch of messages (`(raw, truncated)`) with the content
+    /// filter, on this shard's scratch; verdicts in the same order.
+    pub(crate) fn scan_batch(
         &self,
         filter: &Arc<mb_engine::filter::content::ContentFilter>,
-        raw: &[u8],
-        truncated: bool,
-    ) -> mb_engine::filter::content::ContentVerdict {
-        self.scan_pool.borrow_mut().judge(filter, raw, truncated)
+        messages: &[(&[u8], bool)],
+    ) -> Vec<mb_engine::filter::content::ContentVerdict> {
+        self.scan_pool.borrow_mut().judge_batch(filter, messages)
     }
 
     /// Whether the shard is draining.

@@ -32,7 +32,7 @@ use std::sync::{Arc, Weak};
 
 use super::attach::{self, AttachPolicy, Finding, Rule};
 use super::matcher::{Backend, DatabaseCache};
-use super::mime::{self, Limits, Violation};
+use super::mime::{self, Limits, Message, Violation};
 use super::sa::{self, RuleSet};
 use super::scan::{ScanResult, ScanState, Scanner};
 use crate::config::{AttachmentsConfig, FilterAction, FilterConfig};
@@ -553,10 +553,40 @@ impl ContentFilter {
     /// applies the recipients' domains.
     #[must_use]
     pub fn judge(&self, state: &mut ScanState, raw: &[u8], truncated: bool) -> ContentVerdict {
-        let message = mime::parse(raw, &self.limits);
-        let result = self.scanner.scan(state, raw, &message);
+        self.judge_batch(state, &[(raw, truncated)])
+            .pop()
+            .unwrap_or_else(|| unreachable!("one verdict per message"))
+    }
+
+    /// [`ContentFilter::judge`] of several messages (`(raw, truncated)`),
+    /// verdicts in the same order. The scanner runs them as one batch
+    /// ([`Scanner::scan_batch`]): cheaper per message than one by one,
+    /// with the same verdicts.
+    #[must_use]
+    pub fn judge_batch(
+        &self,
+        state: &mut ScanState,
+        messages: &[(&[u8], bool)],
+    ) -> Vec<ContentVerdict> {
+        let parsed: Vec<Message> = messages
+            .iter()
+            .map(|(raw, _)| mime::parse(raw, &self.limits))
+            .collect();
+        let batch: Vec<(&[u8], &Message)> =
+            messages.iter().map(|(raw, _)| *raw).zip(&parsed).collect();
+        let results = self.scanner.scan_batch(state, &batch);
+        parsed
+            .iter()
+            .zip(results)
+            .zip(messages)
+            .map(|((message, result), (_, truncated))| self.verdict(message, result, *truncated))
+            .collect()
+    }
+
+    /// The global profile's verdict on a parsed, scanned message.
+    fn verdict(&self, message: &Message, result: ScanResult, truncated: bool) -> ContentVerdict {
         let mut findings = match &self.attach {
-            Some(policy) => attach::check(policy, &message),
+            Some(policy) => attach::check(policy, message),
             None => Vec::new(),
         };
         if truncated {
@@ -687,15 +717,27 @@ impl ScanPool {
         raw: &[u8],
         truncated: bool,
     ) -> ContentVerdict {
+        filter.judge(self.state_for(filter), raw, truncated)
+    }
+
+    /// [`ContentFilter::judge_batch`] on this pool's scratch space.
+    pub fn judge_batch(
+        &mut self,
+        filter: &Arc<ContentFilter>,
+        messages: &[(&[u8], bool)],
+    ) -> Vec<ContentVerdict> {
+        filter.judge_batch(self.state_for(filter), messages)
+    }
+
+    /// The scratch space for `filter`'s scanner, built first when this pool
+    /// last ran another scanner.
+    fn state_for(&mut self, filter: &Arc<ContentFilter>) -> &mut ScanState {
         let current = Arc::downgrade(&filter.scanner);
-        let state = match &mut self.state {
-            Some(state) if Weak::ptr_eq(&self.owner, &current) => state,
-            slot => {
-                self.owner = current;
-                slot.insert(filter.scanner.state())
-            }
-        };
-        filter.judge(state, raw, truncated)
+        if !Weak::ptr_eq(&self.owner, &current) {
+            self.owner = current;
+            self.state = None;
+        }
+        self.state.get_or_insert_with(|| filter.scanner.state())
     }
 }
 

@@ -292,8 +292,8 @@ fn reload_with_a_broken_config_keeps_the_old_one() {
     );
 }
 
-/// `mbctl scan --best-of N` gives the verdicts of one scan (only the
-/// timings differ); `--pattern-costs N` lists every pattern rule with the
+/// `mbctl scan --best-of N` and `--batch N` give the verdicts of one scan
+/// (only the timings differ); `--pattern-costs N` lists every pattern rule with the
 /// messages it matched.
 #[test]
 fn scan_best_of_and_pattern_costs() {
@@ -340,6 +340,10 @@ fn scan_best_of_and_pattern_costs() {
         mail,
     ]));
     assert_eq!(once, best);
+    let batched = verdicts(&mbctl(&[
+        "--json", "scan", "--batch", "2", "--rules", rules, mail,
+    ]));
+    assert_eq!(once, batched);
     assert_eq!(once.len(), 2);
     assert_eq!(
         once[0]["symbols"],
