@@ -285,6 +285,8 @@ pub fn shards_table(shards: &[ShardStatus]) -> String {
         ("tempfail", R),
         ("discard", R),
         ("quar", R),
+        ("scanned", R),
+        ("batch", R),
         ("p50", R),
         ("p99", R),
         ("p99.9", R),
@@ -305,6 +307,13 @@ pub fn shards_table(shards: &[ShardStatus]) -> String {
             s.verdicts.tempfail.to_string(),
             s.verdicts.discard.to_string(),
             s.verdicts.quarantine.to_string(),
+            s.scanned.to_string(),
+            // the content filter's mean batch
+            if s.scan_batches == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", s.scanned as f64 / s.scan_batches as f64)
+            },
             format_micros(s.latency_p50_us),
             format_micros(s.latency_p99_us),
             format_micros(s.latency_p999_us),
@@ -440,6 +449,8 @@ mod tests {
                 discard: 1,
                 quarantine: 1,
             },
+            scanned: 700,
+            scan_batches: 280,
             latency_p50_us: 85,
             latency_p99_us: 1_234,
             latency_p999_us: 3_456,
@@ -464,15 +475,16 @@ mod tests {
             head,
             [
                 "shard", "cpu", "conns", "max", "total", "refused", "errors", "msgs", "accept",
-                "reject", "tempfail", "discard", "quar", "p50", "p99", "p99.9", "buffers"
+                "reject", "tempfail", "discard", "quar", "scanned", "batch", "p50", "p99", "p99.9",
+                "buffers"
             ]
         );
         let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(
             row,
             [
-                "1", "1", "12", "4096", "1000", "0", "2", "990", "980", "5", "3", "1", "1", "85µs",
-                "1.2ms", "3.5ms", "48.0", "KiB"
+                "1", "1", "12", "4096", "1000", "0", "2", "990", "980", "5", "3", "1", "1", "700",
+                "2.5", "85µs", "1.2ms", "3.5ms", "48.0", "KiB"
             ]
         );
         assert!(shards_table(&[]).contains("(no shards)"));

@@ -347,6 +347,14 @@ pub struct ShardStatus {
     pub policy_requests: u64,
     /// Verdicts given.
     pub verdicts: VerdictCounts,
+    /// Messages the content filter scanned on this shard (milter and
+    /// after-queue paths).
+    #[serde(default)]
+    pub scanned: u64,
+    /// Batches they were scanned in: `scanned / scan_batches` is the mean
+    /// batch, which grows with the load.
+    #[serde(default)]
+    pub scan_batches: u64,
     /// Reply latency (command received → reply written), 50th percentile, µs.
     pub latency_p50_us: u64,
     /// 99th percentile, µs.

@@ -42,8 +42,8 @@ use glommio::timer::sleep;
 use hdrhistogram::Histogram;
 use mb_engine::config::MilterConfig;
 use mb_engine::ctl_api::{ShardStatus, VerdictCounts};
-use mb_engine::filter::content::ScanPool;
-use mb_engine::milter::{Conversation, Settings};
+use mb_engine::filter::content::{ContentVerdict, ScanPool};
+use mb_engine::milter::{Conversation, Output, PendingScan, Settings};
 use mb_engine::policy::Policy;
 
 use crate::io::{Readiness, Socket};
@@ -138,6 +138,8 @@ struct Stats {
     messages: u64,
     policy_requests: u64,
     verdicts: VerdictCounts,
+    scanned: u64,
+    scan_batches: u64,
     latency_us: Histogram<u64>,
 }
 
@@ -215,6 +217,9 @@ pub(crate) struct Local {
     pub(crate) policy: RefCell<Arc<Policy>>,
     /// Scratch space of the content filter, one per shard.
     scan_pool: RefCell<ScanPool>,
+    /// The milter connections' end-of-message scans, waiting for
+    /// [`scan_batcher`].
+    scans: ScanQueue,
     /// The after-queue path, once its spool is open.
     pub(crate) delivery: std::cell::OnceCell<Rc<crate::deliver::Runtime>>,
     open: Cell<u32>,
@@ -248,6 +253,8 @@ impl Local {
             messages: stats.messages,
             policy_requests: stats.policy_requests,
             verdicts: stats.verdicts,
+            scanned: stats.scanned,
+            scan_batches: stats.scan_batches,
             latency_p50_us: q(0.5),
             latency_p99_us: q(0.99),
             latency_p999_us: q(0.999),
@@ -264,6 +271,11 @@ impl Local {
         filter: &Arc<mb_engine::filter::content::ContentFilter>,
         messages: &[(&[u8], bool)],
     ) -> Vec<mb_engine::filter::content::ContentVerdict> {
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.scanned += messages.len() as u64;
+            stats.scan_batches += 1;
+        }
         self.scan_pool.borrow_mut().judge_batch(filter, messages)
     }
 
@@ -310,6 +322,7 @@ pub async fn run(ctx: ShardContext) -> u32 {
         milter: ctx.milter.clone(),
         policy: RefCell::new(ctx.policy),
         scan_pool: RefCell::default(),
+        scans: ScanQueue::default(),
         delivery: std::cell::OnceCell::new(),
         open: Cell::new(0),
         buffer_bytes: Cell::new(0),
@@ -320,6 +333,8 @@ pub async fn run(ctx: ShardContext) -> u32 {
             messages: 0,
             policy_requests: 0,
             verdicts: VerdictCounts::default(),
+            scanned: 0,
+            scan_batches: 0,
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .unwrap_or_else(|_| unreachable!("valid histogram bounds")),
         }),
@@ -330,6 +345,7 @@ pub async fn run(ctx: ShardContext) -> u32 {
     });
     glommio::spawn_local(crate::io::poll(Rc::clone(&local.readiness))).detach();
     glommio::spawn_local(crate::sweeper::run(Rc::clone(&local.sweeper))).detach();
+    glommio::spawn_local(scan_batcher(Rc::clone(&local))).detach();
 
     let bound = bind(&ctx.unix_socket, &local.milter.tcp, Proto::Milter).and_then(|milter| {
         bind(&ctx.policyd_socket, &ctx.policyd_tcp, Proto::Policyd).map(|p| (milter, p))
@@ -889,13 +905,28 @@ async fn converse(
         buf.end += n;
         let (now_ms, utc_offset) = crate::evalload::now();
         conv.set_clock(now_ms, utc_offset);
-        let output = {
-            let policy = local.policy.borrow();
-            let mut pool = local.scan_pool.borrow_mut();
-            conv.process_with(buf.filled(), &policy, &mut pool, out)
-                .map_err(|e| e.to_string())?
-        };
-        buf.consume(output.consumed);
+        let policy = local.policy.borrow().clone();
+        let mut output = Output::default();
+        loop {
+            let step = conv
+                .process_deferred(buf.filled(), &policy, out)
+                .map_err(|e| e.to_string())?;
+            buf.consume(step.consumed);
+            output.absorb(&step);
+            // an end of message to scan: in the shard's next batch
+            let Some(scan) = conv.take_scan() else {
+                break;
+            };
+            let judged = async { Some(local.judge(scan).await) };
+            let late = async {
+                sleep(idle).await;
+                None
+            };
+            let verdict = futures_lite::future::or(judged, late)
+                .await
+                .ok_or("content scan timeout")?;
+            conv.finish_scan(verdict, out, &mut output);
+        }
         if !out.is_empty() {
             watch.arm(write_timeout);
             let written = stream.write_all(out).await;
@@ -913,6 +944,92 @@ async fn converse(
         if output.close {
             return Ok(());
         }
+    }
+}
+
+/// End-of-message scans of the shard's milter connections, waiting for
+/// [`scan_batcher`], each with the slot its verdict goes to.
+#[derive(Default)]
+struct ScanQueue {
+    waiting: RefCell<std::collections::VecDeque<(PendingScan, Rc<ScanSlot>)>>,
+    wake: crate::store::Notify,
+}
+
+/// Where [`scan_batcher`] leaves one verdict for its connection.
+#[derive(Default)]
+struct ScanSlot {
+    verdict: RefCell<Option<ContentVerdict>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Local {
+    /// The content verdict of `scan`, from the shard's next batch.
+    async fn judge(&self, scan: PendingScan) -> ContentVerdict {
+        let slot = Rc::new(ScanSlot::default());
+        self.scans
+            .waiting
+            .borrow_mut()
+            .push_back((scan, Rc::clone(&slot)));
+        self.scans.wake.notify();
+        futures_lite::future::poll_fn(|cx| {
+            if let Some(verdict) = slot.verdict.borrow_mut().take() {
+                return Poll::Ready(verdict);
+            }
+            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Messages [`scan_batcher`] scans together at most.
+const SCAN_BATCH: usize = 32;
+
+/// The shard's end-of-message scanner. It scans what the milter
+/// connections have queued, up to [`SCAN_BATCH`] messages in one batch
+/// (`ContentFilter::judge_batch`: each rule database is read once per
+/// batch, far cheaper per message than one message at a time). A message
+/// alone is scanned at once; under load, the connections that reached end
+/// of message while a batch ran make up the next one.
+async fn scan_batcher(local: Rc<Local>) {
+    loop {
+        if local.scans.waiting.borrow().is_empty() {
+            local.scans.wake.wait().await;
+            continue;
+        }
+        // let the connections already woken queue their messages first
+        futures_lite::future::yield_now().await;
+        let (filter, jobs) = {
+            let mut waiting = local.scans.waiting.borrow_mut();
+            let Some(filter) = waiting.front().map(|(scan, _)| Arc::clone(&scan.filter)) else {
+                continue;
+            };
+            // one filter per batch: scans pinned to an older policy (a
+            // reload in between) wait for the next
+            let mut jobs = Vec::new();
+            let mut rest = std::collections::VecDeque::new();
+            for job in waiting.drain(..) {
+                if jobs.len() < SCAN_BATCH && Arc::ptr_eq(&job.0.filter, &filter) {
+                    jobs.push(job);
+                } else {
+                    rest.push_back(job);
+                }
+            }
+            *waiting = rest;
+            (filter, jobs)
+        };
+        let messages: Vec<(&[u8], bool)> = jobs
+            .iter()
+            .map(|(scan, _)| (scan.raw.as_slice(), scan.truncated))
+            .collect();
+        let verdicts = local.scan_batch(&filter, &messages);
+        for ((_, slot), verdict) in jobs.iter().zip(verdicts) {
+            *slot.verdict.borrow_mut() = Some(verdict);
+            if let Some(waker) = slot.waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+        glommio::yield_if_needed().await;
     }
 }
 

@@ -32,7 +32,7 @@ pub mod session;
 pub use command::{Command, Family, MacroStage};
 pub use frame::{FrameDecoder, FrameError, RawFrame};
 pub use reply::{Modification, Reply};
-pub use session::{Conversation, ConversationError, Output, Settings};
+pub use session::{Conversation, ConversationError, Output, PendingScan, Settings};
 
 /// Protocol version we speak (and the highest Postfix 3.7 speaks).
 pub const VERSION: u32 = 6;

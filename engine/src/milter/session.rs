@@ -32,7 +32,7 @@ use super::reply::{Modification, Reply};
 use super::{actions, protocol};
 use crate::ctl_api::VerdictCounts;
 use crate::eval::{Ask, Facts};
-use crate::filter::content::ScanPool;
+use crate::filter::content::{ContentFilter, ContentVerdict, ScanPool};
 use crate::limits::{MILTER_BODY_CHUNK_BYTES_MAX, MILTER_MACRO_BYTES_MAX, RCPT_COUNT_MAX};
 use crate::policy::{Deferred, Events, MessageFacts, Outcome, Policy};
 use crate::verdict::{Action, Reason, SmtpText, VerdictKind};
@@ -120,6 +120,19 @@ pub struct Output {
     pub messages: u32,
     /// Verdicts given, by kind (MAIL/RCPT refusals and end-of-message).
     pub verdicts: VerdictCounts,
+}
+
+impl Output {
+    /// Adds the counts of a later call's `other` to these (for a runtime
+    /// that calls [`Conversation::process_deferred`] several times per
+    /// read). `consumed` is summed too.
+    pub fn absorb(&mut self, other: &Output) {
+        self.consumed += other.consumed;
+        self.close |= other.close;
+        self.replies += other.replies;
+        self.messages += other.messages;
+        self.verdicts += other.verdicts;
+    }
 }
 
 /// Connection-level options fixed at construction.
@@ -223,6 +236,43 @@ pub struct Conversation {
     /// The runtime's wall clock: Unix milliseconds and the local UTC offset.
     clock: (u64, i16),
     message: Message,
+    /// End of message reached, its content scan handed out by
+    /// [`Conversation::take_scan`] and not yet answered by
+    /// [`Conversation::finish_scan`]: nothing more is decoded until then.
+    scan: ScanStep,
+}
+
+/// Where a deferred end-of-message scan stands.
+#[derive(Debug, Default)]
+enum ScanStep {
+    /// No scan outstanding.
+    #[default]
+    None,
+    /// The scan is ready to be taken.
+    Ready(PendingScan),
+    /// The caller took the scan; its verdict is awaited.
+    Taken,
+}
+
+/// A message's content scan, handed to the runtime
+/// ([`Conversation::process_deferred`]) so that it can scan several
+/// connections' messages in one batch (`ContentFilter::judge_batch`).
+#[derive(Debug)]
+pub struct PendingScan {
+    /// The filter of the policy pinned at MAIL.
+    pub filter: Arc<ContentFilter>,
+    /// The message as the filter sees it, up to its `scan_bytes_max`.
+    pub raw: Vec<u8>,
+    /// The message was longer than `raw`.
+    pub truncated: bool,
+}
+
+/// How the content scan runs at end of message.
+enum ScanMode<'a> {
+    /// At once, on this scratch space.
+    Now(&'a mut ScanPool),
+    /// Handed to the caller ([`Conversation::take_scan`]).
+    Deferred,
 }
 
 impl Conversation {
@@ -244,6 +294,7 @@ impl Conversation {
             messages: 0,
             clock: (0, 0),
             message: Message::default(),
+            scan: ScanStep::None,
         }
     }
 
@@ -331,12 +382,67 @@ impl Conversation {
         pool: &mut ScanPool,
         out: &mut Vec<u8>,
     ) -> Result<Output, ConversationError> {
+        self.process_in(input, policy, &mut ScanMode::Now(pool), out)
+    }
+
+    /// [`Conversation::process`], except that an end of message whose
+    /// content needs scanning stops the call: [`Conversation::take_scan`]
+    /// gives the scan, and [`Conversation::finish_scan`] the verdict, which
+    /// writes the end-of-message reply. Until then nothing more is decoded
+    /// (`consumed` stops after the end-of-message frame). The runtime scans
+    /// the messages of several connections together this way.
+    ///
+    /// # Errors
+    /// As [`Conversation::process`].
+    pub fn process_deferred(
+        &mut self,
+        input: &[u8],
+        policy: &Arc<Policy>,
+        out: &mut Vec<u8>,
+    ) -> Result<Output, ConversationError> {
+        self.process_in(input, policy, &mut ScanMode::Deferred, out)
+    }
+
+    /// The scan an end of message is waiting for (once; see
+    /// [`Conversation::process_deferred`]).
+    pub fn take_scan(&mut self) -> Option<PendingScan> {
+        match std::mem::take(&mut self.scan) {
+            ScanStep::Ready(scan) => {
+                self.scan = ScanStep::Taken;
+                Some(scan)
+            }
+            other => {
+                self.scan = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the message waiting for its scan with `verdict` (from the
+    /// filter of [`PendingScan::filter`]): appends the end-of-message reply
+    /// and modifications to `out` and counts them in `output`. Without a
+    /// scan outstanding, it does nothing.
+    pub fn finish_scan(&mut self, verdict: ContentVerdict, out: &mut Vec<u8>, output: &mut Output) {
+        if matches!(self.scan, ScanStep::None) {
+            return;
+        }
+        self.scan = ScanStep::None;
+        self.answer_end_of_message(Some(verdict), out, output);
+    }
+
+    fn process_in(
+        &mut self,
+        input: &[u8],
+        policy: &Arc<Policy>,
+        mode: &mut ScanMode<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Output, ConversationError> {
         let mut output = Output::default();
-        while !output.close {
+        while !output.close && matches!(self.scan, ScanStep::None) {
             let Some((frame, used)) = self.decoder.decode(&input[output.consumed..])? else {
                 break;
             };
-            self.handle(frame, policy, pool, out, &mut output)?;
+            self.handle(frame, policy, mode, out, &mut output)?;
             output.consumed += used;
         }
         Ok(output)
@@ -353,7 +459,7 @@ impl Conversation {
         &mut self,
         frame: RawFrame<'_>,
         policy: &Arc<Policy>,
-        pool: &mut ScanPool,
+        mode: &mut ScanMode<'_>,
         out: &mut Vec<u8>,
         output: &mut Output,
     ) -> Result<(), ConversationError> {
@@ -448,7 +554,7 @@ impl Conversation {
                 if let Some(raw) = &mut self.message.raw {
                     raw.push(&[chunk]);
                 }
-                self.end_of_message(pool, out, output);
+                self.end_of_message(mode, out, output);
             }
             (_, Command::Connect { .. } | Command::Helo { .. }) | (State::Session, _) => {
                 return Err(self.unexpected(&command))
@@ -661,7 +767,7 @@ impl Conversation {
         policy.eval_rcpt(&ask)
     }
 
-    fn end_of_message(&mut self, pool: &mut ScanPool, out: &mut Vec<u8>, output: &mut Output) {
+    fn end_of_message(&mut self, mode: &mut ScanMode<'_>, out: &mut Vec<u8>, output: &mut Output) {
         let Some(policy) = self.message.policy.clone() else {
             unreachable!("a message always pins a policy at MAIL");
         };
@@ -675,9 +781,33 @@ impl Conversation {
         // The scan is skipped when the message is refused anyway.
         let content = match (policy.filter(), self.message.raw.take()) {
             (Some(filter), Some(raw)) if self.message.body_bytes <= policy.message_bytes_max() => {
-                Some(pool.judge(filter, &raw.bytes, raw.truncated))
+                match mode {
+                    ScanMode::Now(pool) => Some(pool.judge(filter, &raw.bytes, raw.truncated)),
+                    ScanMode::Deferred => {
+                        self.scan = ScanStep::Ready(PendingScan {
+                            filter: Arc::clone(filter),
+                            raw: raw.bytes,
+                            truncated: raw.truncated,
+                        });
+                        return;
+                    }
+                }
             }
             _ => None,
+        };
+        self.answer_end_of_message(content, out, output);
+    }
+
+    /// The end-of-message verdict for the scan's result `content` (`None`:
+    /// not scanned), its modifications and reply.
+    fn answer_end_of_message(
+        &mut self,
+        content: Option<ContentVerdict>,
+        out: &mut Vec<u8>,
+        output: &mut Output,
+    ) {
+        let Some(policy) = self.message.policy.clone() else {
+            unreachable!("a message always pins a policy at MAIL");
         };
         let facts = MessageFacts {
             body_bytes: self.message.body_bytes,

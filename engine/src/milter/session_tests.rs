@@ -728,3 +728,105 @@ fn events_the_policy_ignores_are_negotiated_away() {
         })
     ));
 }
+
+/// A policy with a content filter over one 6-point body rule, headers on.
+fn filtered_policy() -> Arc<Policy> {
+    use crate::filter::content::{compile_rules, ContentFilter, FilterSettings};
+    use crate::filter::matcher::Backend;
+    let cfg = crate::config::parse("[filter]\nrules = [\"/x\"]\n")
+        .config
+        .expect("valid");
+    let rules = "body SPAMMY /spammy-marker/\nscore SPAMMY 6.0\n";
+    let (set, scanner) = compile_rules(&[("t.cf".into(), rules.into())], Backend::Naive, 1, None);
+    let filter = ContentFilter::new(
+        Arc::new(scanner),
+        set.required_score,
+        &FilterSettings::from_config(&cfg.filter),
+    );
+    let p = Policy::new(
+        &PolicyConfig {
+            message_bytes_max: 10_000,
+            header: Some("X-Mailborder".to_owned()),
+            sender: vec![],
+            recipient: vec![],
+        },
+        1,
+    );
+    Arc::new(p.with_filter(Some(Arc::new(filter))))
+}
+
+/// [`Conversation::process_deferred`] hands each end of message's scan to
+/// the caller and stops there; with the caller's verdict,
+/// [`Conversation::finish_scan`] writes exactly what a scan at once
+/// ([`Conversation::process`]) writes, at every chunk size. While a scan is
+/// outstanding no further frame is decoded, the scan is handed out once,
+/// and a verdict nobody asked for changes nothing.
+#[test]
+fn deferred_scans_answer_as_scans_at_once() {
+    let policy = filtered_policy();
+    let mut cmds = session_start(POSTFIX_PROTOCOL);
+    cmds.extend(postfix_message(
+        b"<a@source.example>\0",
+        &[b"<r@dest.example>\0"],
+        b"buy spammy-marker now\r\n",
+    ));
+    cmds.extend(postfix_message(
+        b"<b@source.example>\0",
+        &[b"<r@dest.example>\0"],
+        b"lunch?\r\n",
+    ));
+    cmds.push(Command::Quit);
+    let wire = mta_frames(&cmds);
+    let (at_once, reference) = run(&mut Conversation::new(settings()), &wire, 7, &policy).unwrap();
+    assert_eq!(reference.messages, 2);
+    let filter = Arc::clone(policy.filter().expect("a filter"));
+    for chunk in [1, 3, 64, wire.len()] {
+        let mut conv = Conversation::new(settings());
+        let mut state = filter.scanner().state();
+        let (mut buf, mut out, mut total, mut scans) =
+            (Vec::new(), Vec::new(), Output::default(), 0);
+        for piece in wire.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                let o = conv.process_deferred(&buf, &policy, &mut out).unwrap();
+                buf.drain(..o.consumed);
+                total.absorb(&o);
+                let Some(scan) = conv.take_scan() else {
+                    break;
+                };
+                scans += 1;
+                assert!(conv.in_message());
+                assert!(conv.take_scan().is_none(), "handed out once");
+                // nothing is decoded while the scan is outstanding
+                let before = out.len();
+                let o = conv.process_deferred(&buf, &policy, &mut out).unwrap();
+                assert_eq!((o.consumed, out.len()), (0, before));
+                let verdict = scan.filter.judge(&mut state, &scan.raw, scan.truncated);
+                conv.finish_scan(verdict, &mut out, &mut total);
+                assert!(!conv.in_message());
+            }
+        }
+        assert!(buf.is_empty(), "all input consumed at chunk {chunk}");
+        assert_eq!(scans, 2, "chunk {chunk}");
+        assert_eq!(responses(&out), at_once, "chunk {chunk}");
+        assert_eq!(
+            (total.messages, total.replies, total.close, total.verdicts),
+            (
+                reference.messages,
+                reference.replies,
+                reference.close,
+                reference.verdicts
+            )
+        );
+        // a verdict with no scan outstanding is ignored
+        let stray = filter.judge(&mut state, b"Subject: x\r\n\r\ny\r\n", false);
+        let before = out.len();
+        conv.finish_scan(stray, &mut out, &mut total);
+        assert_eq!(out.len(), before);
+    }
+    // the spammy message got its score in the added header
+    assert!(
+        at_once.contains(&header("score=6.00 shard=1")),
+        "{at_once:?}"
+    );
+}

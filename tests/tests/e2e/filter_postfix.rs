@@ -291,3 +291,59 @@ fn message_over_the_mime_caps_is_held_by_default() {
     let status = msgs[0].header_values("X-Spam-Status").join("|");
     assert!(status.contains("tests=none"), "{}", msgs[0].raw);
 }
+
+/// Messages sent at once from several SMTP sessions: mbd scans the
+/// end-of-message scans of concurrent milter connections together
+/// (`scan_batcher`), and each message still gets its own verdict: the spam
+/// ones flagged with their score, the ham ones not. `mbctl shard status`
+/// counts every scan and the batches they ran in.
+#[test]
+fn concurrent_messages_each_get_their_own_verdict() {
+    const SENDERS: usize = 6;
+    const EACH: usize = 5;
+    let (s, _rules) = stack("pf-filter-concurrent");
+    std::thread::scope(|scope| {
+        for t in 0..SENDERS {
+            let pf = &s.pf;
+            scope.spawn(move || {
+                for i in 0..EACH {
+                    let subject = format!("conc-{t}-{i}");
+                    let body = if (t + i) % 2 == 0 {
+                        format!("{subject} buy cheap-meds-marker now")
+                    } else {
+                        format!("{subject} nothing to see")
+                    };
+                    let r = pf.send(
+                        "alice@source.example",
+                        &["bob@dest.example"],
+                        &message("alice@source.example", "bob@dest.example", &subject, &body),
+                    );
+                    assert_eq!(r.eod_code(), 250, "{}", r.transcript);
+                }
+            });
+        }
+    });
+    let msgs = s.pf.wait_delivered(SENDERS * EACH, WAIT).unwrap();
+    for t in 0..SENDERS {
+        for i in 0..EACH {
+            let m = with_subject(&msgs, &format!("conc-{t}-{i}"));
+            let (flag, score): (&[&str], &str) = if (t + i) % 2 == 0 {
+                (&["YES"], "score=6.00 ")
+            } else {
+                (&[], "score=0.00 ")
+            };
+            assert_eq!(m.header_values("X-Spam-Flag"), flag, "{}", m.raw);
+            let mb = m.header_values("X-Mailborder").join("|");
+            assert!(mb.starts_with(score), "{}", m.raw);
+        }
+    }
+    let shards = s.mbd.shard_status().unwrap();
+    let sum = |key: &str| -> u64 { shards.iter().map(|v| v[key].as_u64().unwrap()).sum() };
+    assert_eq!(sum("scanned"), (SENDERS * EACH) as u64, "{shards:?}");
+    let batches = sum("scan_batches");
+    assert!(
+        (1..=(SENDERS * EACH) as u64).contains(&batches),
+        "{shards:?}"
+    );
+    eprintln!("{} messages scanned in {batches} batches", SENDERS * EACH);
+}
