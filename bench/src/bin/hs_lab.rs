@@ -223,7 +223,7 @@ fn main() -> Result<()> {
         let (db, _) = Database::compile_on(&rest, Backend::Hyperscan, 2);
         let kept: f64 = alone.iter().skip(k).map(|(ns, _)| ns).sum();
         println!(
-            "without the costliest {k:3}: {:.1} µs/msg floor (their alone-sum {:.1})",
+            "without the costliest {k:3}: {:.1} µs/msg floor (the rest alone, summed: {:.1})",
             floor(&db, &class_texts, args.reps) / 1e3,
             kept / 1e3
         );
