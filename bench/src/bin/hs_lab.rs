@@ -1,7 +1,12 @@
 //! `hs_lab`: where one rule class's Hyperscan time goes. Compiles the
-//! class's patterns alone and together, then without its costliest
-//! patterns, and times each database over the class's text of every
-//! message (Hyperscan only, hits not confirmed: the floor).
+//! class's patterns together (with the database sizes, and split by how
+//! they run: exact, widened prefilters, other prefilters), times them with
+//! and without confirmation and with the caches flushed between messages;
+//! then (`--top N`) each pattern alone, the N costliest, and the class
+//! without its costliest; or (`--union N`) the N costliest exact patterns
+//! as alternations, as a gate would run them. Times are per message over
+//! the class's text of every message; "floor" is Hyperscan only, hits not
+//! confirmed.
 //!
 //! ```text
 //! hs_lab --class body --rules ../shared/corpus/rules/spamassassin \
@@ -30,6 +35,13 @@ struct Args {
     /// Costliest patterns listed.
     #[arg(long, default_value_t = 40)]
     top: usize,
+    /// Also time the costliest N patterns (alone) as one alternation, in
+    /// groups of `--group`: a gate that would run them only on a hit.
+    #[arg(long, default_value_t = 0)]
+    union: usize,
+    /// Patterns per alternation for `--union`.
+    #[arg(long, default_value_t = 8)]
+    group: usize,
     /// Timing repetitions (the fastest counts).
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -132,13 +144,50 @@ fn main() -> Result<()> {
     );
 
     let t = Instant::now();
-    let (all, _) = Database::compile_on(&patterns, Backend::Hyperscan, 2);
+    let (all, all_report) = Database::compile_on(&patterns, Backend::Hyperscan, 2);
     println!(
         "together (as the scanner splits them): {:.1} µs/msg floor (compiled in {:.1} s)",
         floor(&all, &class_texts, args.reps) / 1e3,
         t.elapsed().as_secs_f64()
     );
 
+    {
+        use mb_engine::filter::matcher::Mode;
+        let by_mode = |want: fn(&Mode) -> bool| -> Vec<Pattern> {
+            patterns
+                .iter()
+                .filter(|p| all_report.mode(p.id).is_some_and(want))
+                .cloned()
+                .collect()
+        };
+        for (label, set) in [
+            ("exact", by_mode(|m| matches!(m, Mode::Exact))),
+            (
+                "prefiltered",
+                by_mode(|m| matches!(m, Mode::Prefiltered { .. })),
+            ),
+            (
+                "widened",
+                by_mode(
+                    |m| matches!(m, Mode::Prefiltered { reason } if reason.contains("widened")),
+                ),
+            ),
+            (
+                "other prefiltered",
+                by_mode(
+                    |m| matches!(m, Mode::Prefiltered { reason } if !reason.contains("widened")),
+                ),
+            ),
+        ] {
+            let (db, _) = Database::compile_on(&set, Backend::Hyperscan, 2);
+            println!(
+                "the {} {label} patterns together: {:.1} µs/msg floor, {} bytes",
+                set.len(),
+                floor(&db, &class_texts, args.reps) / 1e3,
+                db.hyperscan_size()
+            );
+        }
+    }
     {
         let mut scratch = all.scratch();
         let mut hits = mb_engine::filter::matcher::HitSet::new(all.id_bound());
@@ -207,6 +256,82 @@ fn main() -> Result<()> {
             if p.caseless { "(?i) " } else { "" },
             src
         );
+    }
+    if args.union > 0 {
+        // only patterns Hyperscan runs exactly: an alternation of them is
+        // one exact pattern too, unless it grows past Hyperscan's limits
+        let top: Vec<&Pattern> = alone
+            .iter()
+            .map(|(_, i)| &patterns[*i])
+            .filter(|p| {
+                matches!(
+                    all_report.mode(p.id),
+                    Some(mb_engine::filter::matcher::Mode::Exact)
+                )
+            })
+            .take(args.union)
+            .collect();
+        let (separate, _) = Database::compile_on(
+            &top.iter().map(|p| (*p).clone()).collect::<Vec<_>>(),
+            Backend::Hyperscan,
+            2,
+        );
+        println!(
+            "the costliest {} as they are: {:.1} µs/msg floor",
+            top.len(),
+            floor(&separate, &class_texts, args.reps) / 1e3
+        );
+        let mut unions = Vec::new();
+        for (g, chunk) in top.chunks(args.group.max(1)).enumerate() {
+            let text = chunk
+                .iter()
+                .map(|p| {
+                    let mut flags = String::new();
+                    if p.caseless {
+                        flags.push('i');
+                    }
+                    if p.dotall {
+                        flags.push('s');
+                    }
+                    if p.multiline {
+                        flags.push('m');
+                    }
+                    if flags.is_empty() {
+                        format!("(?:{})", p.source)
+                    } else {
+                        format!("(?{flags}:{})", p.source)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("|");
+            unions.push(Pattern::regex(g as u32, text));
+        }
+        let t = Instant::now();
+        let (union, report) = Database::compile_on(&unions, Backend::Hyperscan, 2);
+        let modes: Vec<&str> = unions
+            .iter()
+            .map(|u| report.mode(u.id).map_or("-", |m| m.name()))
+            .collect();
+        println!(
+            "as {} alternations of {}: {:.1} µs/msg floor (compiled in {:.1} s; modes {modes:?})",
+            unions.len(),
+            args.group,
+            floor(&union, &class_texts, args.reps) / 1e3,
+            t.elapsed().as_secs_f64()
+        );
+        let mut scratch = union.scratch();
+        let mut hits = mb_engine::filter::matcher::HitSet::new(union.id_bound());
+        let mut gated = 0usize;
+        for text in &class_texts {
+            hits.clear();
+            union.scan(&mut scratch, text, &mut hits);
+            gated += usize::from(!hits.is_empty());
+        }
+        println!(
+            "messages where a gate opens: {gated} of {}",
+            class_texts.len()
+        );
+        return Ok(());
     }
     for k in [5usize, 10, 20, 40, 80, 160, 320] {
         if k >= patterns.len() {
