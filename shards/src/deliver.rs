@@ -60,7 +60,7 @@ use mb_engine::spool::{
 use mb_engine::verdict::{Action, SmtpText};
 
 use crate::io::Socket;
-use crate::shard::Local;
+use crate::shard::{Local, SCAN_BATCH, SCAN_BATCH_BYTES};
 use crate::store::{queue_id, unix_ms, Notify, Store, Stored};
 
 /// Most due messages moved to the ready list per scheduler pass.
@@ -353,30 +353,26 @@ fn decide(
     }
 }
 
-/// Messages the scanner task scans together at most. Under load the queue
-/// holds many, and a batch costs far less per message than one message
-/// alone (`Scanner::scan_batch`); with one message waiting, it is scanned
-/// at once, so a quiet shard adds no latency.
-const SCAN_BATCH: usize = 32;
-
 /// The scanner task: scans received messages in arrival order, in batches
-/// of what is waiting, and writes the verdicts' records.
+/// of what is waiting (up to `shard::SCAN_BATCH` messages and about
+/// `shard::SCAN_BATCH_BYTES`; one message waiting is scanned at once), and
+/// writes the verdicts' records.
 pub async fn scanner(local: Rc<Local>, rt: Rc<Runtime>) {
     loop {
         if rt.stopping.get() {
             return;
         }
-        let ids: Vec<MessageId> = {
-            let mut queue = rt.to_scan.borrow_mut();
-            let n = queue.len().min(SCAN_BATCH);
-            queue.drain(..n).collect()
-        };
-        if ids.is_empty() {
+        if rt.to_scan.borrow().is_empty() {
             rt.wake_scanner.wait().await;
             continue;
         }
-        let mut batch: Vec<(MessageId, Rc<Stored>)> = Vec::with_capacity(ids.len());
-        for id in ids {
+        let mut batch: Vec<(MessageId, Rc<Stored>)> = Vec::new();
+        let mut bytes = 0usize;
+        while batch.len() < SCAN_BATCH && bytes < SCAN_BATCH_BYTES {
+            let next = rt.to_scan.borrow_mut().pop_front();
+            let Some(id) = next else {
+                break;
+            };
             if rt
                 .store
                 .entry(id)
@@ -385,7 +381,10 @@ pub async fn scanner(local: Rc<Local>, rt: Rc<Runtime>) {
                 continue;
             }
             match rt.store.load(id).await {
-                Ok(s) => batch.push((id, s)),
+                Ok(s) => {
+                    bytes += s.body.len();
+                    batch.push((id, s));
+                }
                 Err(e) => {
                     log::error!(
                         "Shard {}: message {} cannot be read for the scan: {e}",

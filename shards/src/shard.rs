@@ -982,11 +982,18 @@ impl Local {
     }
 }
 
-/// Messages [`scan_batcher`] scans together at most.
-const SCAN_BATCH: usize = 32;
+/// Messages a shard scans together at most (the milter's [`scan_batcher`]
+/// and the after-queue scanner task).
+pub(crate) const SCAN_BATCH: usize = 32;
+
+/// A batch takes no more messages once it holds this many bytes (it always
+/// takes one): a shard answers nothing else while it scans, so a batch of
+/// large messages is kept short.
+pub(crate) const SCAN_BATCH_BYTES: usize = 1 << 20;
 
 /// The shard's end-of-message scanner. It scans what the milter
-/// connections have queued, up to [`SCAN_BATCH`] messages in one batch
+/// connections have queued, up to [`SCAN_BATCH`] messages and about
+/// [`SCAN_BATCH_BYTES`] in one batch
 /// (`ContentFilter::judge_batch`: each rule database is read once per
 /// batch, far cheaper per message than one message at a time). A message
 /// alone is scanned at once; under load, the connections that reached end
@@ -1008,8 +1015,13 @@ async fn scan_batcher(local: Rc<Local>) {
             // reload in between) wait for the next
             let mut jobs = Vec::new();
             let mut rest = std::collections::VecDeque::new();
+            let mut bytes = 0usize;
             for job in waiting.drain(..) {
-                if jobs.len() < SCAN_BATCH && Arc::ptr_eq(&job.0.filter, &filter) {
+                if jobs.len() < SCAN_BATCH
+                    && bytes < SCAN_BATCH_BYTES
+                    && Arc::ptr_eq(&job.0.filter, &filter)
+                {
+                    bytes += job.0.raw.len();
                     jobs.push(job);
                 } else {
                     rest.push_back(job);
