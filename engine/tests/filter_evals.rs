@@ -49,6 +49,7 @@ uri UNSUB_LINK /\bunsubscribe\b/i
 body HTML_TAG_BALANCE_BODY eval:html_tag_balance('body', '!= 0')
 header RCVD_HELO_IP_MISMATCH eval:helo_ip_mismatch()
 body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')
+body MPART_ALT_DIFF_COUNT eval:multipart_alternative_difference_count('3', '1')
 body HTML_IMAGE_ONLY_04 eval:html_image_only('0000','0400')
 body __HTML_LINK_IMAGE eval:html_text_match('anchor', '<img>')
 body __HTML_LENGTH_0000_1024 eval:html_range('length', '0', '1024')
@@ -357,7 +358,32 @@ fn tag_balance_helo_ip_and_alternative_difference() {
     check(
         "Received: from 203.0.113.9 ([203.0.113.7]) by mx.example with SMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\nFrom: a@b.example\nTo: c@d.example\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\nContent-Type: text/plain\n\nbuy cheap pills\n--XX\nContent-Type: text/html\n\n<html><body>buy cheap pills</body></html>\n--XX--\n",
         &[],
-        &["HTML_TAG_BALANCE_BODY", "RCVD_HELO_IP_MISMATCH", "MPART_ALT_DIFF"],
+        &["HTML_TAG_BALANCE_BODY", "RCVD_HELO_IP_MISMATCH", "MPART_ALT_DIFF", "MPART_ALT_DIFF_COUNT"],
+    );
+    // more than 3 times as many distinct text words as HTML words (2, more
+    // than the minimum of 1): the count rule; with 1 HTML word, not
+    let alternative = |text: &str, html: &str| {
+        format!(
+            "From: a@b.example\nTo: c@d.example\nMIME-Version: 1.0\n\
+             Content-Type: multipart/alternative; boundary=XX\n\n\
+             --XX\nContent-Type: text/plain\n\n{text}\n\
+             --XX\nContent-Type: text/html\n\n<html><body>{html}</body></html>\n--XX--\n"
+        )
+    };
+    check(
+        &alternative("one two three four five six seven buy", "buy pills"),
+        &["MPART_ALT_DIFF_COUNT"],
+        &[],
+    );
+    check(
+        &alternative("one two three four five buy", "buy pills"),
+        &[],
+        &["MPART_ALT_DIFF_COUNT"],
+    );
+    check(
+        &alternative("one two three four five six seven eight", "pills"),
+        &[],
+        &["MPART_ALT_DIFF_COUNT"],
     );
 }
 

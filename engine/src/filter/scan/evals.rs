@@ -52,6 +52,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "html_tag_balance",
     "helo_ip_mismatch",
     "multipart_alternative_difference",
+    "multipart_alternative_difference_count",
     "html_image_only",
     "html_eval",
     "html_text_match",
@@ -372,6 +373,9 @@ pub struct Facts {
     raw_headers: Vec<(String, Vec<u8>)>,
     /// BodyEval's `madiff`: % of HTML words missing from the text part.
     madiff: f64,
+    /// BodyEval's `madiff_html` and `madiff_text`: the distinct HTML and
+    /// text words of the last multipart/alternative part with HTML words.
+    madiff_words: (usize, usize),
     /// BodyEval's `tvd_vertical_words` value (-1 when no element is long
     /// enough); set by the scanner from the body elements
     /// ([`vertical_words`]) when a rule needs it.
@@ -500,7 +504,7 @@ impl Facts {
                     .push((non_space_len(rendered, part.charset.as_deref()), image_area));
             }
         }
-        f.madiff = madiff(message);
+        (f.madiff, f.madiff_words) = madiff(message);
         f.multipart_ratio = multipart_ratio(message);
         // A single-part message: its only part is the top level.
         if message.parts.len() == 1 {
@@ -824,10 +828,14 @@ fn compare(value: i64, expr: &str) -> bool {
 }
 
 /// BodyEval's `_multipart_alternative_difference` over the flat part list
-/// (a part's children are the parts after it with a greater depth).
-fn madiff(message: &Message) -> f64 {
+/// (a part's children are the parts after it with a greater depth): the
+/// largest difference, and the distinct HTML and text words of the last
+/// multipart/alternative part with HTML words (as `madiff_html` and
+/// `madiff_text`, which each such part overwrites).
+fn madiff(message: &Message) -> (f64, (usize, usize)) {
     let parts = &message.parts;
     let mut best = 0.0f64;
+    let mut words = (0, 0);
     for (i, alt) in parts.iter().enumerate() {
         if alt.content_type != "multipart/alternative" {
             continue;
@@ -859,6 +867,7 @@ fn madiff(message: &Message) -> f64 {
         if orig == 0 {
             continue;
         }
+        words = (orig, text.len());
         for (k, v) in &text {
             if html.get(k).is_some_and(|h| h - v < 1) {
                 html.remove(k);
@@ -868,7 +877,7 @@ fn madiff(message: &Message) -> f64 {
         let diff = html.len() as f64 / orig as f64 * 100.0;
         best = best.max(diff);
     }
-    best
+    (best, words)
 }
 
 /// HTML.pm's area of an `<img>` with both `width` and `height`: a value
@@ -1279,6 +1288,19 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
                 return false;
             };
             (min == 0.0 || facts.madiff > min) && facts.madiff <= max
+        }
+        // more than `minhtml` distinct HTML words, and more than `ratio`
+        // times as many distinct text words
+        "multipart_alternative_difference_count" => {
+            let (Ok(ratio), Ok(min_html)) =
+                (arg(0).trim().parse::<f64>(), arg(1).trim().parse::<f64>())
+            else {
+                return false;
+            };
+            let (html, text) = facts.madiff_words;
+            #[allow(clippy::cast_precision_loss)]
+            let (html, text) = (html as f64, text as f64);
+            html > min_html && text / html > ratio
         }
         "html_image_only" => {
             let (Ok(min), Ok(max)) = (arg(0).trim().parse::<i64>(), arg(1).trim().parse::<i64>())
