@@ -60,7 +60,7 @@ use mb_engine::spool::{
 use mb_engine::verdict::{Action, SmtpText};
 
 use crate::io::Socket;
-use crate::shard::{Local, SCAN_BATCH, SCAN_BATCH_BYTES};
+use crate::shard::{batch_has_room, Local};
 use crate::store::{queue_id, unix_ms, Notify, Store, Stored};
 
 /// Most due messages moved to the ready list per scheduler pass.
@@ -354,8 +354,8 @@ fn decide(
 }
 
 /// The scanner task: scans received messages in arrival order, in batches
-/// of what is waiting (up to `shard::SCAN_BATCH` messages and about
-/// `shard::SCAN_BATCH_BYTES`; one message waiting is scanned at once), and
+/// of what is waiting (as `shard::batch_has_room` bounds them; one message
+/// waiting is scanned at once), and
 /// writes the verdicts' records.
 pub async fn scanner(local: Rc<Local>, rt: Rc<Runtime>) {
     loop {
@@ -368,7 +368,7 @@ pub async fn scanner(local: Rc<Local>, rt: Rc<Runtime>) {
         }
         let mut batch: Vec<(MessageId, Rc<Stored>)> = Vec::new();
         let mut bytes = 0usize;
-        while batch.len() < SCAN_BATCH && bytes < SCAN_BATCH_BYTES {
+        while batch_has_room(batch.len(), bytes) {
             let next = rt.to_scan.borrow_mut().pop_front();
             let Some(id) = next else {
                 break;

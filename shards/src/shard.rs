@@ -905,12 +905,13 @@ async fn converse(
         buf.end += n;
         let (now_ms, utc_offset) = crate::evalload::now();
         conv.set_clock(now_ms, utc_offset);
-        let policy = local.policy.borrow().clone();
         let mut output = Output::default();
         loop {
-            let step = conv
-                .process_deferred(buf.filled(), &policy, out)
-                .map_err(|e| e.to_string())?;
+            let step = {
+                let policy = local.policy.borrow();
+                conv.process_deferred(buf.filled(), &policy, out)
+            }
+            .map_err(|e| e.to_string())?;
             buf.consume(step.consumed);
             output.absorb(&step);
             // an end of message to scan: in the shard's next batch
@@ -959,7 +960,7 @@ struct ScanQueue {
 #[derive(Default)]
 struct ScanSlot {
     verdict: RefCell<Option<ContentVerdict>>,
-    waker: RefCell<Option<Waker>>,
+    ready: crate::store::Notify,
 }
 
 impl Local {
@@ -971,25 +972,28 @@ impl Local {
             .borrow_mut()
             .push_back((scan, Rc::clone(&slot)));
         self.scans.wake.notify();
-        futures_lite::future::poll_fn(|cx| {
+        loop {
             if let Some(verdict) = slot.verdict.borrow_mut().take() {
-                return Poll::Ready(verdict);
+                return verdict;
             }
-            *slot.waker.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+            slot.ready.wait().await;
+        }
     }
 }
 
 /// Messages a shard scans together at most (the milter's [`scan_batcher`]
 /// and the after-queue scanner task).
-pub(crate) const SCAN_BATCH: usize = 32;
+const SCAN_BATCH: usize = 32;
 
 /// A batch takes no more messages once it holds this many bytes (it always
 /// takes one): a shard answers nothing else while it scans, so a batch of
 /// large messages is kept short.
-pub(crate) const SCAN_BATCH_BYTES: usize = 1 << 20;
+const SCAN_BATCH_BYTES: usize = 1 << 20;
+
+/// Whether a scan batch of `messages` holding `bytes` takes another.
+pub(crate) fn batch_has_room(messages: usize, bytes: usize) -> bool {
+    messages < SCAN_BATCH && bytes < SCAN_BATCH_BYTES
+}
 
 /// The shard's end-of-message scanner. It scans what the milter
 /// connections have queued, up to [`SCAN_BATCH`] messages and about
@@ -1017,10 +1021,7 @@ async fn scan_batcher(local: Rc<Local>) {
             let mut rest = std::collections::VecDeque::new();
             let mut bytes = 0usize;
             for job in waiting.drain(..) {
-                if jobs.len() < SCAN_BATCH
-                    && bytes < SCAN_BATCH_BYTES
-                    && Arc::ptr_eq(&job.0.filter, &filter)
-                {
+                if batch_has_room(jobs.len(), bytes) && Arc::ptr_eq(&job.0.filter, &filter) {
                     bytes += job.0.raw.len();
                     jobs.push(job);
                 } else {
@@ -1037,9 +1038,7 @@ async fn scan_batcher(local: Rc<Local>) {
         let verdicts = local.scan_batch(&filter, &messages);
         for ((_, slot), verdict) in jobs.iter().zip(verdicts) {
             *slot.verdict.borrow_mut() = Some(verdict);
-            if let Some(waker) = slot.waker.borrow_mut().take() {
-                waker.wake();
-            }
+            slot.ready.notify();
         }
         glommio::yield_if_needed().await;
     }

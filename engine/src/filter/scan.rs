@@ -63,7 +63,8 @@ struct Class {
 impl Class {
     /// The text this class matches in a message, built in `text` (the raw
     /// message itself for `full`), with `elements` set to the ranges
-    /// scanned one at a time for raw-body rules (see [`Class::scan`]).
+    /// scanned one at a time for raw-body rules (see
+    /// [`Class::push_haystacks`]).
     fn text<'a>(
         &self,
         message: &Message,
@@ -73,18 +74,55 @@ impl Class {
         text: &'a mut String,
         elements: &mut Vec<Range<usize>>,
     ) -> &'a [u8] {
-        text.clear();
-        elements.clear();
-        if self.source == Source::Full {
-            return raw;
-        }
-        fill(&self.source, message, facts, sizes, text, elements);
-        text.as_bytes()
+        self.fill_text(message, facts, sizes, text, elements);
+        self.haystack(raw, text)
     }
 
-    /// Matches `text` (from [`Class::text`]): raw-body rules one element at
-    /// a time, so that no match spans two parts or two pieces of a long
-    /// part; every other class in one scan.
+    /// Builds a message's text of this class in `text` and `elements`
+    /// (left empty for `full`, which matches the raw message).
+    fn fill_text(
+        &self,
+        message: &Message,
+        facts: &Facts,
+        sizes: ScanSizes,
+        text: &mut String,
+        elements: &mut Vec<Range<usize>>,
+    ) {
+        text.clear();
+        elements.clear();
+        if self.source != Source::Full {
+            fill(&self.source, message, facts, sizes, text, elements);
+        }
+    }
+
+    /// What this class matches of a message: the raw message for `full`,
+    /// else the text [`Class::fill_text`] built.
+    fn haystack<'a>(&self, raw: &'a [u8], text: &'a str) -> &'a [u8] {
+        if self.source == Source::Full {
+            raw
+        } else {
+            text.as_bytes()
+        }
+    }
+
+    /// Adds message `m`'s haystacks to `out`: raw-body rules one element
+    /// at a time, so that no match spans two parts or two pieces of a long
+    /// part; every other class its whole text.
+    fn push_haystacks<'a>(
+        &self,
+        m: usize,
+        haystack: &'a [u8],
+        elements: &[Range<usize>],
+        out: &mut Vec<(usize, &'a [u8])>,
+    ) {
+        if self.source == Source::Rawbody {
+            out.extend(elements.iter().map(|e| (m, &haystack[e.clone()])));
+        } else {
+            out.push((m, haystack));
+        }
+    }
+
+    /// Matches one message's `text` (from [`Class::text`]).
     fn scan(
         &self,
         scratch: &mut Scratch,
@@ -92,14 +130,19 @@ impl Class {
         elements: &[Range<usize>],
         hits: &mut HitSet,
     ) {
-        if self.source == Source::Rawbody {
-            for e in elements {
-                self.database.scan(scratch, &text[e.clone()], hits);
-            }
-        } else {
-            self.database.scan(scratch, text, hits);
-        }
+        let mut haystacks = Vec::with_capacity(elements.len().max(1));
+        self.push_haystacks(0, text, elements, &mut haystacks);
+        self.database
+            .scan_many(scratch, &haystacks, std::slice::from_mut(hits));
     }
+}
+
+/// The result of a batch of one message.
+fn only(results: Vec<ScanResult>) -> ScanResult {
+    results
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| unreachable!("a batch gives one result per message"))
 }
 
 /// What a rule needs besides its class's pattern.
@@ -186,7 +229,7 @@ pub struct PatternCost {
 }
 
 /// The outcome of one scan.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScanResult {
     /// Sum of the scores of the rules that hit.
     pub score: f32,
@@ -499,9 +542,7 @@ impl Scanner {
     /// Scans one message. `raw` is the message as received; `message` its
     /// parsed model.
     pub fn scan(&self, state: &mut ScanState, raw: &[u8], message: &Message) -> ScanResult {
-        self.scan_inner(state, &[(raw, message)], None)
-            .pop()
-            .unwrap_or_default()
+        only(self.scan_inner(state, &[(raw, message)], None))
     }
 
     /// [`Scanner::scan`] of several messages at once, results in the same
@@ -528,9 +569,7 @@ impl Scanner {
         clock: &dyn Fn() -> u64,
         profile: &mut Profile,
     ) -> ScanResult {
-        self.scan_batch_profiled(state, &[(raw, message)], clock, profile)
-            .pop()
-            .unwrap_or_default()
+        only(self.scan_batch_profiled(state, &[(raw, message)], clock, profile))
     }
 
     /// [`Scanner::scan_batch`] with a [`Profile`], as
@@ -645,28 +684,16 @@ impl Scanner {
                 continue;
             };
             let started = probe.as_ref().map(|(clock, _)| clock());
-            for ((((raw, message), (facts, ..)), text), elements) in
+            for ((((_, message), (facts, ..)), text), elements) in
                 batch.iter().zip(&work).zip(&mut texts).zip(&mut elements)
             {
-                class.text(message, raw, facts, self.sizes, text, elements);
+                class.fill_text(message, facts, self.sizes, text, elements);
             }
-            let haystack = |m: usize| -> &[u8] {
-                if class.source == Source::Full {
-                    batch[m].0
-                } else {
-                    texts[m].as_bytes()
-                }
-            };
+            let haystack = |m: usize| class.haystack(batch[m].0, &texts[m]);
             let mut haystacks: Vec<(usize, &[u8])> = Vec::with_capacity(batch.len());
             for m in 0..batch.len() {
                 hits[m].clear();
-                if class.source == Source::Rawbody {
-                    // raw-body rules one element at a time, so that no
-                    // match spans two parts or two pieces of a long part
-                    haystacks.extend(elements[m].iter().map(|e| (m, &haystack(m)[e.clone()])));
-                } else {
-                    haystacks.push((m, haystack(m)));
-                }
+                class.push_haystacks(m, haystack(m), &elements[m], &mut haystacks);
             }
             class.database.scan_many(scratch, &haystacks, hits);
             for (m, ((_, message), (facts, body_pending, counts))) in
@@ -800,17 +827,9 @@ impl Scanner {
             .iter()
             .map(|(raw, message)| Facts::of(message, raw))
             .collect();
-        let (mut text, mut elements) = (String::new(), Vec::new());
         for (c, class) in self.classes.iter().enumerate() {
             // each message's class text and its elements, built once
-            let texts: Vec<(Vec<u8>, Vec<Range<usize>>)> = messages
-                .iter()
-                .zip(&facts)
-                .map(|((raw, message), facts)| {
-                    let t = class.text(message, raw, facts, self.sizes, &mut text, &mut elements);
-                    (t.to_vec(), elements.clone())
-                })
-                .collect();
+            let texts = self.texts_of(class, messages, &facts);
             for (rule, pattern) in &class.patterns {
                 let (db, report) =
                     Database::compile(std::slice::from_ref(pattern), class.database.backend());
@@ -862,14 +881,31 @@ impl Scanner {
         let Some(class) = self.classes.get(c) else {
             return Vec::new();
         };
+        let facts: Vec<Facts> = messages
+            .iter()
+            .map(|(raw, message)| Facts::of(message, raw))
+            .collect();
+        self.texts_of(class, messages, &facts)
+            .into_iter()
+            .map(|(text, _)| text)
+            .collect()
+    }
+
+    /// `class`'s text and elements of each message (with its `facts`),
+    /// copied out: for the diagnostics that time patterns over them.
+    fn texts_of(
+        &self,
+        class: &Class,
+        messages: &[(&[u8], &Message)],
+        facts: &[Facts],
+    ) -> Vec<(Vec<u8>, Vec<Range<usize>>)> {
         let (mut text, mut elements) = (String::new(), Vec::new());
         messages
             .iter()
-            .map(|(raw, message)| {
-                let facts = Facts::of(message, raw);
-                class
-                    .text(message, raw, &facts, self.sizes, &mut text, &mut elements)
-                    .to_vec()
+            .zip(facts)
+            .map(|((raw, message), facts)| {
+                let t = class.text(message, raw, facts, self.sizes, &mut text, &mut elements);
+                (t.to_vec(), elements.clone())
             })
             .collect()
     }
