@@ -124,7 +124,8 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
     let [exact, prefiltered, confirm_only, rejected] = scanner.mode_counts();
     eprintln!(
         "mbctl scan: patterns: {exact} exact, {prefiltered} prefiltered and confirmed, \
-         {confirm_only} confirm-only, {rejected} rejected"
+         {confirm_only} confirm-only, {rejected} rejected; {} also in an ASCII form for ASCII text",
+        scanner.ascii_forms()
     );
     if args.modes {
         for (rule, mode) in scanner.pattern_modes() {

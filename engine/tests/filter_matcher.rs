@@ -303,6 +303,10 @@ fn atom() -> impl Strategy<Value = String> {
         Just("\\b".to_owned()),
         Just("\\xff".to_owned()),
         Just("é".to_owned()),
+        // what a pattern's ASCII form drops or cuts
+        Just("[a\\xe9]".to_owned()),
+        Just("[\\x7b-\\xff]".to_owned()),
+        Just("(?:b|\\xc3\\xa9|[\\xce][\\xa1])".to_owned()),
     ]
 }
 
@@ -333,7 +337,7 @@ fn regex_source() -> impl Strategy<Value = String> {
         prop::collection::vec(seq, 1..3),
         any::<bool>(),
         any::<bool>(),
-        0..5u8,
+        0..6u8,
     )
         .prop_map(|(alts, start, end, fancy)| {
             let mut s = alts.join("|");
@@ -344,6 +348,7 @@ fn regex_source() -> impl Strategy<Value = String> {
                 1 => s = format!("({s})\\1"),
                 2 => s = format!("{s}(?=[ab])"),
                 3 => s = format!("(?<!c){s}"),
+                4 => s = format!("(?!a\\xff|\\xc3){s}"),
                 _ => {}
             }
             if start {
@@ -377,7 +382,22 @@ fn pattern_set() -> impl Strategy<Value = Vec<Pattern>> {
 }
 
 fn haystack() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(
+    // half of them ASCII: the databases run ASCII haystacks on patterns'
+    // ASCII forms
+    let ascii = prop::collection::vec(
+        prop_oneof![
+            Just(b'a'),
+            Just(b'b'),
+            Just(b'c'),
+            Just(b'A'),
+            Just(b' '),
+            Just(b'\n'),
+            Just(b'1'),
+            Just(b'{'),
+        ],
+        0..24,
+    );
+    let any = prop::collection::vec(
         prop_oneof![
             Just(b'a'),
             Just(b'b'),
@@ -391,7 +411,8 @@ fn haystack() -> impl Strategy<Value = Vec<u8>> {
             Just(0xa9u8),
         ],
         0..24,
-    )
+    );
+    prop_oneof![ascii, any]
 }
 
 proptest! {
@@ -569,6 +590,62 @@ fn inner_start_anchors_are_prefiltered_without_them() {
         assert_eq!(
             one(q.clone(), haystack),
             want_q,
+            "{:?}",
+            String::from_utf8_lossy(haystack)
+        );
+    }
+}
+
+/// A pattern with branches, class members or optional items that need a
+/// byte above 0x7F also runs in its ASCII form, on ASCII haystacks only;
+/// haystacks with such a byte still get the pattern as written. Either way
+/// the hits are the oracle's, in one scan and in a batch mixing both kinds.
+#[test]
+fn ascii_haystacks_run_the_patterns_ascii_forms() {
+    let patterns = vec![
+        // a look-alike family: prefiltered (lookahead), confirmed
+        Pattern::regex(
+            0,
+            r"(?!price)(?:[pP\xd1\xf1]|[\xce][\xa1]|[\xd1][\x80])[^\w\n]?(?:[rR]|[\xd0][\xb3])[^\w\n]?(?:[iI1!|]|[\xd1][\x96])[^\w\n]?[cC\xe7]e",
+        )
+        .caseless(),
+        // exact
+        Pattern::regex(1, r"\bcaf(?:e|\xc3\xa9)"),
+        Pattern::regex(2, r"a[\x7b-\xff]{2,}z"),
+        // never on ASCII
+        Pattern::regex(3, r"\xd0\xbf[\xd1][\x80]"),
+        // nothing to drop
+        Pattern::regex(4, r"hel+o"),
+    ];
+    let (db, _) = Database::compile(&patterns, Backend::Hyperscan);
+    assert_eq!(db.ascii_forms(), 3, "ids 0, 1 and 2 have ASCII forms");
+    let cases: [(&[u8], &[u32]); 8] = [
+        (b"best P-R-1-ce", &[0]),
+        (b"best price", &[]),
+        ("best \u{440}-R-1-ce".as_bytes(), &[0]),
+        (b"a cafe", &[1]),
+        ("a caf\u{e9}".as_bytes(), &[1]),
+        (b"a{|}z hello", &[2, 4]),
+        ("a\u{e9}z \u{43f}\u{440}".as_bytes(), &[2, 3]),
+        ("\u{43f}\u{440} hello".as_bytes(), &[3, 4]),
+    ];
+    for (haystack, want) in cases {
+        assert_eq!(
+            agree(&patterns, haystack),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(haystack)
+        );
+    }
+    // one batch of both kinds: each haystack gets its own parts
+    let mut scratch = db.scratch();
+    let mut sets: Vec<HitSet> = cases.iter().map(|_| HitSet::new(db.id_bound())).collect();
+    let batch: Vec<(usize, &[u8])> = cases.iter().map(|(h, _)| *h).enumerate().collect();
+    db.scan_many(&mut scratch, &batch, &mut sets);
+    for ((haystack, want), set) in cases.iter().zip(&sets) {
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            *want,
             "{:?}",
             String::from_utf8_lossy(haystack)
         );

@@ -310,12 +310,14 @@ fn load_scanner(paths: &[PathBuf]) -> Result<(Arc<Scanner>, f32), String> {
     log::info!(
         "Content filter: {} rule files, {} rules, {} active, {} skipped, {} diagnostics; \
          patterns: {exact} exact, {prefiltered} prefiltered, {confirm_only} confirm-only, \
-         {rejected} rejected; compiled in {:.2} s ({} databases from the cache)",
+         {rejected} rejected, {} also in an ASCII form for ASCII text; compiled in {:.2} s \
+         ({} databases from the cache)",
         files.len(),
         report.rules_total,
         scanner.active_rules(),
         report.skipped(),
         report.diagnostics.len(),
+        scanner.ascii_forms(),
         started.elapsed().as_secs_f64(),
         cache.as_ref().map_or(0, DatabaseCache::hits)
     );

@@ -45,6 +45,14 @@ struct Args {
     /// Timing repetitions (the fastest counts).
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Instead of one class, time every class's databases in batches of
+    /// `--batch` messages, as the scanner runs them, with and without the
+    /// patterns' ASCII forms.
+    #[arg(long)]
+    all: bool,
+    /// Messages per batch for `--all`.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
     /// Message files or directories.
     paths: Vec<PathBuf>,
 }
@@ -106,7 +114,7 @@ fn main() -> Result<()> {
         .collect::<Result<_>>()?;
     let (_, scanner) = content::compile_rules(&texts, Backend::Hyperscan, 2, None);
     let class = (0..scanner.class_count())
-        .find(|&c| scanner.class_label(c).0 == args.class)
+        .find(|&c| args.all || scanner.class_label(c).0 == args.class)
         .with_context(|| format!("no class {}", args.class))?;
     let raws: Vec<Vec<u8>> = files(&args.paths)
         .iter()
@@ -116,6 +124,9 @@ fn main() -> Result<()> {
     let parsed: Vec<_> = raws.iter().map(|r| mime::parse(r, &limits)).collect();
     let pairs: Vec<(&[u8], &mime::Message)> =
         raws.iter().map(Vec::as_slice).zip(parsed.iter()).collect();
+    if args.all {
+        return all_classes(&args, &scanner, &pairs);
+    }
     let t = Instant::now();
     let class_texts = scanner.class_texts(class, &pairs);
     println!(
@@ -149,6 +160,30 @@ fn main() -> Result<()> {
         "together (as the scanner splits them): {:.1} µs/msg floor (compiled in {:.1} s)",
         floor(&all, &class_texts, args.reps) / 1e3,
         t.elapsed().as_secs_f64()
+    );
+    let (ascii, other): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+        class_texts.iter().cloned().partition(|t| t.is_ascii());
+    let t = Instant::now();
+    let (plain, _) = Database::compile_without_ascii_forms(&patterns, 2);
+    println!(
+        "without ASCII forms: {:.1} µs/msg floor, {} bytes (compiled in {:.1} s)",
+        floor(&plain, &class_texts, args.reps) / 1e3,
+        plain.hyperscan_size(),
+        t.elapsed().as_secs_f64()
+    );
+    let mean = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() / v.len().max(1);
+    println!(
+        "{} patterns with an ASCII form; {} ASCII texts ({} bytes each): {:.1} µs/msg floor, \
+         {:.1} without ASCII forms; {} others ({} bytes each): {:.1} µs/msg, {:.1} without",
+        all.ascii_forms(),
+        ascii.len(),
+        mean(&ascii),
+        floor(&all, &ascii, args.reps) / 1e3,
+        floor(&plain, &ascii, args.reps) / 1e3,
+        other.len(),
+        mean(&other),
+        floor(&all, &other, args.reps) / 1e3,
+        floor(&plain, &other, args.reps) / 1e3,
     );
 
     {
@@ -352,6 +387,54 @@ fn main() -> Result<()> {
             floor(&db, &class_texts, args.reps) / 1e3,
             kept / 1e3
         );
+    }
+    Ok(())
+}
+
+/// `--all`: every class's Hyperscan floor in batches, with the ASCII forms
+/// and without, interleaved.
+fn all_classes(
+    args: &Args,
+    scanner: &mb_engine::filter::scan::Scanner,
+    pairs: &[(&[u8], &mime::Message)],
+) -> Result<()> {
+    let classes: Vec<(Vec<Vec<u8>>, Database, Database)> = (0..scanner.class_count())
+        .map(|c| {
+            let patterns = scanner.class_patterns(c);
+            let (with, _) = Database::compile_on(&patterns, Backend::Hyperscan, 2);
+            let (without, _) = Database::compile_without_ascii_forms(&patterns, 2);
+            (scanner.class_texts(c, pairs), with, without)
+        })
+        .collect();
+    let with: usize = classes.iter().map(|c| c.1.hyperscan_size()).sum();
+    let without: usize = classes.iter().map(|c| c.2.hyperscan_size()).sum();
+    println!(
+        "{} classes, {} messages; Hyperscan bytes with ASCII forms {with}, without {without}",
+        classes.len(),
+        pairs.len(),
+    );
+    let mut scratch = classes[0].1.scratch();
+    for (_, with, without) in &classes {
+        scratch.fit(with);
+        scratch.fit(without);
+    }
+    let batch = args.batch.max(1);
+    let mut run = |ascii: bool| {
+        let t = Instant::now();
+        for start in (0..pairs.len()).step_by(batch) {
+            let end = (start + batch).min(pairs.len());
+            for (texts, with, without) in &classes {
+                let db = if ascii { with } else { without };
+                let slice: Vec<&[u8]> = texts[start..end].iter().map(Vec::as_slice).collect();
+                std::hint::black_box(db.scan_unconfirmed_many(&mut scratch, &slice));
+            }
+        }
+        t.elapsed().as_nanos() as f64 / pairs.len().max(1) as f64 / 1e3
+    };
+    for rep in 0..args.reps.max(1) {
+        let a = run(true);
+        let b = run(false);
+        println!("rep {rep}: floor {a:.1} µs/msg with ASCII forms, {b:.1} without");
     }
     Ok(())
 }

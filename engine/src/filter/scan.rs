@@ -524,6 +524,13 @@ impl Scanner {
         n
     }
 
+    /// Pattern rules that also run in an ASCII form on ASCII text (see
+    /// [`Database::ascii_forms`]).
+    #[must_use]
+    pub fn ascii_forms(&self) -> usize {
+        self.classes.iter().map(|c| c.database.ascii_forms()).sum()
+    }
+
     /// The compile reports, one per class.
     #[must_use]
     pub fn reports(&self) -> &[CompileReport] {

@@ -15,7 +15,11 @@
 //!   repeats, and a few stock rules took tens of seconds each). A class is
 //!   split into databases of 32 patterns (2 for very long patterns), since
 //!   compile time grows faster than linearly with the set. The
-//!   [`CompileReport`] says which pattern runs how and why.
+//!   [`CompileReport`] says which pattern runs how and why. A pattern with
+//!   branches or class members that need a byte above `0x7F` (the
+//!   look-alike families) is also compiled without them, and that form
+//!   runs on ASCII haystacks instead (see `ascii`): same hits, smaller
+//!   databases for most mail.
 //! - [`Backend::AhoCorasick`]: literal lists (one automaton per case mode).
 //! - [`Backend::Naive`]: every pattern run one after the other with `regex`
 //!   (or PCRE2 / `fancy-regex` where needed): the oracle the other two are tested
@@ -41,13 +45,17 @@
 //! shard owns one [`Scratch`] and calls [`Scratch::fit`] when it swaps in a
 //! new database. A scan does not allocate in the steady state.
 
+pub(crate) mod ascii;
 pub(crate) mod translate;
 
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use hyperscan::prelude::{BlockDatabase, Builder as _, Matching};
 use hyperscan::{CompileFlags, HsError};
+
+use self::ascii::AsciiForm;
 
 /// One pattern of a rule class.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -478,18 +486,40 @@ impl Single {
 struct HsEntry {
     id: u32,
     /// `Some` when Hyperscan runs a prefilter of the pattern.
-    confirm: Option<Oracle>,
+    confirm: Option<Arc<Oracle>>,
 }
 
 struct HsPart {
     db: BlockDatabase,
     entries: Vec<HsEntry>,
+    scope: Scope,
+}
+
+/// Which haystacks a database part runs on. A pattern with an ASCII form
+/// (see [`ascii`]) is in two parts: as written, for haystacks with a byte
+/// above `0x7F`, and in its ASCII form, for the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    All,
+    NotAscii,
+    Ascii,
+}
+
+impl Scope {
+    fn takes(self, ascii: bool) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::NotAscii => !ascii,
+            Scope::Ascii => ascii,
+        }
+    }
 }
 
 impl fmt::Debug for HsPart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HsPart")
             .field("entries", &self.entries.len())
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -510,7 +540,10 @@ pub struct Database {
     automata: Vec<AcPart>,
     /// Run one after the other on every scan: the whole set for
     /// [`Backend::Naive`], the confirm-only patterns for Hyperscan.
-    oracles: Vec<(u32, Oracle)>,
+    oracles: Vec<(u32, Arc<Oracle>)>,
+    /// Some Hyperscan parts run only on ASCII haystacks, some only on the
+    /// others.
+    scoped: bool,
 }
 
 /// Per-shard (per-thread) scan state: the Hyperscan scratch and buffers.
@@ -519,6 +552,8 @@ pub struct Scratch {
     hyperscan: Option<hyperscan::Scratch>,
     error: Option<String>,
     candidates: Vec<u32>,
+    /// Per haystack of a scan, whether it is ASCII (for scoped parts).
+    ascii: Vec<bool>,
 }
 
 impl fmt::Debug for Scratch {
@@ -560,16 +595,23 @@ impl Scratch {
 }
 
 /// One database's share of a class: its index among the parts, and the
-/// plans, Hyperscan texts and patterns of its members.
-type PartWork<'a> = (usize, &'a mut [Plan], &'a [String], &'a [Pattern]);
+/// plans, Hyperscan texts and patterns of its members, with their ASCII
+/// forms when they have them.
+type PartWork<'a> = (
+    usize,
+    &'a mut [Plan],
+    &'a [String],
+    &'a [Pattern],
+    Option<&'a [AsciiForm]>,
+);
 
 /// What compiling one pattern for Hyperscan decided so far.
 enum Plan {
     Exact,
-    Prefilter(String, Oracle),
+    Prefilter(String, Arc<Oracle>),
     /// In the database as a prefilter; its oracle moved into the database.
     Confirmed(String),
-    ConfirmOnly(String, Oracle),
+    ConfirmOnly(String, Arc<Oracle>),
     Rejected(String),
 }
 
@@ -611,11 +653,12 @@ impl Database {
             hyperscan: Vec::new(),
             automata: Vec::new(),
             oracles: Vec::new(),
+            scoped: false,
         };
         let modes = match backend {
             Backend::Naive => db.compile_naive(patterns),
             Backend::AhoCorasick => db.compile_aho_corasick(patterns),
-            Backend::Hyperscan => db.compile_hyperscan(patterns, threads, cache),
+            Backend::Hyperscan => db.compile_hyperscan(patterns, threads, cache, true),
         };
         db.len = modes
             .iter()
@@ -634,7 +677,7 @@ impl Database {
             .iter()
             .map(|p| match Oracle::compile(p) {
                 Ok(o) => {
-                    self.oracles.push((p.id, o));
+                    self.oracles.push((p.id, Arc::new(o)));
                     Mode::Exact
                 }
                 Err(reason) => Mode::Rejected { reason },
@@ -689,6 +732,7 @@ impl Database {
         patterns: &[Pattern],
         threads: usize,
         cache: Option<&DatabaseCache>,
+        ascii_forms: bool,
     ) -> Vec<Mode> {
         let mut plans: Vec<Plan> = Vec::with_capacity(patterns.len());
         let mut texts: Vec<String> = Vec::with_capacity(patterns.len());
@@ -716,7 +760,7 @@ impl Database {
                 .filter(|wide| hs_pattern(wide, p, true).info().is_ok())
                 // widening needs a confirming engine: a pattern only
                 // Hyperscan reads (octal escapes, say) stays exact
-                .and_then(|wide| Oracle::compile(p).ok().map(|o| (wide, o)))
+                .and_then(|wide| Oracle::compile(p).ok().map(|o| (wide, Arc::new(o))))
             {
                 text = wide;
                 Plan::Prefilter(WIDENED.to_owned(), oracle)
@@ -733,7 +777,7 @@ impl Database {
                             .unwrap_or_else(|| text.clone());
                         match translate::drop_inner_start_anchors(&base)
                             .filter(|loose| hs_pattern(loose, p, true).info().is_ok())
-                            .and_then(|loose| Oracle::compile(p).ok().map(|o| (loose, o)))
+                            .and_then(|loose| Oracle::compile(p).ok().map(|o| (loose, Arc::new(o))))
                         {
                             Some((loose, oracle)) => {
                                 text = loose;
@@ -753,53 +797,83 @@ impl Database {
             plans.push(plan);
             texts.push(text);
         }
+        // A pattern with an ASCII form (see `ascii`) runs as written on
+        // haystacks with a byte above 0x7F and in that form on the others:
+        // most mail is ASCII, and the look-alike families are far smaller
+        // without their Latin-1, Greek and Cyrillic branches.
+        let forms: Vec<AsciiForm> = plans
+            .iter()
+            .zip(&texts)
+            .zip(patterns)
+            .map(|((plan, text), p)| {
+                let prefilter = match plan {
+                    Plan::Exact => false,
+                    Plan::Prefilter(..) => true,
+                    _ => return AsciiForm::Same,
+                };
+                if !ascii_forms {
+                    return AsciiForm::Same;
+                }
+                match ascii::ascii_only(text) {
+                    AsciiForm::Text(t) if hs_pattern(&t, p, prefilter).info().is_err() => {
+                        AsciiForm::Same
+                    }
+                    form => form,
+                }
+            })
+            .collect();
         // Hyperscan's compile time grows faster than linearly with the
         // number and size of the patterns in one database: a class is split
         // into parts (PART_PATTERNS short patterns, or HEAVY_PART long ones
         // such as the FUZZY_* alternations), compiled on up to `threads`
-        // threads. `order` lists the short patterns first, then the long.
-        let heavy = |t: &String| t.len() >= HEAVY_TEXT;
-        let order: Vec<usize> = (0..patterns.len())
-            .filter(|&i| !heavy(&texts[i]))
-            .chain((0..patterns.len()).filter(|&i| heavy(&texts[i])))
-            .collect();
-        let light = order.iter().filter(|&&i| !heavy(&texts[i])).count();
+        // threads. `order` lists the patterns without an ASCII form first,
+        // then those with one; in each, the short before the long.
+        let heavy = |i: usize| texts[i].len() >= HEAVY_TEXT;
+        let split = |i: usize| !matches!(forms[i], AsciiForm::Same);
+        let kind = |i: usize| (split(i), heavy(i));
+        let mut order: Vec<usize> = (0..patterns.len()).collect();
+        order.sort_by_key(|&i| kind(i));
         let mut part_plans: Vec<Plan> = order
             .iter()
             .map(|&i| std::mem::replace(&mut plans[i], Plan::Exact))
             .collect();
         let part_texts: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
         let part_patterns: Vec<Pattern> = order.iter().map(|&i| patterns[i].clone()).collect();
+        let part_forms: Vec<AsciiForm> = order.iter().map(|&i| forms[i].clone()).collect();
         let mut work: Vec<Vec<PartWork<'_>>> = (0..threads.max(1)).map(|_| Vec::new()).collect();
         {
-            let (mut rest_plans, mut rest_texts, mut rest_patterns) = (
+            let (mut rest_plans, mut rest_texts, mut rest_patterns, mut rest_forms) = (
                 part_plans.as_mut_slice(),
                 part_texts.as_slice(),
                 part_patterns.as_slice(),
+                part_forms.as_slice(),
             );
-            let mut start = 0usize;
+            let mut at = 0usize;
             let mut k = 0usize;
             while !rest_plans.is_empty() {
-                let size = if start < light {
-                    PART_PATTERNS.min(light - start)
-                } else {
-                    HEAVY_PART
-                }
-                .min(rest_plans.len());
+                let (split, heavy) = kind(order[at]);
+                let same = order[at..]
+                    .iter()
+                    .take_while(|&&i| kind(i) == (split, heavy))
+                    .count();
+                let size = if heavy { HEAVY_PART } else { PART_PATTERNS }.min(same);
                 let (p, pr) = std::mem::take(&mut rest_plans).split_at_mut(size);
                 let (t, tr) = rest_texts.split_at(size);
                 let (q, qr) = rest_patterns.split_at(size);
-                (rest_plans, rest_texts, rest_patterns) = (pr, tr, qr);
+                let (f, fr) = rest_forms.split_at(size);
+                (rest_plans, rest_texts, rest_patterns, rest_forms) = (pr, tr, qr, fr);
                 let bucket = k % work.len();
-                work[bucket].push((k, p, t, q));
-                start += size;
+                work[bucket].push((k, p, t, q, split.then_some(f)));
+                at += size;
                 k += 1;
             }
         }
         let build_all = |list: Vec<PartWork<'_>>| {
             list.into_iter()
-                .filter_map(|(k, plans, texts, patterns)| {
-                    build_part(plans, texts, patterns, cache).map(|part| (k, part))
+                .flat_map(|(k, plans, texts, patterns, forms)| {
+                    build_parts(plans, texts, patterns, forms, cache)
+                        .into_iter()
+                        .map(move |part| (k, part))
                 })
                 .collect::<Vec<_>>()
         };
@@ -819,6 +893,7 @@ impl Database {
         };
         parts.sort_by_key(|(k, _)| *k);
         self.hyperscan = parts.into_iter().map(|(_, part)| part).collect();
+        self.scoped = self.hyperscan.iter().any(|p| p.scope != Scope::All);
         for (plan, &i) in part_plans.into_iter().zip(&order) {
             plans[i] = plan;
         }
@@ -837,6 +912,32 @@ impl Database {
             });
         }
         modes
+    }
+
+    /// [`Database::compile_on`] for Hyperscan, every pattern as written on
+    /// every haystack (no ASCII forms): for measuring what they gain.
+    #[doc(hidden)]
+    pub fn compile_without_ascii_forms(
+        patterns: &[Pattern],
+        threads: usize,
+    ) -> (Database, CompileReport) {
+        let (mut db, _) = Self::compile_on(&[], Backend::Hyperscan, threads);
+        db.id_bound = patterns
+            .iter()
+            .map(|p| p.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let modes = db.compile_hyperscan(patterns, threads, None, false);
+        db.len = modes
+            .iter()
+            .filter(|m| !matches!(m, Mode::Rejected { .. }))
+            .count();
+        let entries = patterns
+            .iter()
+            .zip(modes)
+            .map(|(p, mode)| PatternReport { id: p.id, mode })
+            .collect();
+        (db, CompileReport { entries })
     }
 
     /// A scratch fitted to this database.
@@ -864,13 +965,18 @@ impl Database {
         haystacks: &[(usize, &[u8])],
         hits: &mut [HitSet],
     ) {
+        let ascii = self.ascii_flags(scratch, haystacks.iter().map(|(_, h)| *h));
         for hs in &self.hyperscan {
-            for &(i, haystack) in haystacks {
+            for (n, &(i, haystack)) in haystacks.iter().enumerate() {
+                if !hs.scope.takes(ascii.get(n).copied().unwrap_or(false)) {
+                    continue;
+                }
                 if let Some(hits) = hits.get_mut(i) {
                     scan_hyperscan(hs, scratch, haystack, hits);
                 }
             }
         }
+        scratch.ascii = ascii;
         for part in &self.automata {
             for &(i, haystack) in haystacks {
                 let Some(hits) = hits.get_mut(i) else {
@@ -904,19 +1010,39 @@ impl Database {
     /// [`Database::scan_unconfirmed`] of several haystacks, part by part as
     /// [`Database::scan_many`] runs.
     pub fn scan_unconfirmed_many(&self, scratch: &mut Scratch, haystacks: &[&[u8]]) -> usize {
+        let ascii = self.ascii_flags(scratch, haystacks.iter().copied());
         let mut n = 0usize;
         for hs in &self.hyperscan {
             let Some(s) = scratch.hyperscan.as_mut() else {
-                return n;
+                break;
             };
-            for haystack in haystacks {
+            for (k, haystack) in haystacks.iter().enumerate() {
+                if !hs.scope.takes(ascii.get(k).copied().unwrap_or(false)) {
+                    continue;
+                }
                 let _ = hs.db.scan(*haystack, s, |_, _, _, _| {
                     n += 1;
                     Matching::Continue
                 });
             }
         }
+        scratch.ascii = ascii;
         n
+    }
+
+    /// Whether each haystack is ASCII; empty when every part runs on every
+    /// haystack. The buffer is the scratch's: the caller hands it back.
+    fn ascii_flags<'h>(
+        &self,
+        scratch: &mut Scratch,
+        haystacks: impl Iterator<Item = &'h [u8]>,
+    ) -> Vec<bool> {
+        let mut ascii = std::mem::take(&mut scratch.ascii);
+        ascii.clear();
+        if self.scoped {
+            ascii.extend(haystacks.map(<[u8]>::is_ascii));
+        }
+        ascii
     }
 
     /// The backend this database was compiled for.
@@ -945,6 +1071,16 @@ impl Database {
             Backend::Hyperscan => self.oracles.len(),
             _ => 0,
         }
+    }
+
+    /// Patterns that run in their ASCII form on ASCII haystacks (see
+    /// [`ascii`]); the others run as written on every haystack.
+    pub fn ascii_forms(&self) -> usize {
+        self.hyperscan
+            .iter()
+            .filter(|p| p.scope == Scope::Ascii)
+            .map(|p| p.entries.len())
+            .sum()
     }
 
     /// Size in bytes of the Hyperscan database (0 for other backends).
@@ -1025,15 +1161,72 @@ impl Scratch {
     }
 }
 
-/// Builds one Hyperscan database of the patterns whose plan puts them in it.
-/// A pattern can pass `hs_expression_info` and still fail the database
-/// compile (size limits): it is demoted one step and the rest compiled again.
+/// The Hyperscan parts of one share of a class: one part for every haystack;
+/// or, when `forms` gives the members' ASCII forms, the members as written
+/// for haystacks with a byte above `0x7F` and their ASCII forms for the
+/// others. A member without an ASCII part (it can never match ASCII) is
+/// only in the first. Should the ASCII part not compile as planned, the
+/// members as written serve every haystack.
+fn build_parts(
+    plans: &mut [Plan],
+    texts: &[String],
+    patterns: &[Pattern],
+    forms: Option<&[AsciiForm]>,
+    cache: Option<&DatabaseCache>,
+) -> Vec<HsPart> {
+    let Some((mut wide, members)) = build_part(plans, texts, patterns, cache) else {
+        return Vec::new();
+    };
+    let Some(forms) = forms else {
+        return vec![wide];
+    };
+    // the ASCII forms of the members that made it into the database, run
+    // as those members run: exact, or prefiltered and confirmed by the
+    // same oracle (the pattern as written, which is exact on any haystack)
+    let mut narrow_plans = Vec::new();
+    let mut narrow_texts = Vec::new();
+    let mut narrow_patterns = Vec::new();
+    for (entry, &i) in wide.entries.iter().zip(&members) {
+        let AsciiForm::Text(text) = &forms[i] else {
+            continue;
+        };
+        narrow_plans.push(match &entry.confirm {
+            Some(oracle) => Plan::Prefilter(String::new(), Arc::clone(oracle)),
+            None => Plan::Exact,
+        });
+        narrow_texts.push(text.clone());
+        narrow_patterns.push(patterns[i].clone());
+    }
+    wide.scope = Scope::NotAscii;
+    if narrow_plans.is_empty() {
+        return vec![wide];
+    }
+    let narrow = build_part(&mut narrow_plans, &narrow_texts, &narrow_patterns, cache);
+    let complete = narrow_plans
+        .iter()
+        .all(|p| matches!(p, Plan::Exact | Plan::Confirmed(_)));
+    match narrow {
+        Some((mut narrow, kept)) if complete && kept.len() == narrow_plans.len() => {
+            narrow.scope = Scope::Ascii;
+            vec![wide, narrow]
+        }
+        _ => {
+            wide.scope = Scope::All;
+            vec![wide]
+        }
+    }
+}
+
+/// Builds one Hyperscan database of the patterns whose plan puts them in it,
+/// with the indices of its members. A pattern can pass
+/// `hs_expression_info` and still fail the database compile (size limits):
+/// it is demoted one step and the rest compiled again.
 fn build_part(
     plans: &mut [Plan],
     texts: &[String],
     patterns: &[Pattern],
     cache: Option<&DatabaseCache>,
-) -> Option<HsPart> {
+) -> Option<(HsPart, Vec<usize>)> {
     for attempt in 0..=2 * patterns.len() {
         let mut in_db: Vec<usize> = Vec::new();
         let mut list: Vec<hyperscan::Pattern> = Vec::new();
@@ -1089,7 +1282,14 @@ fn build_part(
                         confirm,
                     });
                 }
-                return Some(HsPart { db, entries });
+                return Some((
+                    HsPart {
+                        db,
+                        entries,
+                        scope: Scope::All,
+                    },
+                    in_db,
+                ));
             }
             Err(e) => {
                 let message = hs_message(&e);
@@ -1315,7 +1515,7 @@ fn hs_message(e: &hyperscan::Error) -> String {
 /// confirmation, or confirm-only; rejected when the backtracking engine cannot
 /// compile it either.
 fn demote(p: &Pattern, reason: String, confirm_only: bool) -> Plan {
-    match Oracle::compile(p) {
+    match Oracle::compile(p).map(Arc::new) {
         Ok(o) if confirm_only => Plan::ConfirmOnly(reason, o),
         Ok(o) => Plan::Prefilter(reason, o),
         Err(e) => Plan::Rejected(format!("hyperscan: {reason}; regex engines: {e}")),

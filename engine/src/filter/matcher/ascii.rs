@@ -1,0 +1,515 @@
+//! Patterns restricted to ASCII haystacks.
+//!
+//! Most mail's body text is plain ASCII, and many of SpamAssassin's
+//! costliest patterns spend most of their states on bytes above `0x7F`: the
+//! look-alike families spell each letter as an alternation of its Latin-1,
+//! Greek and Cyrillic twins (`(?:[pP\xd1\xf1\xfe]|[\xce][\xa1]|...)`). On a
+//! haystack with no byte above `0x7F` none of those branches can match, so
+//! the pattern without them matches exactly where the original does.
+//! [`ascii_only`] writes that pattern: it drops
+//!
+//! - alternation branches that cannot match without such a byte,
+//! - class members above `0x7F` (a range is cut at `\x7F`),
+//! - optional items (`x?`, `x*`, `x{0,n}`) that need one,
+//!
+//! and says when nothing is left ([`AsciiForm::Never`]). A negative
+//! lookaround whose body needs such a byte always succeeds and is dropped.
+//! Negated classes, `\W` and the like are kept as they are: they also match
+//! ASCII bytes, and what they say about the others does not matter here.
+//!
+//! Anything this does not parse with certainty gives [`AsciiForm::Same`]:
+//! backreferences (dropping a group would renumber them), `\Q..\E`, the
+//! extended (`x`) flag, branch resets, Unicode escapes.
+
+/// What a pattern becomes on haystacks with no byte above `0x7F`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AsciiForm {
+    /// Nothing to drop, or a construct this does not rewrite.
+    Same,
+    /// No match is possible: every way to match needs a byte above `0x7F`.
+    Never,
+    /// The pattern without what needs a byte above `0x7F`.
+    Text(String),
+}
+
+/// The pattern `text` (Perl syntax, as Hyperscan reads it) for ASCII
+/// haystacks; see the module doc.
+pub(crate) fn ascii_only(text: &str) -> AsciiForm {
+    let chars: Vec<char> = text.chars().collect();
+    let mut p = Parser { s: &chars, i: 0 };
+    match p.alternation() {
+        Ok(_) if p.i < chars.len() => AsciiForm::Same, // an unbalanced `)`
+        Ok(None) => AsciiForm::Never,
+        Ok(Some(out)) if out == text => AsciiForm::Same,
+        Ok(Some(out)) => AsciiForm::Text(out),
+        Err(Bail) => AsciiForm::Same,
+    }
+}
+
+/// A construct this module leaves alone: the whole pattern stays as it is.
+struct Bail;
+
+/// `Some(text)`: the piece for ASCII haystacks; `None`: it cannot match one.
+type Piece = Result<Option<String>, Bail>;
+
+struct Parser<'a> {
+    s: &'a [char],
+    i: usize,
+}
+
+/// A class member: one byte value, or a set escape kept as written.
+enum Member {
+    Byte(u32),
+    /// A non-ASCII character: its UTF-8 bytes, all above `0x7F`.
+    Wide,
+    Set(String),
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<char> {
+        self.s.get(self.i).copied()
+    }
+
+    fn peek_at(&self, k: usize) -> Option<char> {
+        self.s.get(self.i + k).copied()
+    }
+
+    fn since(&self, start: usize) -> String {
+        self.s[start..self.i].iter().collect()
+    }
+
+    /// Branches up to a `)` (not taken) or the end.
+    fn alternation(&mut self) -> Piece {
+        let mut kept: Vec<String> = Vec::new();
+        loop {
+            if let Some(branch) = self.sequence()? {
+                kept.push(branch);
+            }
+            match self.peek() {
+                Some('|') => self.i += 1,
+                _ => break,
+            }
+        }
+        Ok((!kept.is_empty()).then(|| kept.join("|")))
+    }
+
+    fn sequence(&mut self) -> Piece {
+        let mut out = String::new();
+        let mut possible = true;
+        while let Some(c) = self.peek() {
+            if c == '|' || c == ')' {
+                break;
+            }
+            let atom = self.atom()?;
+            let (quantifier, min) = self.quantifier()?;
+            match atom {
+                Some(a) => {
+                    out.push_str(&a);
+                    out.push_str(&quantifier);
+                }
+                // an optional item that needs a wide byte matches empty
+                None if min == 0 => {}
+                None => possible = false,
+            }
+        }
+        Ok(possible.then_some(out))
+    }
+
+    /// A quantifier after an atom: its text and its lower bound (1 when there
+    /// is none).
+    fn quantifier(&mut self) -> Result<(String, u32), Bail> {
+        let start = self.i;
+        let min = match self.peek() {
+            Some('?' | '*') => {
+                self.i += 1;
+                0
+            }
+            Some('+') => {
+                self.i += 1;
+                1
+            }
+            Some('{') => match self.repeat() {
+                Some((len, min)) => {
+                    self.i += len;
+                    min
+                }
+                None => return Ok((String::new(), 1)),
+            },
+            _ => return Ok((String::new(), 1)),
+        };
+        // lazy or possessive
+        if matches!(self.peek(), Some('?' | '+')) {
+            self.i += 1;
+        }
+        Ok((self.since(start), min))
+    }
+
+    /// `{n}`, `{n,}` or `{n,m}` at the cursor: its length and `n`.
+    fn repeat(&self) -> Option<(usize, u32)> {
+        let digits = |from: usize| {
+            (from..)
+                .take_while(|&k| self.peek_at(k).is_some_and(|c| c.is_ascii_digit()))
+                .count()
+        };
+        let n = digits(1);
+        if n == 0 {
+            return None;
+        }
+        let min: u32 = self.s[self.i + 1..self.i + 1 + n]
+            .iter()
+            .collect::<String>()
+            .parse()
+            .ok()?;
+        let mut k = 1 + n;
+        if self.peek_at(k) == Some(',') {
+            k += 1;
+            k += digits(k);
+        }
+        (self.peek_at(k) == Some('}')).then_some((k + 1, min))
+    }
+
+    fn atom(&mut self) -> Piece {
+        let start = self.i;
+        let Some(c) = self.peek() else {
+            return Err(Bail);
+        };
+        match c {
+            '\\' => self.escape(),
+            '[' => self.class(),
+            '(' => self.group(),
+            '?' | '*' | '+' => Err(Bail),
+            '{' if self.repeat().is_some() => Err(Bail),
+            _ => {
+                self.i += 1;
+                Ok(c.is_ascii().then(|| self.since(start)))
+            }
+        }
+    }
+
+    /// An escape outside a class.
+    fn escape(&mut self) -> Piece {
+        let start = self.i;
+        match self.byte_escape()? {
+            Member::Byte(v) => Ok((v <= 0x7F).then(|| self.since(start))),
+            Member::Wide => Ok(None),
+            Member::Set(text) => Ok(Some(text)),
+        }
+    }
+
+    /// An escape at the cursor (its backslash), as a class member would read
+    /// it; outside a class the same escapes mean the same bytes, and the
+    /// zero-width ones (`\b`, `\A`, ...) come back as [`Member::Set`].
+    fn byte_escape(&mut self) -> Result<Member, Bail> {
+        let start = self.i;
+        self.i += 1;
+        let c = self.peek().ok_or(Bail)?;
+        self.i += 1;
+        let value = match c {
+            'x' if self.peek() == Some('{') => {
+                let close = (self.i..self.s.len())
+                    .find(|&k| self.s[k] == '}')
+                    .ok_or(Bail)?;
+                let hex: String = self.s[self.i + 1..close].iter().collect();
+                self.i = close + 1;
+                u32::from_str_radix(hex.trim(), 16).map_err(|_| Bail)?
+            }
+            'x' => {
+                let n = (0..2)
+                    .take_while(|&k| self.peek_at(k).is_some_and(|c| c.is_ascii_hexdigit()))
+                    .count();
+                let hex: String = self.s[self.i..self.i + n].iter().collect();
+                self.i += n;
+                if n == 0 {
+                    0
+                } else {
+                    u32::from_str_radix(&hex, 16).map_err(|_| Bail)?
+                }
+            }
+            '0' => {
+                let n = (0..2)
+                    .take_while(|&k| self.peek_at(k).is_some_and(|c| ('0'..='7').contains(&c)))
+                    .count();
+                let oct: String = self.s[self.i..self.i + n].iter().collect();
+                self.i += n;
+                if n == 0 {
+                    0
+                } else {
+                    u32::from_str_radix(&oct, 8).map_err(|_| Bail)?
+                }
+            }
+            'c' => {
+                self.i += 1;
+                return Ok(Member::Set(self.since(start)));
+            }
+            // backreferences, octal escapes that read like them, and what
+            // this module does not rewrite
+            '1'..='9' | 'g' | 'k' | 'K' | 'G' | 'Q' | 'E' | 'p' | 'P' | 'X' | 'C' | 'N' | 'o' => {
+                return Err(Bail)
+            }
+            'n' => 0x0A,
+            't' => 0x09,
+            'r' => 0x0D,
+            'f' => 0x0C,
+            'e' => 0x1B,
+            'a' => 0x07,
+            c if c.is_ascii_alphanumeric() => return Ok(Member::Set(self.since(start))),
+            c if c.is_ascii() => u32::from(c),
+            _ => return Ok(Member::Wide),
+        };
+        Ok(Member::Byte(value))
+    }
+
+    fn class(&mut self) -> Piece {
+        let start = self.i;
+        self.i += 1;
+        let negated = self.peek() == Some('^');
+        if negated {
+            self.i += 1;
+        }
+        // (low, high, text) of what is kept; `text` set for set escapes
+        let mut kept: Vec<(u32, u32, Option<String>)> = Vec::new();
+        let mut changed = false;
+        let mut first = true;
+        loop {
+            let c = self.peek().ok_or(Bail)?;
+            if c == ']' && !first {
+                self.i += 1;
+                break;
+            }
+            first = false;
+            let low = self.member()?;
+            // a range `a-b` (a `-` before `]` is literal)
+            let range = self.peek() == Some('-') && self.peek_at(1).is_some_and(|c| c != ']');
+            if range {
+                self.i += 1;
+                let high = self.member()?;
+                let (Member::Byte(lo), Member::Byte(hi)) = (low, high) else {
+                    return Err(Bail);
+                };
+                if lo > hi {
+                    return Err(Bail);
+                }
+                if lo > 0x7F {
+                    changed = true;
+                } else {
+                    changed |= hi > 0x7F;
+                    kept.push((lo, hi.min(0x7F), None));
+                }
+                continue;
+            }
+            match low {
+                Member::Byte(v) if v <= 0x7F => kept.push((v, v, None)),
+                Member::Byte(_) | Member::Wide => changed = true,
+                Member::Set(text) => kept.push((0, 0, Some(text))),
+            }
+        }
+        if negated || !changed {
+            return Ok(Some(self.since(start)));
+        }
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let mut out = String::from("[");
+        for (lo, hi, text) in kept {
+            match text {
+                Some(t) => out.push_str(&t),
+                None => {
+                    push_byte(&mut out, lo);
+                    if hi != lo {
+                        out.push('-');
+                        push_byte(&mut out, hi);
+                    }
+                }
+            }
+        }
+        out.push(']');
+        Ok(Some(out))
+    }
+
+    /// One class member at the cursor.
+    fn member(&mut self) -> Result<Member, Bail> {
+        let start = self.i;
+        match self.peek().ok_or(Bail)? {
+            '[' if self.peek_at(1) == Some(':') => {
+                let close = (self.i + 2..self.s.len().saturating_sub(1))
+                    .find(|&k| self.s[k] == ':' && self.s[k + 1] == ']')
+                    .ok_or(Bail)?;
+                self.i = close + 2;
+                Ok(Member::Set(self.since(start)))
+            }
+            '\\' => match self.byte_escape()? {
+                // in a class `\b` is a backspace
+                Member::Set(t) if t == "\\b" => Ok(Member::Byte(0x08)),
+                m => Ok(m),
+            },
+            c => {
+                self.i += 1;
+                Ok(if c.is_ascii() {
+                    Member::Byte(u32::from(c))
+                } else {
+                    Member::Wide
+                })
+            }
+        }
+    }
+
+    fn group(&mut self) -> Piece {
+        let start = self.i;
+        self.i += 1;
+        enum Kind {
+            Plain,
+            Lookahead { negative: bool },
+            Flags,
+        }
+        let kind = if self.peek() == Some('?') {
+            self.i += 1;
+            match self.peek().ok_or(Bail)? {
+                ':' | '>' => {
+                    self.i += 1;
+                    Kind::Plain
+                }
+                '=' | '!' => {
+                    let negative = self.peek() == Some('!');
+                    self.i += 1;
+                    Kind::Lookahead { negative }
+                }
+                '<' if matches!(self.peek_at(1), Some('=' | '!')) => {
+                    let negative = self.peek_at(1) == Some('!');
+                    self.i += 2;
+                    Kind::Lookahead { negative }
+                }
+                '<' | '\'' | 'P' => {
+                    // a named group
+                    let close = if self.peek() == Some('\'') { '\'' } else { '>' };
+                    let end = (self.i..self.s.len())
+                        .find(|&k| self.s[k] == close)
+                        .ok_or(Bail)?;
+                    self.i = end + 1;
+                    Kind::Plain
+                }
+                '#' => {
+                    let end = (self.i..self.s.len())
+                        .find(|&k| self.s[k] == ')')
+                        .ok_or(Bail)?;
+                    self.i = end + 1;
+                    return Ok(Some(self.since(start)));
+                }
+                _ => {
+                    let flags = (0..)
+                        .take_while(|&k| {
+                            self.peek_at(k)
+                                .is_some_and(|c| c.is_ascii_alphabetic() || c == '-')
+                        })
+                        .count();
+                    if (0..flags).any(|k| self.peek_at(k) == Some('x')) {
+                        return Err(Bail);
+                    }
+                    self.i += flags;
+                    match self.peek() {
+                        Some(')') => {
+                            self.i += 1;
+                            return Ok(Some(self.since(start)));
+                        }
+                        Some(':') => {
+                            self.i += 1;
+                            Kind::Flags
+                        }
+                        _ => return Err(Bail),
+                    }
+                }
+            }
+        } else {
+            Kind::Plain
+        };
+        let open = self.since(start);
+        let body = self.alternation()?;
+        if self.peek() != Some(')') {
+            return Err(Bail);
+        }
+        self.i += 1;
+        Ok(match (kind, body) {
+            // a negative lookaround that cannot match always succeeds
+            (Kind::Lookahead { negative: true }, None) => Some(String::new()),
+            (_, None) => None,
+            (Kind::Plain | Kind::Flags | Kind::Lookahead { .. }, Some(body)) => {
+                Some(format!("{open}{body})"))
+            }
+        })
+    }
+}
+
+/// One byte as a class member: letters and digits as they are, every other
+/// byte as `\xHH` (no `-`, `^` or `]` can take a meaning it did not have).
+fn push_byte(out: &mut String, v: u32) {
+    match char::from_u32(v) {
+        Some(c) if c.is_ascii_alphanumeric() => out.push(c),
+        _ => out.push_str(&format!("\\x{v:02X}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &str) -> String {
+        match ascii_only(t) {
+            AsciiForm::Text(s) => s,
+            other => panic!("{t}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn drops_branches_members_and_optional_items_that_need_wide_bytes() {
+        assert_eq!(
+            text(r"(?:[pP\xd1\xf1\xfe]|[\xce][\xa1]|[\xd0][\xa0])h"),
+            "(?:[pP])h"
+        );
+        assert_eq!(text(r"a[\x7b-\xff]b"), r"a[\x7B-\x7F]b");
+        assert_eq!(text(r"a\xe9?b"), "ab");
+        assert_eq!(text(r"a(?:\xc3\xa9){0,2}b"), "ab");
+        assert_eq!(text("caf(?:e|é)"), "caf(?:e)");
+        assert_eq!(text(r"x(?!\xd1)y"), "xy");
+        assert_eq!(text(r"x(?!a|\xd1)y"), "x(?!a)y");
+        assert_eq!(text(r"[a\xd1^-]"), r"[a\x5E\x2D]");
+        assert_eq!(text(r"(?i:[a\xe0])"), "(?i:[a])");
+    }
+
+    #[test]
+    fn says_never_when_nothing_is_left() {
+        assert_eq!(ascii_only(r"\xd1\x80"), AsciiForm::Never);
+        assert_eq!(ascii_only(r"a(?:[\xce][\xa1]|\xd0)"), AsciiForm::Never);
+        assert_eq!(ascii_only(r"x(?=\xd1)"), AsciiForm::Never);
+        assert_eq!(ascii_only("é"), AsciiForm::Never);
+    }
+
+    #[test]
+    fn leaves_alone_what_it_cannot_rewrite_with_certainty() {
+        for t in [
+            r"(a)\xd1?\1",
+            r"\Q\xd1\E",
+            r"(?x) a \xd1?",
+            r"(?|a|\xd1)",
+            r"\p{L}\xd1?",
+            r"[\w-\xd1]",
+            r"a)\xd1?(",
+            r"[a\xd1",
+            "plain",
+            r"[^\xd1]\W\xff*?",
+        ] {
+            // the last one: negated classes and `\W` stay, and the optional
+            // wide byte goes
+            if t.starts_with("[^") {
+                assert_eq!(text(t), r"[^\xd1]\W");
+                continue;
+            }
+            assert_eq!(ascii_only(t), AsciiForm::Same, "{t}");
+        }
+    }
+
+    #[test]
+    fn quantifiers_and_literal_braces() {
+        assert_eq!(text(r"a{2,3}\xd1{0}b{x"), "a{2,3}b{x");
+        assert_eq!(ascii_only(r"\xd1{1,3}"), AsciiForm::Never);
+        assert_eq!(text(r"(?:\xd1|b)+?c"), "(?:b)+?c");
+    }
+}
