@@ -39,6 +39,11 @@ use serde_json::json;
 
 use crate::client::{io_text, Client};
 
+/// The daemon's allocator: `mbctl scan` runs the daemon's scanner, and its
+/// figures should be the daemon's (the scan allocates per message).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Config file used by `config verify` without an argument.
 const DEFAULT_CONFIG: &str = "/etc/mailborder/mbd.toml";
 
