@@ -443,6 +443,28 @@ proptest! {
         }
     }
 
+    /// Patterns written from pieces of regex syntax, many with bytes above
+    /// 0x7F, inline flags mid-branch and quantified multi-byte characters
+    /// (where the ASCII forms once went wrong: `é?` is `\xC3\xA9?`, and a
+    /// `(?i)` in a dropped branch set the flag for the branches after it).
+    #[test]
+    fn ascii_forms_agree_with_the_oracle(
+        pieces in prop::collection::vec(prop::sample::select(vec![
+            "a", "b", "A", " ", "(?:", ")", "|", "?", "*", "{0,2}", "[a\\xd1]", "[\\xce][\\xa1]",
+            "\\xe9", "é", "é?", "(?i)", "(?!\\xd1)", "(?=a|\\xd1)", "\\W", "\\b", "^", "$",
+        ]), 1..12),
+        hays in prop::collection::vec(haystack(), 1..4),
+    ) {
+        let patterns = vec![Pattern::regex(0, pieces.concat())];
+        let (naive, report) = Database::compile(&patterns, Backend::Naive);
+        prop_assume!(report.counts()[0] == 1);
+        let (hs, report) = Database::compile(&patterns, Backend::Hyperscan);
+        prop_assume!(report.counts()[3] == 0);
+        for hay in &hays {
+            prop_assert_eq!(hits(&hs, hay), hits(&naive, hay), "{:?} on {:?}", patterns[0].source, hay);
+        }
+    }
+
     #[test]
     fn aho_corasick_equals_naive(
         lits in prop::collection::vec(("[abAB\u{e9} ]{0,4}", any::<bool>()), 1..8),

@@ -36,7 +36,11 @@ pub(crate) enum AsciiForm {
 /// haystacks; see the module doc.
 pub(crate) fn ascii_only(text: &str) -> AsciiForm {
     let chars: Vec<char> = text.chars().collect();
-    let mut p = Parser { s: &chars, i: 0 };
+    let mut p = Parser {
+        s: &chars,
+        i: 0,
+        flag_groups: 0,
+    };
     match p.alternation() {
         Ok(_) if p.i < chars.len() => AsciiForm::Same, // an unbalanced `)`
         Ok(None) => AsciiForm::Never,
@@ -55,6 +59,8 @@ type Piece = Result<Option<String>, Bail>;
 struct Parser<'a> {
     s: &'a [char],
     i: usize,
+    /// Inline flag groups (`(?i)`) read so far.
+    flag_groups: usize,
 }
 
 /// A class member: one byte value, or a set escape kept as written.
@@ -96,11 +102,19 @@ impl Parser<'_> {
     fn sequence(&mut self) -> Piece {
         let mut out = String::new();
         let mut possible = true;
+        let flag_groups = self.flag_groups;
         while let Some(c) = self.peek() {
             if c == '|' || c == ')' {
                 break;
             }
+            let before = self.i;
             let atom = self.atom()?;
+            // a non-ASCII character is its UTF-8 bytes, and a quantifier
+            // after it applies to the last byte only (Perl and Hyperscan
+            // read the pattern as bytes): `é?` is `\xC3\xA9?`, never empty
+            let multibyte = self.s[before..self.i]
+                .last()
+                .is_some_and(|c| c.len_utf8() > 1);
             let (quantifier, min) = self.quantifier()?;
             match atom {
                 Some(a) => {
@@ -108,9 +122,14 @@ impl Parser<'_> {
                     out.push_str(&quantifier);
                 }
                 // an optional item that needs a wide byte matches empty
-                None if min == 0 => {}
+                None if min == 0 && !multibyte => {}
                 None => possible = false,
             }
+        }
+        // `(?i)` in a branch also sets the flag for the branches after it
+        // (Perl): dropping the branch would drop the flag
+        if !possible && self.flag_groups != flag_groups {
+            return Err(Bail);
         }
         Ok(possible.then_some(out))
     }
@@ -238,6 +257,10 @@ impl Parser<'_> {
                 }
             }
             'c' => {
+                // `\cX`: a control character
+                if self.peek().is_none() {
+                    return Err(Bail);
+                }
                 self.i += 1;
                 return Ok(Member::Set(self.since(start)));
             }
@@ -379,9 +402,16 @@ impl Parser<'_> {
                     Kind::Lookahead { negative }
                 }
                 '<' | '\'' | 'P' => {
-                    // a named group
+                    // a named group: `(?<n>`, `(?'n'`, `(?P<n>` (`(?P=n)`
+                    // and `(?P>n)` are a backreference and a recursion)
+                    if self.peek() == Some('P') {
+                        if self.peek_at(1) != Some('<') {
+                            return Err(Bail);
+                        }
+                        self.i += 1;
+                    }
                     let close = if self.peek() == Some('\'') { '\'' } else { '>' };
-                    let end = (self.i..self.s.len())
+                    let end = (self.i + 1..self.s.len())
                         .find(|&k| self.s[k] == close)
                         .ok_or(Bail)?;
                     self.i = end + 1;
@@ -395,19 +425,17 @@ impl Parser<'_> {
                     return Ok(Some(self.since(start)));
                 }
                 _ => {
+                    // inline flags; `x` changes how the rest reads, and
+                    // anything else here (recursion, callouts, conditions)
+                    // is not rewritten
                     let flags = (0..)
-                        .take_while(|&k| {
-                            self.peek_at(k)
-                                .is_some_and(|c| c.is_ascii_alphabetic() || c == '-')
-                        })
+                        .take_while(|&k| self.peek_at(k).is_some_and(|c| "imsn-".contains(c)))
                         .count();
-                    if (0..flags).any(|k| self.peek_at(k) == Some('x')) {
-                        return Err(Bail);
-                    }
                     self.i += flags;
                     match self.peek() {
                         Some(')') => {
                             self.i += 1;
+                            self.flag_groups += 1;
                             return Ok(Some(self.since(start)));
                         }
                         Some(':') => {
@@ -468,6 +496,10 @@ mod tests {
         assert_eq!(text(r"a\xe9?b"), "ab");
         assert_eq!(text(r"a(?:\xc3\xa9){0,2}b"), "ab");
         assert_eq!(text("caf(?:e|é)"), "caf(?:e)");
+        // `é?` is `\xC3\xA9?`: its first byte is not optional
+        assert_eq!(text("(?:a|b?é?)c"), "(?:a)c");
+        assert_eq!(ascii_only("^é?A"), AsciiForm::Never);
+        assert_eq!(text(r"a(?:é)?b"), "ab");
         assert_eq!(text(r"x(?!\xd1)y"), "xy");
         assert_eq!(text(r"x(?!a|\xd1)y"), "x(?!a)y");
         assert_eq!(text(r"[a\xd1^-]"), r"[a\x5E\x2D]");
@@ -503,6 +535,42 @@ mod tests {
                 continue;
             }
             assert_eq!(ascii_only(t), AsciiForm::Same, "{t}");
+        }
+    }
+
+    #[test]
+    fn groups_named_commented_and_flagged() {
+        assert_eq!(text(r"(?<n>a|\xd1)(?'m'b|\xd2)"), "(?<n>a)(?'m'b)");
+        assert_eq!(text(r"(?P<n>a|\xd1)(?#c)(?i)x"), "(?P<n>a)(?#c)(?i)x");
+        assert_eq!(text(r"(?i-m:a|\xd1)"), "(?i-m:a)");
+        for t in [
+            r"\xd1(?i)|A",
+            r"(?:b\xd1(?i)|A)",
+            r"(?P=n)\xd1?",
+            r"(?P>n)\xd1?",
+            r"(?R)\xd1?",
+            r"(?1)\xd1?",
+            r"(?(1)a|b)\xd1?",
+            r"\c",
+        ] {
+            assert_eq!(ascii_only(t), AsciiForm::Same, "{t}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text, and text made of the syntax this module reads: no
+        /// panic.
+        #[test]
+        fn never_panics(
+            t in "\\PC{0,60}",
+            u in proptest::collection::vec(proptest::sample::select(vec![
+                "\\", "[", "]", "^", "-", "(", ")", "(?", ":", "=", "!", "<", ">", "'", "P",
+                "|", "?", "*", "+", "{", "}", "1", ",", "x", "c", "0", "e9", "\\xd1", "[:alpha:]",
+                "a", "é", "#", "i", "\\Q", "\\E", "\\b", "\\w", "$", ".",
+            ]), 0..30),
+        ) {
+            let _ = ascii_only(&t);
+            let _ = ascii_only(&u.concat());
         }
     }
 
