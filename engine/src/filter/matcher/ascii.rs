@@ -232,30 +232,9 @@ impl Parser<'_> {
                 self.i = close + 1;
                 u32::from_str_radix(hex.trim(), 16).map_err(|_| Bail)?
             }
-            'x' => {
-                let n = (0..2)
-                    .take_while(|&k| self.peek_at(k).is_some_and(|c| c.is_ascii_hexdigit()))
-                    .count();
-                let hex: String = self.s[self.i..self.i + n].iter().collect();
-                self.i += n;
-                if n == 0 {
-                    0
-                } else {
-                    u32::from_str_radix(&hex, 16).map_err(|_| Bail)?
-                }
-            }
-            '0' => {
-                let n = (0..2)
-                    .take_while(|&k| self.peek_at(k).is_some_and(|c| ('0'..='7').contains(&c)))
-                    .count();
-                let oct: String = self.s[self.i..self.i + n].iter().collect();
-                self.i += n;
-                if n == 0 {
-                    0
-                } else {
-                    u32::from_str_radix(&oct, 8).map_err(|_| Bail)?
-                }
-            }
+            // `\xHH` and `\0oo`: up to two more digits
+            'x' => self.digits(16),
+            '0' => self.digits(8),
             'c' => {
                 // `\cX`: a control character
                 if self.peek().is_none() {
@@ -280,6 +259,19 @@ impl Parser<'_> {
             _ => return Ok(Member::Wide),
         };
         Ok(Member::Byte(value))
+    }
+
+    /// Up to two digits of `radix` at the cursor, as a value (none is 0).
+    fn digits(&mut self, radix: u32) -> u32 {
+        let n = (0..2)
+            .take_while(|&k| self.peek_at(k).is_some_and(|c| c.is_digit(radix)))
+            .count();
+        let value = self.s[self.i..self.i + n]
+            .iter()
+            .filter_map(|c| c.to_digit(radix))
+            .fold(0, |v, d| v * radix + d);
+        self.i += n;
+        value
     }
 
     fn class(&mut self) -> Piece {

@@ -641,6 +641,16 @@ impl Database {
         threads: usize,
         cache: Option<&DatabaseCache>,
     ) -> (Database, CompileReport) {
+        Self::compile_with(patterns, backend, threads, cache, true)
+    }
+
+    fn compile_with(
+        patterns: &[Pattern],
+        backend: Backend,
+        threads: usize,
+        cache: Option<&DatabaseCache>,
+        ascii_forms: bool,
+    ) -> (Database, CompileReport) {
         let id_bound = patterns
             .iter()
             .map(|p| p.id as usize + 1)
@@ -658,7 +668,7 @@ impl Database {
         let modes = match backend {
             Backend::Naive => db.compile_naive(patterns),
             Backend::AhoCorasick => db.compile_aho_corasick(patterns),
-            Backend::Hyperscan => db.compile_hyperscan(patterns, threads, cache, true),
+            Backend::Hyperscan => db.compile_hyperscan(patterns, threads, cache, ascii_forms),
         };
         db.len = modes
             .iter()
@@ -921,23 +931,7 @@ impl Database {
         patterns: &[Pattern],
         threads: usize,
     ) -> (Database, CompileReport) {
-        let (mut db, _) = Self::compile_on(&[], Backend::Hyperscan, threads);
-        db.id_bound = patterns
-            .iter()
-            .map(|p| p.id as usize + 1)
-            .max()
-            .unwrap_or(0);
-        let modes = db.compile_hyperscan(patterns, threads, None, false);
-        db.len = modes
-            .iter()
-            .filter(|m| !matches!(m, Mode::Rejected { .. }))
-            .count();
-        let entries = patterns
-            .iter()
-            .zip(modes)
-            .map(|(p, mode)| PatternReport { id: p.id, mode })
-            .collect();
-        (db, CompileReport { entries })
+        Self::compile_with(patterns, Backend::Hyperscan, threads, None, false)
     }
 
     /// A scratch fitted to this database.
