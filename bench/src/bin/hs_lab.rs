@@ -4,9 +4,11 @@
 //! and without confirmation and with the caches flushed between messages;
 //! then (`--top N`) each pattern alone, the N costliest, and the class
 //! without its costliest; or (`--union N`) the N costliest exact patterns
-//! as alternations, as a gate would run them. Times are per message over
-//! the class's text of every message; "floor" is Hyperscan only, hits not
-//! confirmed.
+//! as alternations, as a gate would run them. It also compares the class
+//! with and without the patterns' ASCII forms, on ASCII texts and on the
+//! others; `--all` times every class in batches, with and without them.
+//! Times are per message over the class's text of every message; "floor"
+//! is Hyperscan only, hits not confirmed.
 //!
 //! ```text
 //! hs_lab --class body --rules ../shared/corpus/rules/spamassassin \
