@@ -21,6 +21,8 @@
 //! backreferences (dropping a group would renumber them), `\Q..\E`, the
 //! extended (`x`) flag, branch resets, Unicode escapes.
 
+use super::translate;
+
 /// What a pattern becomes on haystacks with no byte above `0x7F`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AsciiForm {
@@ -33,16 +35,17 @@ pub(crate) enum AsciiForm {
 }
 
 /// The pattern `text` (Perl syntax, as Hyperscan reads it) for ASCII
-/// haystacks; see the module doc.
+/// haystacks; see the module doc. The pattern is read as bytes, as Perl and
+/// Hyperscan read it: a non-ASCII character is its UTF-8 bytes, and a
+/// quantifier after it takes the last byte only (`é?` is `\xC3\xA9?`).
 pub(crate) fn ascii_only(text: &str) -> AsciiForm {
-    let chars: Vec<char> = text.chars().collect();
     let mut p = Parser {
-        s: &chars,
+        s: text.as_bytes(),
         i: 0,
         flag_groups: 0,
     };
     match p.alternation() {
-        Ok(_) if p.i < chars.len() => AsciiForm::Same, // an unbalanced `)`
+        Ok(_) if p.i < text.len() => AsciiForm::Same, // an unbalanced `)`
         Ok(None) => AsciiForm::Never,
         Ok(Some(out)) if out == text => AsciiForm::Same,
         Ok(Some(out)) => AsciiForm::Text(out),
@@ -57,7 +60,7 @@ struct Bail;
 type Piece = Result<Option<String>, Bail>;
 
 struct Parser<'a> {
-    s: &'a [char],
+    s: &'a [u8],
     i: usize,
     /// Inline flag groups (`(?i)`) read so far.
     flag_groups: usize,
@@ -65,23 +68,33 @@ struct Parser<'a> {
 
 /// A class member: one byte value, or a set escape kept as written.
 enum Member {
-    Byte(u32),
-    /// A non-ASCII character: its UTF-8 bytes, all above `0x7F`.
-    Wide,
+    Byte(u8),
     Set(String),
 }
 
 impl Parser<'_> {
-    fn peek(&self) -> Option<char> {
+    fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
 
-    fn peek_at(&self, k: usize) -> Option<char> {
+    fn peek_at(&self, k: usize) -> Option<u8> {
         self.s.get(self.i + k).copied()
     }
 
-    fn since(&self, start: usize) -> String {
-        self.s[start..self.i].iter().collect()
+    /// The pattern text from `start` to the cursor. Pieces start and end at
+    /// ASCII bytes, so this is whole characters; anything else is not
+    /// rewritten.
+    fn since(&self, start: usize) -> Result<String, Bail> {
+        std::str::from_utf8(&self.s[start..self.i])
+            .map(str::to_owned)
+            .map_err(|_| Bail)
+    }
+
+    /// The index of the first `byte` at or after `from`.
+    fn find(&self, from: usize, byte: u8) -> Result<usize, Bail> {
+        (from..self.s.len())
+            .find(|&k| self.s[k] == byte)
+            .ok_or(Bail)
     }
 
     /// Branches up to a `)` (not taken) or the end.
@@ -92,7 +105,7 @@ impl Parser<'_> {
                 kept.push(branch);
             }
             match self.peek() {
-                Some('|') => self.i += 1,
+                Some(b'|') => self.i += 1,
                 _ => break,
             }
         }
@@ -104,17 +117,10 @@ impl Parser<'_> {
         let mut possible = true;
         let flag_groups = self.flag_groups;
         while let Some(c) = self.peek() {
-            if c == '|' || c == ')' {
+            if c == b'|' || c == b')' {
                 break;
             }
-            let before = self.i;
             let atom = self.atom()?;
-            // a non-ASCII character is its UTF-8 bytes, and a quantifier
-            // after it applies to the last byte only (Perl and Hyperscan
-            // read the pattern as bytes): `é?` is `\xC3\xA9?`, never empty
-            let multibyte = self.s[before..self.i]
-                .last()
-                .is_some_and(|c| c.len_utf8() > 1);
             let (quantifier, min) = self.quantifier()?;
             match atom {
                 Some(a) => {
@@ -122,7 +128,7 @@ impl Parser<'_> {
                     out.push_str(&quantifier);
                 }
                 // an optional item that needs a wide byte matches empty
-                None if min == 0 && !multibyte => {}
+                None if min == 0 => {}
                 None => possible = false,
             }
         }
@@ -139,16 +145,16 @@ impl Parser<'_> {
     fn quantifier(&mut self) -> Result<(String, u32), Bail> {
         let start = self.i;
         let min = match self.peek() {
-            Some('?' | '*') => {
+            Some(b'?' | b'*') => {
                 self.i += 1;
                 0
             }
-            Some('+') => {
+            Some(b'+') => {
                 self.i += 1;
                 1
             }
-            Some('{') => match self.repeat() {
-                Some((len, min)) => {
+            Some(b'{') => match translate::repeat_bounds(&self.s[self.i..]) {
+                Some((len, min, _)) => {
                     self.i += len;
                     min
                 }
@@ -157,34 +163,10 @@ impl Parser<'_> {
             _ => return Ok((String::new(), 1)),
         };
         // lazy or possessive
-        if matches!(self.peek(), Some('?' | '+')) {
+        if matches!(self.peek(), Some(b'?' | b'+')) {
             self.i += 1;
         }
-        Ok((self.since(start), min))
-    }
-
-    /// `{n}`, `{n,}` or `{n,m}` at the cursor: its length and `n`.
-    fn repeat(&self) -> Option<(usize, u32)> {
-        let digits = |from: usize| {
-            (from..)
-                .take_while(|&k| self.peek_at(k).is_some_and(|c| c.is_ascii_digit()))
-                .count()
-        };
-        let n = digits(1);
-        if n == 0 {
-            return None;
-        }
-        let min: u32 = self.s[self.i + 1..self.i + 1 + n]
-            .iter()
-            .collect::<String>()
-            .parse()
-            .ok()?;
-        let mut k = 1 + n;
-        if self.peek_at(k) == Some(',') {
-            k += 1;
-            k += digits(k);
-        }
-        (self.peek_at(k) == Some('}')).then_some((k + 1, min))
+        Ok((self.since(start)?, min))
     }
 
     fn atom(&mut self) -> Piece {
@@ -193,14 +175,18 @@ impl Parser<'_> {
             return Err(Bail);
         };
         match c {
-            '\\' => self.escape(),
-            '[' => self.class(),
-            '(' => self.group(),
-            '?' | '*' | '+' => Err(Bail),
-            '{' if self.repeat().is_some() => Err(Bail),
+            b'\\' => self.escape(),
+            b'[' => self.class(),
+            b'(' => self.group(),
+            b'?' | b'*' | b'+' => Err(Bail),
+            b'{' if translate::repeat_bounds(&self.s[self.i..]).is_some() => Err(Bail),
             _ => {
                 self.i += 1;
-                Ok(c.is_ascii().then(|| self.since(start)))
+                if c.is_ascii() {
+                    self.since(start).map(Some)
+                } else {
+                    Ok(None)
+                }
             }
         }
     }
@@ -209,8 +195,8 @@ impl Parser<'_> {
     fn escape(&mut self) -> Piece {
         let start = self.i;
         match self.byte_escape()? {
-            Member::Byte(v) => Ok((v <= 0x7F).then(|| self.since(start))),
-            Member::Wide => Ok(None),
+            Member::Byte(v) if v.is_ascii() => self.since(start).map(Some),
+            Member::Byte(_) => Ok(None),
             Member::Set(text) => Ok(Some(text)),
         }
     }
@@ -224,77 +210,92 @@ impl Parser<'_> {
         let c = self.peek().ok_or(Bail)?;
         self.i += 1;
         let value = match c {
-            'x' if self.peek() == Some('{') => {
-                let close = (self.i..self.s.len())
-                    .find(|&k| self.s[k] == '}')
-                    .ok_or(Bail)?;
-                let hex: String = self.s[self.i + 1..close].iter().collect();
+            b'x' if self.peek() == Some(b'{') => {
+                let close = self.find(self.i, b'}')?;
+                let hex = std::str::from_utf8(&self.s[self.i + 1..close]).map_err(|_| Bail)?;
                 self.i = close + 1;
-                u32::from_str_radix(hex.trim(), 16).map_err(|_| Bail)?
+                // a code point above 0xFF needs Unicode: not rewritten
+                u8::try_from(u32::from_str_radix(hex.trim(), 16).map_err(|_| Bail)?)
+                    .map_err(|_| Bail)?
             }
             // `\xHH` and `\0oo`: up to two more digits
-            'x' => self.digits(16),
-            '0' => self.digits(8),
-            'c' => {
+            b'x' => self.digits(16),
+            b'0' => self.digits(8),
+            b'c' => {
                 // `\cX`: a control character
                 if self.peek().is_none() {
                     return Err(Bail);
                 }
                 self.i += 1;
-                return Ok(Member::Set(self.since(start)));
+                return Ok(Member::Set(self.since(start)?));
             }
             // backreferences, octal escapes that read like them, and what
             // this module does not rewrite
-            '1'..='9' | 'g' | 'k' | 'K' | 'G' | 'Q' | 'E' | 'p' | 'P' | 'X' | 'C' | 'N' | 'o' => {
-                return Err(Bail)
-            }
-            'n' => 0x0A,
-            't' => 0x09,
-            'r' => 0x0D,
-            'f' => 0x0C,
-            'e' => 0x1B,
-            'a' => 0x07,
-            c if c.is_ascii_alphanumeric() => return Ok(Member::Set(self.since(start))),
-            c if c.is_ascii() => u32::from(c),
-            _ => return Ok(Member::Wide),
+            b'1'..=b'9'
+            | b'g'
+            | b'k'
+            | b'K'
+            | b'G'
+            | b'Q'
+            | b'E'
+            | b'p'
+            | b'P'
+            | b'X'
+            | b'C'
+            | b'N'
+            | b'o' => return Err(Bail),
+            b'n' => 0x0A,
+            b't' => 0x09,
+            b'r' => 0x0D,
+            b'f' => 0x0C,
+            b'e' => 0x1B,
+            b'a' => 0x07,
+            c if c.is_ascii_alphanumeric() => return Ok(Member::Set(self.since(start)?)),
+            // an escaped punctuation character, or the first byte of an
+            // escaped non-ASCII one: itself
+            c => c,
         };
         Ok(Member::Byte(value))
     }
 
     /// Up to two digits of `radix` at the cursor, as a value (none is 0).
-    fn digits(&mut self, radix: u32) -> u32 {
+    fn digits(&mut self, radix: u32) -> u8 {
         let n = (0..2)
-            .take_while(|&k| self.peek_at(k).is_some_and(|c| c.is_digit(radix)))
+            .take_while(|&k| {
+                self.peek_at(k)
+                    .is_some_and(|c| char::from(c).is_digit(radix))
+            })
             .count();
         let value = self.s[self.i..self.i + n]
             .iter()
-            .filter_map(|c| c.to_digit(radix))
+            .filter_map(|&c| char::from(c).to_digit(radix))
             .fold(0, |v, d| v * radix + d);
         self.i += n;
-        value
+        // two hex or octal digits are at most 0xFF
+        u8::try_from(value).unwrap_or(u8::MAX)
     }
 
     fn class(&mut self) -> Piece {
         let start = self.i;
         self.i += 1;
-        let negated = self.peek() == Some('^');
+        let negated = self.peek() == Some(b'^');
         if negated {
             self.i += 1;
         }
         // (low, high, text) of what is kept; `text` set for set escapes
-        let mut kept: Vec<(u32, u32, Option<String>)> = Vec::new();
+        let mut kept: Vec<(u8, u8, Option<String>)> = Vec::new();
         let mut changed = false;
         let mut first = true;
         loop {
             let c = self.peek().ok_or(Bail)?;
-            if c == ']' && !first {
+            if c == b']' && !first {
                 self.i += 1;
                 break;
             }
             first = false;
             let low = self.member()?;
             // a range `a-b` (a `-` before `]` is literal)
-            let range = self.peek() == Some('-') && self.peek_at(1).is_some_and(|c| c != ']');
+            let range = self.peek() == Some(b'-') && self.peek_at(1).is_some_and(|c| c != b']');
             if range {
                 self.i += 1;
                 let high = self.member()?;
@@ -304,22 +305,22 @@ impl Parser<'_> {
                 if lo > hi {
                     return Err(Bail);
                 }
-                if lo > 0x7F {
+                if !lo.is_ascii() {
                     changed = true;
                 } else {
-                    changed |= hi > 0x7F;
+                    changed |= !hi.is_ascii();
                     kept.push((lo, hi.min(0x7F), None));
                 }
                 continue;
             }
             match low {
-                Member::Byte(v) if v <= 0x7F => kept.push((v, v, None)),
-                Member::Byte(_) | Member::Wide => changed = true,
+                Member::Byte(v) if v.is_ascii() => kept.push((v, v, None)),
+                Member::Byte(_) => changed = true,
                 Member::Set(text) => kept.push((0, 0, Some(text))),
             }
         }
         if negated || !changed {
-            return Ok(Some(self.since(start)));
+            return self.since(start).map(Some);
         }
         if kept.is_empty() {
             return Ok(None);
@@ -341,29 +342,26 @@ impl Parser<'_> {
         Ok(Some(out))
     }
 
-    /// One class member at the cursor.
+    /// One class member at the cursor (a non-ASCII character is several
+    /// members, one per byte).
     fn member(&mut self) -> Result<Member, Bail> {
         let start = self.i;
         match self.peek().ok_or(Bail)? {
-            '[' if self.peek_at(1) == Some(':') => {
+            b'[' if self.peek_at(1) == Some(b':') => {
                 let close = (self.i + 2..self.s.len().saturating_sub(1))
-                    .find(|&k| self.s[k] == ':' && self.s[k + 1] == ']')
+                    .find(|&k| self.s[k] == b':' && self.s[k + 1] == b']')
                     .ok_or(Bail)?;
                 self.i = close + 2;
-                Ok(Member::Set(self.since(start)))
+                Ok(Member::Set(self.since(start)?))
             }
-            '\\' => match self.byte_escape()? {
+            b'\\' => match self.byte_escape()? {
                 // in a class `\b` is a backspace
                 Member::Set(t) if t == "\\b" => Ok(Member::Byte(0x08)),
                 m => Ok(m),
             },
             c => {
                 self.i += 1;
-                Ok(if c.is_ascii() {
-                    Member::Byte(u32::from(c))
-                } else {
-                    Member::Wide
-                })
+                Ok(Member::Byte(c))
             }
         }
     }
@@ -376,61 +374,58 @@ impl Parser<'_> {
             Lookahead { negative: bool },
             Flags,
         }
-        let kind = if self.peek() == Some('?') {
+        let kind = if self.peek() == Some(b'?') {
             self.i += 1;
             match self.peek().ok_or(Bail)? {
-                ':' | '>' => {
+                b':' | b'>' => {
                     self.i += 1;
                     Kind::Plain
                 }
-                '=' | '!' => {
-                    let negative = self.peek() == Some('!');
+                b'=' | b'!' => {
+                    let negative = self.peek() == Some(b'!');
                     self.i += 1;
                     Kind::Lookahead { negative }
                 }
-                '<' if matches!(self.peek_at(1), Some('=' | '!')) => {
-                    let negative = self.peek_at(1) == Some('!');
+                b'<' if matches!(self.peek_at(1), Some(b'=' | b'!')) => {
+                    let negative = self.peek_at(1) == Some(b'!');
                     self.i += 2;
                     Kind::Lookahead { negative }
                 }
-                '<' | '\'' | 'P' => {
+                b'<' | b'\'' | b'P' => {
                     // a named group: `(?<n>`, `(?'n'`, `(?P<n>` (`(?P=n)`
                     // and `(?P>n)` are a backreference and a recursion)
-                    if self.peek() == Some('P') {
-                        if self.peek_at(1) != Some('<') {
+                    if self.peek() == Some(b'P') {
+                        if self.peek_at(1) != Some(b'<') {
                             return Err(Bail);
                         }
                         self.i += 1;
                     }
-                    let close = if self.peek() == Some('\'') { '\'' } else { '>' };
-                    let end = (self.i + 1..self.s.len())
-                        .find(|&k| self.s[k] == close)
-                        .ok_or(Bail)?;
-                    self.i = end + 1;
+                    let close = if self.peek() == Some(b'\'') {
+                        b'\''
+                    } else {
+                        b'>'
+                    };
+                    self.i = self.find(self.i + 1, close)? + 1;
                     Kind::Plain
                 }
-                '#' => {
-                    let end = (self.i..self.s.len())
-                        .find(|&k| self.s[k] == ')')
-                        .ok_or(Bail)?;
-                    self.i = end + 1;
-                    return Ok(Some(self.since(start)));
+                b'#' => {
+                    self.i = self.find(self.i, b')')? + 1;
+                    return self.since(start).map(Some);
                 }
                 _ => {
                     // inline flags; `x` changes how the rest reads, and
                     // anything else here (recursion, callouts, conditions)
                     // is not rewritten
-                    let flags = (0..)
-                        .take_while(|&k| self.peek_at(k).is_some_and(|c| "imsn-".contains(c)))
-                        .count();
-                    self.i += flags;
+                    while self.peek().is_some_and(|c| b"imsn-".contains(&c)) {
+                        self.i += 1;
+                    }
                     match self.peek() {
-                        Some(')') => {
+                        Some(b')') => {
                             self.i += 1;
                             self.flag_groups += 1;
-                            return Ok(Some(self.since(start)));
+                            return self.since(start).map(Some);
                         }
-                        Some(':') => {
+                        Some(b':') => {
                             self.i += 1;
                             Kind::Flags
                         }
@@ -441,9 +436,9 @@ impl Parser<'_> {
         } else {
             Kind::Plain
         };
-        let open = self.since(start);
+        let open = self.since(start)?;
         let body = self.alternation()?;
-        if self.peek() != Some(')') {
+        if self.peek() != Some(b')') {
             return Err(Bail);
         }
         self.i += 1;
@@ -460,10 +455,11 @@ impl Parser<'_> {
 
 /// One byte as a class member: letters and digits as they are, every other
 /// byte as `\xHH` (no `-`, `^` or `]` can take a meaning it did not have).
-fn push_byte(out: &mut String, v: u32) {
-    match char::from_u32(v) {
-        Some(c) if c.is_ascii_alphanumeric() => out.push(c),
-        _ => out.push_str(&format!("\\x{v:02X}")),
+fn push_byte(out: &mut String, v: u8) {
+    if v.is_ascii_alphanumeric() {
+        out.push(char::from(v));
+    } else {
+        out.push_str(&format!("\\x{v:02X}"));
     }
 }
 

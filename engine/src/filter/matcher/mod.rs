@@ -817,13 +817,11 @@ impl Database {
             .zip(patterns)
             .map(|((plan, text), p)| {
                 let prefilter = match plan {
+                    _ if !ascii_forms => return AsciiForm::Same,
                     Plan::Exact => false,
                     Plan::Prefilter(..) => true,
                     _ => return AsciiForm::Same,
                 };
-                if !ascii_forms {
-                    return AsciiForm::Same;
-                }
                 match ascii::ascii_only(text) {
                     AsciiForm::Text(t) if hs_pattern(&t, p, prefilter).info().is_err() => {
                         AsciiForm::Same
@@ -1196,11 +1194,12 @@ fn build_parts(
         return vec![wide];
     }
     let narrow = build_part(&mut narrow_plans, &narrow_texts, &narrow_patterns, cache);
+    // every form in the database, none demoted out of it
     let complete = narrow_plans
         .iter()
         .all(|p| matches!(p, Plan::Exact | Plan::Confirmed(_)));
     match narrow {
-        Some((mut narrow, kept)) if complete && kept.len() == narrow_plans.len() => {
+        Some((mut narrow, _)) if complete => {
             narrow.scope = Scope::Ascii;
             vec![wide, narrow]
         }

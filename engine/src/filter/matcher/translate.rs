@@ -222,7 +222,7 @@ pub(crate) fn relax_bounded_repeats(source: &str, min_upper: u32) -> Option<Stri
             return None;
         }
         match repeat_bounds(&b[i..]) {
-            Some((len, Some(upper))) if upper >= min_upper => {
+            Some((len, _, Some(upper))) if upper >= min_upper => {
                 // keep `{n,`, drop the upper bound
                 let comma = i + b[i..i + len].iter().position(|&c| c == b',').unwrap_or(0);
                 Some((len, format!("{}}}", &source[i..=comma])))
@@ -424,23 +424,31 @@ fn rewrite(
     Some(out)
 }
 
-/// `{n,m}` at the start of `b`: its length and `Some(m)`; `{n}` and `{n,}`
-/// give `None` for the upper bound; not a repeat gives `None`.
-fn repeat_bounds(b: &[u8]) -> Option<(usize, Option<u32>)> {
+/// `{n,m}` at the start of `b`: its length, `n` and `Some(m)`; `{n}` and
+/// `{n,}` give `None` for the upper bound; not a repeat gives `None`.
+pub(crate) fn repeat_bounds(b: &[u8]) -> Option<(usize, u32, Option<u32>)> {
     let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let number = |from: usize, len: usize| {
+        std::str::from_utf8(&b[from..from + len])
+            .ok()?
+            .parse::<u32>()
+            .ok()
+    };
     let n = digits(1);
     if n == 0 {
         return None;
     }
+    // a bound too large for u32 is as good as u32::MAX
+    let lower = number(1, n).unwrap_or(u32::MAX);
     let mut i = 1 + n;
     match b.get(i)? {
-        b'}' => Some((i + 1, None)),
+        b'}' => Some((i + 1, lower, None)),
         b',' => {
             i += 1;
             let m = digits(i);
-            let upper = std::str::from_utf8(&b[i..i + m]).ok()?.parse::<u32>().ok();
+            let upper = number(i, m);
             i += m;
-            (b.get(i)? == &b'}').then_some((i + 1, if m == 0 { None } else { upper }))
+            (b.get(i)? == &b'}').then_some((i + 1, lower, if m == 0 { None } else { upper }))
         }
         _ => None,
     }
