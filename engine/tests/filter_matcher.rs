@@ -337,7 +337,7 @@ fn regex_source() -> impl Strategy<Value = String> {
         prop::collection::vec(seq, 1..3),
         any::<bool>(),
         any::<bool>(),
-        0..6u8,
+        0..8u8,
     )
         .prop_map(|(alts, start, end, fancy)| {
             let mut s = alts.join("|");
@@ -349,6 +349,11 @@ fn regex_source() -> impl Strategy<Value = String> {
                 2 => s = format!("{s}(?=[ab])"),
                 3 => s = format!("(?<!c){s}"),
                 4 => s = format!("(?!a\\xff|\\xc3){s}"),
+                // look-behinds that see the newline before a line: a
+                // confirmation that starts at a line must keep the text
+                // before it as context
+                5 => s = format!("(?<=\\s){s}"),
+                6 => s = format!("(?<![\\n]){s}"),
                 _ => {}
             }
             if start {
@@ -588,6 +593,51 @@ fn inner_start_anchors_are_prefiltered_without_them() {
             "{:?}",
             String::from_utf8_lossy(haystack)
         );
+    }
+}
+
+/// A prefiltered pattern whose matches cannot take a newline is confirmed
+/// from the line of its prefilter's first match, not from the start of the
+/// haystack, with the text before that line still its context.
+#[test]
+fn one_line_patterns_are_confirmed_from_the_first_hits_line() {
+    // look-behinds: prefiltered, and their matches stay on one line
+    let after_space = Pattern::regex(0, r"(?<=\s)foo[a-z]*bar");
+    let not_line_start = Pattern::regex(1, r"(?<![\n])foo[a-z]*bar");
+    // a backreference may take a newline: confirmed from the start
+    let repeated = Pattern::regex(2, r"(foo)[^x]*\1bar");
+    let (_, report) = Database::compile(
+        &[
+            after_space.clone(),
+            not_line_start.clone(),
+            repeated.clone(),
+        ],
+        Backend::Hyperscan,
+    );
+    for id in 0..3 {
+        assert!(
+            matches!(report.mode(id), Some(Mode::Prefiltered { .. })),
+            "{:?}",
+            report.mode(id)
+        );
+    }
+    let cases: [(&[u8], bool, bool, bool); 6] = [
+        // the prefilter's first match is on line 1, the match on line 3
+        // (and the backreference's runs across the lines)
+        (b"xfoobar\nzzz\n foobar", true, true, true),
+        // the newline before the line is the `\s` the look-behind needs
+        (b"ab\nfoobar", true, false, false),
+        (b"ab\nfoozbar xfoobar", true, true, false),
+        (b"a foobar", true, true, false),
+        (b"afoobar", false, true, false),
+        // a match of the backreference across lines
+        (b"foo\nfoobar", true, false, true),
+    ];
+    for (haystack, want0, want1, want2) in cases {
+        let shown = String::from_utf8_lossy(haystack);
+        assert_eq!(one(after_space.clone(), haystack), want0, "{shown:?}");
+        assert_eq!(one(not_line_start.clone(), haystack), want1, "{shown:?}");
+        assert_eq!(one(repeated.clone(), haystack), want2, "{shown:?}");
     }
 }
 

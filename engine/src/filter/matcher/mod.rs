@@ -429,8 +429,38 @@ impl Oracle {
         }
     }
 
+    /// [`Oracle::is_match`] for a match starting at `start` or later; the
+    /// bytes before `start` are context (look-behind, `\b`, `^`), as in the
+    /// whole haystack.
+    fn is_match_from(&self, haystack: &[u8], start: usize) -> Result<bool, String> {
+        if start == 0 {
+            return self.is_match(haystack);
+        }
+        match self {
+            Oracle::Plain(re) => Ok(re.is_match_at(haystack, start)),
+            Oracle::Pcre(_, Some(superset)) | Oracle::Fancy(_, Some(superset))
+                if !superset.is_match_at(haystack, start) =>
+            {
+                Ok(false)
+            }
+            Oracle::Pcre(re, _) => re
+                .find_at(haystack, start)
+                .map(|m| m.is_some())
+                .map_err(|e| e.to_string()),
+            Oracle::Fancy(re, _) => re
+                .find_from_pos(haystack, start)
+                .map(|m| m.is_some())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     fn confirm(&self, id: u32, haystack: &[u8], hits: &mut HitSet) {
-        match self.is_match(haystack) {
+        self.confirm_from(id, haystack, 0, hits);
+    }
+
+    /// [`Oracle::confirm`] of a match starting at `start` or later.
+    fn confirm_from(&self, id: u32, haystack: &[u8], start: usize, hits: &mut HitSet) {
+        match self.is_match_from(haystack, start) {
             Ok(true) => {
                 hits.insert(id);
             }
@@ -487,6 +517,66 @@ struct HsEntry {
     id: u32,
     /// `Some` when Hyperscan runs a prefilter of the pattern.
     confirm: Option<Arc<Oracle>>,
+    /// The confirmation starts at the line of the prefilter's first match
+    /// (see [`one_line_only`]); otherwise at the start of the haystack.
+    from_line: bool,
+}
+
+/// Whether no match of `p` can take a newline, so that its every match
+/// lies within one line of the haystack. Decided on what the oracle runs:
+/// the `regex` crate's text, or for a pattern only the backtracking
+/// engines run, its superset (lookarounds dropped, a backreference as
+/// `(?s:.*)`, which takes a newline). Lookarounds read across lines but
+/// take nothing. `false` when in doubt.
+fn one_line_only(p: &Pattern) -> bool {
+    let text = if p.literal {
+        translate::escape_literal(&p.source)
+    } else {
+        let t = translate::translate(&p.source, p.multiline);
+        match t {
+            _ if t.needs_unicode => return false,
+            _ if t.needs_fancy => match translate::fancy_superset(&t.text) {
+                Some(superset) => superset,
+                None => return false,
+            },
+            _ => t.text,
+        }
+    };
+    let parsed = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .case_insensitive(p.caseless)
+        .multi_line(p.multiline)
+        .dot_matches_new_line(p.dotall)
+        .build()
+        .parse(&text);
+    parsed.is_ok_and(|hir| !takes_byte(&hir, b'\n'))
+}
+
+/// Whether a match of `hir` can take `byte` (assertions take nothing).
+fn takes_byte(hir: &regex_syntax::hir::Hir, byte: u8) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(literal) => literal.0.contains(&byte),
+        HirKind::Class(Class::Bytes(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| (r.start()..=r.end()).contains(&byte)),
+        HirKind::Class(Class::Unicode(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| (r.start()..=r.end()).contains(&char::from(byte))),
+        HirKind::Repetition(r) => r.max != Some(0) && takes_byte(&r.sub, byte),
+        HirKind::Capture(c) => takes_byte(&c.sub, byte),
+        HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().any(|h| takes_byte(h, byte)),
+    }
+}
+
+/// The start of the line holding offset `at` (just after the last newline
+/// before it).
+fn line_start(haystack: &[u8], at: usize) -> usize {
+    memchr::memrchr(b'\n', &haystack[..at.min(haystack.len())]).map_or(0, |i| i + 1)
 }
 
 struct HsPart {
@@ -551,7 +641,8 @@ pub struct Database {
 pub struct Scratch {
     hyperscan: Option<hyperscan::Scratch>,
     error: Option<String>,
-    candidates: Vec<u32>,
+    /// Prefilter hits of one scan: entry index and end offset.
+    candidates: Vec<(u32, usize)>,
     /// Per haystack of a scan, whether it is ASCII (for scoped parts).
     ascii: Vec<bool>,
 }
@@ -1109,10 +1200,10 @@ fn scan_hyperscan(hs: &HsPart, scratch: &mut Scratch, haystack: &[u8], hits: &mu
         else {
             return;
         };
-        result = hs.db.scan(haystack, s, |index: u32, _from, _to, _flags| {
+        result = hs.db.scan(haystack, s, |index: u32, _from, to, _flags| {
             if let Some(entry) = hs.entries.get(index as usize) {
                 if entry.confirm.is_some() {
-                    candidates.push(index);
+                    candidates.push((index, usize::try_from(to).unwrap_or(usize::MAX)));
                 } else {
                     hits.insert(entry.id);
                 }
@@ -1130,14 +1221,24 @@ fn scan_hyperscan(hs: &HsPart, scratch: &mut Scratch, haystack: &[u8], hits: &mu
     if let Err(e) = result {
         hits.report(ScanIssue::Hyperscan(e.to_string()));
     }
-    for &index in &scratch.candidates {
+    // One match per pattern (single-match mode), the first: no match of
+    // the pattern ends before it, since a prefilter's matches are a
+    // superset of the pattern's. A pattern whose matches stay on one line
+    // is confirmed from that line on, with the text before it as context.
+    for &(index, to) in &scratch.candidates {
         if let Some(HsEntry {
             id,
             confirm: Some(oracle),
+            from_line,
         }) = hs.entries.get(index as usize)
         {
             if !hits.contains(*id) {
-                oracle.confirm(*id, haystack, hits);
+                let start = if *from_line {
+                    line_start(haystack, to)
+                } else {
+                    0
+                };
+                oracle.confirm_from(*id, haystack, start, hits);
             }
         }
     }
@@ -1270,9 +1371,18 @@ fn build_part(
                             None
                         }
                     };
+                    // Hyperscan reports an expression's matches in order
+                    // unless it says otherwise, so its one report is its
+                    // first match
+                    let from_line = confirm.is_some()
+                        && one_line_only(&patterns[i])
+                        && hs_pattern(&texts[i], &patterns[i], true)
+                            .info()
+                            .is_ok_and(|info| !info.unordered_matches());
                     entries.push(HsEntry {
                         id: patterns[i].id,
                         confirm,
+                        from_line,
                     });
                 }
                 return Some((
@@ -1547,6 +1657,40 @@ mod tests {
         for (mode, name, reason) in modes {
             assert_eq!((mode.name(), mode.reason()), (name, reason));
         }
+    }
+
+    #[test]
+    fn one_line_patterns() {
+        let r = |s: &str| Pattern::regex(0, s);
+        for (p, want) in [
+            (r(r"foo[ \t]+bar"), true),
+            (r(r"foo\s+bar"), false),
+            (r(r"a.b"), true),
+            (r(r"a.b").dotall(), false),
+            (r(r"[^a]"), false),
+            (r(r"[^a\n]+"), true),
+            (r(r"\x0a"), false),
+            (r(r"[\x00-\x20]"), false),
+            (r(r"^foo$").multiline(), true),
+            (r(r"(?<!x)foo(?=\n)"), true),
+            (r(r"(?<=\s)foo"), true),
+            (r(r"(a)\1"), false),
+            (r(r"a(?:\n){0}b"), true),
+            (Pattern::literal(0, "a\nb"), false),
+            (Pattern::literal(0, "ab"), true),
+        ] {
+            assert_eq!(one_line_only(&p), want, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn line_starts() {
+        assert_eq!(line_start(b"ab\ncd\nef", 0), 0);
+        assert_eq!(line_start(b"ab\ncd\nef", 2), 0);
+        assert_eq!(line_start(b"ab\ncd\nef", 3), 3);
+        assert_eq!(line_start(b"ab\ncd\nef", 5), 3);
+        assert_eq!(line_start(b"ab\ncd\nef", 9), 6);
+        assert_eq!(line_start(b"ab\n", 99), 3);
     }
 
     #[test]
