@@ -19,7 +19,7 @@ use super::matcher::{
     Single,
 };
 use super::mime::{Header, Message};
-use super::sa::meta::Resolved;
+use super::sa::meta::Program;
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
 
 pub mod evals;
@@ -166,8 +166,9 @@ pub struct Scanner {
     rules: Vec<Rule>,
     checks: Vec<Check>,
     classes: Vec<Class>,
-    /// Meta rules in dependency order, with rule names resolved to indices.
-    metas: Vec<(usize, Resolved)>,
+    /// Meta rules in dependency order, with rule names resolved to
+    /// indices, compiled into one program.
+    metas: Program,
     required_score: f32,
     reports: Vec<CompileReport>,
     config: evals::Config,
@@ -449,7 +450,7 @@ impl Scanner {
                 });
             }
         }
-        let metas = meta_order(&rules, &index)
+        let resolved: Vec<_> = meta_order(&rules, &index)
             .into_iter()
             .filter_map(|m| match &rules[m].kind {
                 Kind::Meta { expr } => {
@@ -458,6 +459,7 @@ impl Scanner {
                 _ => None,
             })
             .collect();
+        let metas = Program::new(resolved.iter().map(|(m, e)| (*m, e)));
         let calls = |name: &str| {
             checks
                 .iter()
@@ -777,10 +779,7 @@ impl Scanner {
                 Check::Meta | Check::Skipped => false,
             };
         }
-        for (m, expr) in &self.metas {
-            let value = expr.eval(&|&r: &usize| if hit[r] { counts[r] } else { 0.0 });
-            hit[*m] = value != 0.0;
-        }
+        self.metas.run(&mut hit, counts, &mut Vec::with_capacity(16));
         let mut score = 0.0f32;
         let mut symbols = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {

@@ -141,6 +141,16 @@ impl MetaExpr {
     /// `text` and a message.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
         let tokens = lex(text)?;
+        // A chain of one operator nests as deep as it is long (`A + B + C`
+        // is `(A + B) + C`), and evaluating, compiling and dropping the
+        // tree recurse that deep. The stock rules' longest meta has about
+        // 250 tokens.
+        if let Some((at, _)) = tokens.get(MAX_TOKENS) {
+            return Err((
+                *at,
+                format!("meta expression too long: more than {MAX_TOKENS} tokens"),
+            ));
+        }
         let mut p = Parser {
             tokens,
             pos: 0,
@@ -237,6 +247,7 @@ fn binary(op: &str) -> Option<(u8, BinOp)> {
 }
 
 const MAX_DEPTH: usize = 200;
+const MAX_TOKENS: usize = 2_000;
 
 impl Parser {
     fn here(&self) -> usize {
@@ -301,6 +312,138 @@ impl Parser {
     }
 }
 
+/// One step of a [`Program`]: a stack machine over `f64`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    /// Push the rule's value: its count when it hit, else 0.
+    Rule(usize),
+    Number(f64),
+    Not,
+    Neg,
+    /// Pop the right operand, combine it with the left one on top.
+    Binary(BinOp),
+    /// `&&` after its left operand: when that is 0 it is the result (jump
+    /// past the right operand), else it is popped.
+    And(usize),
+    /// `||` after its left operand: when that is not 0 it is the result.
+    Or(usize),
+    /// Pop a meta's value: the meta hits when it is not 0.
+    Hit(usize),
+}
+
+/// Resolved meta expressions compiled, in order, into one flat program:
+/// every message evaluates about a thousand stock metas, and walking a
+/// thousand boxed trees through a `dyn` callback cost more than the evals.
+/// [`Program::run`] gives the same values, bit for bit, as
+/// [`MetaExpr::eval`] of each expression in turn.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    ops: Vec<Op>,
+}
+
+impl Program {
+    /// Compiles `metas` (the meta's rule index and its expression) to run
+    /// one after the other: a meta may read the metas before it.
+    #[must_use]
+    pub fn new<'a>(metas: impl IntoIterator<Item = (usize, &'a Resolved)>) -> Program {
+        let mut ops = Vec::new();
+        for (rule, expr) in metas {
+            emit(expr, &mut ops);
+            ops.push(Op::Hit(rule));
+        }
+        Program { ops }
+    }
+
+    /// Runs every meta: sets `hit[meta]` from its value, which reads a
+    /// rule's `counts` entry where `hit` says it hit and 0 elsewhere (an
+    /// index past either slice reads 0 and a meta past `hit` is not
+    /// stored). `stack` is scratch space, reused across calls.
+    pub fn run(&self, hit: &mut [bool], counts: &[f64], stack: &mut Vec<f64>) {
+        stack.clear();
+        let mut pc = 0usize;
+        while let Some(&op) = self.ops.get(pc) {
+            pc += 1;
+            match op {
+                Op::Rule(r) => {
+                    let value = match hit.get(r) {
+                        Some(true) => counts.get(r).copied().unwrap_or(0.0),
+                        _ => 0.0,
+                    };
+                    stack.push(value);
+                }
+                Op::Number(n) => stack.push(n),
+                Op::Not => {
+                    if let Some(top) = stack.last_mut() {
+                        *top = truth(*top == 0.0);
+                    }
+                }
+                Op::Neg => {
+                    if let Some(top) = stack.last_mut() {
+                        *top = -*top;
+                    }
+                }
+                Op::Binary(op) => {
+                    let rv = stack.pop().unwrap_or(0.0);
+                    if let Some(top) = stack.last_mut() {
+                        *top = op.apply(*top, || rv);
+                    }
+                }
+                Op::And(to) => match stack.last() {
+                    Some(&lv) if lv == 0.0 => pc = to,
+                    _ => {
+                        stack.pop();
+                    }
+                },
+                Op::Or(to) => match stack.last() {
+                    Some(&lv) if lv != 0.0 => pc = to,
+                    _ => {
+                        stack.pop();
+                    }
+                },
+                Op::Hit(m) => {
+                    let value = stack.pop().unwrap_or(0.0);
+                    if let Some(h) = hit.get_mut(m) {
+                        *h = value != 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Appends `expr`'s code: it leaves the expression's value on the stack.
+fn emit(expr: &Resolved, ops: &mut Vec<Op>) {
+    match expr {
+        MetaExpr::Rule(r) => ops.push(Op::Rule(*r)),
+        MetaExpr::Number(n) => ops.push(Op::Number(*n)),
+        MetaExpr::Not(e) => {
+            emit(e, ops);
+            ops.push(Op::Not);
+        }
+        MetaExpr::Neg(e) => {
+            emit(e, ops);
+            ops.push(Op::Neg);
+        }
+        MetaExpr::Binary(op @ (BinOp::And | BinOp::Or), l, r) => {
+            emit(l, ops);
+            let jump = ops.len();
+            ops.push(Op::And(0));
+            emit(r, ops);
+            let past = ops.len();
+            ops[jump] = if *op == BinOp::And {
+                Op::And(past)
+            } else {
+                Op::Or(past)
+            };
+        }
+        MetaExpr::Binary(op, l, r) => {
+            emit(l, ops);
+            emit(r, ops);
+            ops.push(Op::Binary(*op));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +461,18 @@ mod tests {
         let by_index =
             resolved.eval(&|&i| hits.iter().find(|h| h.0 == names[i]).map_or(0.0, |h| h.1));
         assert_eq!(by_name.to_bits(), by_index.to_bits(), "{text}");
+        // and so does the compiled program (meta index 3, after A, B, C)
+        let program = Program::new([(3, &resolved)]);
+        let mut hit = [false; 4];
+        let mut counts = [0.0; 4];
+        for (name, count) in hits {
+            if let Some(i) = names.iter().position(|k| k == name) {
+                hit[i] = true;
+                counts[i] = *count;
+            }
+        }
+        program.run(&mut hit, &counts, &mut Vec::new());
+        assert_eq!(hit[3], by_name != 0.0, "{text}");
         by_name
     }
 
@@ -346,7 +501,70 @@ mod tests {
         assert_eq!(MetaExpr::parse("A $ B").err().map(|e| e.0), Some(2));
         let deep = "(".repeat(1000) + "A" + &")".repeat(1000);
         assert!(MetaExpr::parse(&deep).is_err());
+        // a long chain nests as deep as it is long: refused with its place
+        let long = "A + ".repeat(100_000) + "A";
+        assert_eq!(MetaExpr::parse(&long).err().map(|e| e.0), Some(4_000));
+        let fine = "A + ".repeat(900) + "A";
+        assert!(MetaExpr::parse(&fine).is_ok());
         let e = MetaExpr::parse("A && (B || !C)").map_err(|e| e.1);
         assert_eq!(e.as_ref().map(MetaExpr::rules), Ok(vec!["A", "B", "C"]));
+    }
+
+    fn expr() -> impl proptest::strategy::Strategy<Value = Resolved> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            (0usize..6).prop_map(Resolved::Rule),
+            prop_oneof![Just(0.0), Just(1.0), Just(2.0), Just(-1.0), Just(0.5)]
+                .prop_map(Resolved::Number),
+        ];
+        leaf.prop_recursive(5, 40, 2, |inner| {
+            let op = prop_oneof![
+                Just(BinOp::And),
+                Just(BinOp::Or),
+                Just(BinOp::Add),
+                Just(BinOp::Sub),
+                Just(BinOp::Mul),
+                Just(BinOp::Div),
+                Just(BinOp::Lt),
+                Just(BinOp::Le),
+                Just(BinOp::Gt),
+                Just(BinOp::Ge),
+                Just(BinOp::Eq),
+                Just(BinOp::Ne),
+            ];
+            prop_oneof![
+                inner.clone().prop_map(|e| Resolved::Not(Box::new(e))),
+                inner.clone().prop_map(|e| Resolved::Neg(Box::new(e))),
+                (op, inner.clone(), inner)
+                    .prop_map(|(op, l, r)| Resolved::Binary(op, Box::new(l), Box::new(r))),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The program sets the same hits as evaluating the trees in turn
+        /// (rules 0-3 are given; metas 4 and 5 may read each other's
+        /// earlier result, as the scanner orders them).
+        #[test]
+        fn program_equals_tree_walk(
+            first in expr(),
+            second in expr(),
+            given in proptest::collection::vec((proptest::bool::ANY, -2i8..4), 4),
+        ) {
+            let mut hit = [false; 6];
+            let mut counts = [1.0f64; 6];
+            for (i, (h, c)) in given.iter().enumerate() {
+                hit[i] = *h;
+                counts[i] = f64::from(*c);
+            }
+            let mut want = hit;
+            for (m, e) in [(4usize, &first), (5, &second)] {
+                let value = e.eval(&|&r: &usize| if want[r] { counts[r] } else { 0.0 });
+                want[m] = value != 0.0;
+            }
+            let program = Program::new([(4, &first), (5, &second)]);
+            program.run(&mut hit, &counts, &mut Vec::new());
+            proptest::prop_assert_eq!(hit, want);
+        }
     }
 }
