@@ -779,7 +779,8 @@ impl Scanner {
                 Check::Meta | Check::Skipped => false,
             };
         }
-        self.metas.run(&mut hit, counts, &mut Vec::with_capacity(16));
+        self.metas
+            .run(&mut hit, counts, &mut Vec::with_capacity(16));
         let mut score = 0.0f32;
         let mut symbols = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {

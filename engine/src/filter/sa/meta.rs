@@ -388,18 +388,20 @@ impl Program {
                         *top = op.apply(*top, || rv);
                     }
                 }
-                Op::And(to) => match stack.last() {
-                    Some(&lv) if lv == 0.0 => pc = to,
-                    _ => {
+                Op::And(to) => {
+                    if stack.last().is_some_and(|&lv| lv == 0.0) {
+                        pc = to;
+                    } else {
                         stack.pop();
                     }
-                },
-                Op::Or(to) => match stack.last() {
-                    Some(&lv) if lv != 0.0 => pc = to,
-                    _ => {
+                }
+                Op::Or(to) => {
+                    if stack.last().is_some_and(|&lv| lv != 0.0) {
+                        pc = to;
+                    } else {
                         stack.pop();
                     }
-                },
+                }
                 Op::Hit(m) => {
                     let value = stack.pop().unwrap_or(0.0);
                     if let Some(h) = hit.get_mut(m) {
@@ -535,8 +537,11 @@ mod tests {
             prop_oneof![
                 inner.clone().prop_map(|e| Resolved::Not(Box::new(e))),
                 inner.clone().prop_map(|e| Resolved::Neg(Box::new(e))),
-                (op, inner.clone(), inner)
-                    .prop_map(|(op, l, r)| Resolved::Binary(op, Box::new(l), Box::new(r))),
+                (op, inner.clone(), inner).prop_map(|(op, l, r)| Resolved::Binary(
+                    op,
+                    Box::new(l),
+                    Box::new(r)
+                )),
             ]
         })
     }

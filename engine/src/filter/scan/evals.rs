@@ -309,6 +309,9 @@ pub struct Facts {
     /// The distinct lower-case hosts of [`Facts::uris`] (not `mailto:`), in
     /// order; built by the first `check_uri_host_listed`.
     uri_hosts: std::cell::OnceCell<Vec<String>>,
+    /// The sender addresses WLBLEval and FreeMail read ([`from_addrs`]),
+    /// parsed on first use: four stock rules and FreeMail ask for them.
+    from_addrs: std::cell::OnceCell<Vec<String>>,
     /// `X-Spam-Relays-Untrusted` / `-External`.
     pub untrusted_str: String,
     /// `X-Spam-Relays-Trusted` / `-Internal`.
@@ -1369,7 +1372,11 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         "check_illegal_chars" => illegal_chars(facts, arg(0), arg(1), arg(2)),
         "check_for_no_rdns_dotcom_helo" => no_rdns_dotcom_helo(facts),
         "check_for_forged_yahoo_received_headers" => forged_yahoo(message, facts),
-        "check_for_no_hotmail_received_headers" => hotmail(message, facts) == Hotmail::NoReceived,
+        // only a hotmail.com sender can lack hotmail's Received headers:
+        // asked first, it spares the Received regexes on other mail
+        "check_for_no_hotmail_received_headers" => {
+            from_hotmail(message, facts) && hotmail(message, facts) == Hotmail::NoReceived
+        }
         "check_for_forged_hotmail_received_headers" => hotmail(message, facts) == Hotmail::Forged,
         // `ok_locales all` (the default) makes both return false.
         _ => false,
@@ -1495,7 +1502,13 @@ fn uri_host(uri: &str) -> Option<String> {
 
 /// `PerMsgStatus::all_from_addrs`: the first Resent-From address when
 /// there is one (bug 672), else the From and envelope-sender headers.
-fn from_addrs(message: &Message, facts: &Facts) -> Vec<String> {
+fn from_addrs<'f>(message: &Message, facts: &'f Facts) -> &'f [String] {
+    facts
+        .from_addrs
+        .get_or_init(|| sender_addrs(message, facts))
+}
+
+fn sender_addrs(message: &Message, facts: &Facts) -> Vec<String> {
     if let Some(resent) = first_address(message, "resent-from").filter(|a| !a.is_empty()) {
         return vec![resent.to_ascii_lowercase()];
     }
@@ -1920,6 +1933,21 @@ enum Hotmail {
 /// simpler MSN Groups exception (a Received line from groups.msn.com, not
 /// `check_for_msn_groups_headers`); `X-Originating-IP` counts when it holds
 /// a dotted IPv4 address or an IPv6 one.
+/// The first From address ends in `\bhotmail\.com`.
+fn from_hotmail(message: &Message, facts: &Facts) -> bool {
+    header_addrs(message, facts, "from")
+        .first()
+        .is_some_and(|a| {
+            a.ends_with("hotmail.com") && {
+                // a word boundary before `hotmail`
+                let head = &a[..a.len() - "hotmail.com".len()];
+                head.chars()
+                    .last()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+            }
+        })
+}
+
 fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
     use std::sync::LazyLock;
     static GENUINE: LazyLock<Vec<(regex::Regex, bool)>> = LazyLock::new(|| {
@@ -1972,18 +2000,7 @@ fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
     if HELO.as_ref().is_some_and(|r| r.is_match(&rcvd)) {
         return Hotmail::Forged;
     }
-    let from_hotmail = header_addrs(message, facts, "from")
-        .first()
-        .is_some_and(|a| {
-            a.ends_with("hotmail.com") && {
-                // `\bhotmail\.com$`: a word boundary before `hotmail`
-                let head = &a[..a.len() - "hotmail.com".len()];
-                head.chars()
-                    .last()
-                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
-            }
-        });
-    if from_hotmail {
+    if from_hotmail(message, facts) {
         Hotmail::NoReceived
     } else {
         Hotmail::Fine
