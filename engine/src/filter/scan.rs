@@ -19,7 +19,7 @@ use super::matcher::{
     Single,
 };
 use super::mime::{Header, Message};
-use super::sa::meta::Program;
+use super::sa::meta::{self, Program};
 use super::sa::{HeaderForm, Kind, Rule, RuleSet};
 
 pub mod evals;
@@ -780,7 +780,7 @@ impl Scanner {
             };
         }
         self.metas
-            .run(&mut hit, counts, &mut Vec::with_capacity(16));
+            .run(&mut hit, counts, &mut meta::Scratch::default());
         let mut score = 0.0f32;
         let mut symbols = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {

@@ -315,8 +315,10 @@ impl Parser {
 /// One step of a [`Program`]: a stack machine over `f64`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
-    /// Push the rule's value: its count when it hit, else 0.
+    /// Push a rule's value: its count when it hit, else 0.
     Rule(usize),
+    /// Push an earlier meta's value: 1 when it hit, else 0.
+    Meta(usize),
     Number(f64),
     Not,
     Neg,
@@ -327,18 +329,50 @@ enum Op {
     And(usize),
     /// `||` after its left operand: when that is not 0 it is the result.
     Or(usize),
-    /// Pop a meta's value: the meta hits when it is not 0.
-    Hit(usize),
 }
 
-/// Resolved meta expressions compiled, in order, into one flat program:
-/// every message evaluates about a thousand stock metas, and walking a
+/// One meta of a [`Program`].
+#[derive(Debug, Clone)]
+struct MetaCode {
+    rule: usize,
+    /// Its code: `ops[start..end]`.
+    start: usize,
+    end: usize,
+    /// Whether it hits when no rule outside the program hits.
+    baseline: bool,
+    /// The later metas that read it.
+    readers: Vec<usize>,
+}
+
+/// Resolved meta expressions compiled, in order, into one flat program.
+/// Every message evaluates about a thousand stock metas, and walking a
 /// thousand boxed trees through a `dyn` callback cost more than the evals.
-/// [`Program::run`] gives the same values, bit for bit, as
-/// [`MetaExpr::eval`] of each expression in turn.
+///
+/// Most rules do not hit on a given message, so most metas take the value
+/// they have when no rule hits (their baseline, computed here once). A run
+/// starts every meta at its baseline and evaluates only the metas that
+/// read a rule that hit, or an earlier meta that left its baseline.
+///
+/// [`Program::run`] sets the hits that evaluating each expression in turn
+/// with [`MetaExpr::eval`] sets, where a meta reads a rule's count when it
+/// hit (0 when not), an earlier meta as 1 or 0 (the scanner's count for a
+/// meta is 1) and a meta not evaluated yet (itself, or a later one: a
+/// cycle) as 0.
 #[derive(Debug, Clone, Default)]
 pub struct Program {
     ops: Vec<Op>,
+    metas: Vec<MetaCode>,
+    /// Every rule a meta reads that is not one of the program's metas,
+    /// with the metas (positions) that read it.
+    inputs: Vec<(usize, Vec<usize>)>,
+}
+
+/// A [`Program`]'s working space, reused across runs.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    stack: Vec<f64>,
+    /// Metas (positions) still to evaluate.
+    dirty: Vec<u64>,
 }
 
 impl Program {
@@ -346,22 +380,111 @@ impl Program {
     /// one after the other: a meta may read the metas before it.
     #[must_use]
     pub fn new<'a>(metas: impl IntoIterator<Item = (usize, &'a Resolved)>) -> Program {
-        let mut ops = Vec::new();
-        for (rule, expr) in metas {
-            emit(expr, &mut ops);
-            ops.push(Op::Hit(rule));
+        let metas: Vec<(usize, &Resolved)> = metas.into_iter().collect();
+        let mut position: std::collections::HashMap<usize, usize> =
+            std::collections::HashMap::new();
+        for (p, (rule, _)) in metas.iter().enumerate() {
+            position.entry(*rule).or_insert(p);
         }
-        Program { ops }
+        let mut program = Program::default();
+        let mut inputs: std::collections::BTreeMap<usize, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        let mut reads: Vec<usize> = Vec::new();
+        for (p, (rule, expr)) in metas.iter().enumerate() {
+            let start = program.ops.len();
+            reads.clear();
+            emit(expr, &mut program.ops, &|r| match position.get(&r) {
+                Some(&q) if q < p => Op::Meta(r),
+                // not evaluated yet when this one is: 0
+                Some(_) => Op::Number(0.0),
+                None => Op::Rule(r),
+            });
+            for op in &program.ops[start..] {
+                match *op {
+                    Op::Rule(r) => inputs.entry(r).or_default().push(p),
+                    Op::Meta(r) => reads.push(position[&r]),
+                    _ => {}
+                }
+            }
+            for &q in &reads {
+                if program.metas[q].readers.last() != Some(&p) {
+                    program.metas[q].readers.push(p);
+                }
+            }
+            program.metas.push(MetaCode {
+                rule: *rule,
+                start,
+                end: program.ops.len(),
+                baseline: false,
+                readers: Vec::new(),
+            });
+        }
+        for list in inputs.values_mut() {
+            list.dedup();
+        }
+        program.inputs = inputs.into_iter().collect();
+        // the baselines: every meta in turn with no other rule hit
+        let rules = metas.iter().map(|(r, _)| r + 1).max().unwrap_or(0);
+        let mut hit = vec![false; rules];
+        let mut stack = Vec::new();
+        for p in 0..program.metas.len() {
+            let now = program.value(p, &hit, &[], &mut stack) != 0.0;
+            program.metas[p].baseline = now;
+            hit[program.metas[p].rule] = now;
+        }
+        program
     }
 
     /// Runs every meta: sets `hit[meta]` from its value, which reads a
     /// rule's `counts` entry where `hit` says it hit and 0 elsewhere (an
-    /// index past either slice reads 0 and a meta past `hit` is not
-    /// stored). `stack` is scratch space, reused across calls.
-    pub fn run(&self, hit: &mut [bool], counts: &[f64], stack: &mut Vec<f64>) {
+    /// index past either slice reads 0, and a meta past `hit` is not
+    /// stored).
+    pub fn run(&self, hit: &mut [bool], counts: &[f64], scratch: &mut Scratch) {
+        for meta in &self.metas {
+            if let Some(h) = hit.get_mut(meta.rule) {
+                *h = meta.baseline;
+            }
+        }
+        let dirty = &mut scratch.dirty;
+        dirty.clear();
+        dirty.resize(self.metas.len().div_ceil(64), 0);
+        let mark = |dirty: &mut [u64], p: usize| dirty[p / 64] |= 1 << (p % 64);
+        for (rule, readers) in &self.inputs {
+            if hit.get(*rule) == Some(&true) {
+                for &p in readers {
+                    mark(dirty, p);
+                }
+            }
+        }
+        // readers come after what they read: one pass in position order
+        let mut w = 0usize;
+        while let Some(&bits) = dirty.get(w) {
+            if bits == 0 {
+                w += 1;
+                continue;
+            }
+            let p = w * 64 + bits.trailing_zeros() as usize;
+            dirty[w] &= bits - 1;
+            let meta = &self.metas[p];
+            let now = self.value(p, hit, counts, &mut scratch.stack) != 0.0;
+            if let Some(h) = hit.get_mut(meta.rule) {
+                *h = now;
+            }
+            if now != meta.baseline {
+                for &q in &meta.readers {
+                    mark(dirty, q);
+                }
+            }
+        }
+    }
+
+    /// The value of the meta at position `p`.
+    fn value(&self, p: usize, hit: &[bool], counts: &[f64], stack: &mut Vec<f64>) -> f64 {
+        let MetaCode { start, end, .. } = self.metas[p];
         stack.clear();
-        let mut pc = 0usize;
-        while let Some(&op) = self.ops.get(pc) {
+        let mut pc = start;
+        while pc < end {
+            let op = self.ops[pc];
             pc += 1;
             match op {
                 Op::Rule(r) => {
@@ -371,6 +494,7 @@ impl Program {
                     };
                     stack.push(value);
                 }
+                Op::Meta(r) => stack.push(truth(hit.get(r) == Some(&true))),
                 Op::Number(n) => stack.push(n),
                 Op::Not => {
                     if let Some(top) = stack.last_mut() {
@@ -402,35 +526,31 @@ impl Program {
                         stack.pop();
                     }
                 }
-                Op::Hit(m) => {
-                    let value = stack.pop().unwrap_or(0.0);
-                    if let Some(h) = hit.get_mut(m) {
-                        *h = value != 0.0;
-                    }
-                }
             }
         }
+        stack.pop().unwrap_or(0.0)
     }
 }
 
 /// Appends `expr`'s code: it leaves the expression's value on the stack.
-fn emit(expr: &Resolved, ops: &mut Vec<Op>) {
+/// `read` gives the op that reads a rule.
+fn emit(expr: &Resolved, ops: &mut Vec<Op>, read: &dyn Fn(usize) -> Op) {
     match expr {
-        MetaExpr::Rule(r) => ops.push(Op::Rule(*r)),
+        MetaExpr::Rule(r) => ops.push(read(*r)),
         MetaExpr::Number(n) => ops.push(Op::Number(*n)),
         MetaExpr::Not(e) => {
-            emit(e, ops);
+            emit(e, ops, read);
             ops.push(Op::Not);
         }
         MetaExpr::Neg(e) => {
-            emit(e, ops);
+            emit(e, ops, read);
             ops.push(Op::Neg);
         }
         MetaExpr::Binary(op @ (BinOp::And | BinOp::Or), l, r) => {
-            emit(l, ops);
+            emit(l, ops, read);
             let jump = ops.len();
             ops.push(Op::And(0));
-            emit(r, ops);
+            emit(r, ops, read);
             let past = ops.len();
             ops[jump] = if *op == BinOp::And {
                 Op::And(past)
@@ -439,8 +559,8 @@ fn emit(expr: &Resolved, ops: &mut Vec<Op>) {
             };
         }
         MetaExpr::Binary(op, l, r) => {
-            emit(l, ops);
-            emit(r, ops);
+            emit(l, ops, read);
+            emit(r, ops, read);
             ops.push(Op::Binary(*op));
         }
     }
@@ -473,7 +593,7 @@ mod tests {
                 counts[i] = *count;
             }
         }
-        program.run(&mut hit, &counts, &mut Vec::new());
+        program.run(&mut hit, &counts, &mut Scratch::default());
         assert_eq!(hit[3], by_name != 0.0, "{text}");
         by_name
     }
@@ -515,7 +635,7 @@ mod tests {
     fn expr() -> impl proptest::strategy::Strategy<Value = Resolved> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
-            (0usize..6).prop_map(Resolved::Rule),
+            (0usize..7).prop_map(Resolved::Rule),
             prop_oneof![Just(0.0), Just(1.0), Just(2.0), Just(-1.0), Just(0.5)]
                 .prop_map(Resolved::Number),
         ];
@@ -547,29 +667,35 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The program sets the same hits as evaluating the trees in turn
-        /// (rules 0-3 are given; metas 4 and 5 may read each other's
-        /// earlier result, as the scanner orders them).
+        /// The program sets the same hits as evaluating the trees in turn.
+        /// Rules 0-3 are given; metas 5, 4 and 6 run in that order, so
+        /// each may read a meta before it, after it or itself (as 0).
         #[test]
         fn program_equals_tree_walk(
-            first in expr(),
-            second in expr(),
+            exprs in proptest::collection::vec(expr(), 3),
             given in proptest::collection::vec((proptest::bool::ANY, -2i8..4), 4),
         ) {
-            let mut hit = [false; 6];
-            let mut counts = [1.0f64; 6];
+            let mut hit = [false; 7];
+            let mut counts = [1.0f64; 7];
             for (i, (h, c)) in given.iter().enumerate() {
                 hit[i] = *h;
                 counts[i] = f64::from(*c);
             }
+            let order = [5usize, 4, 6];
             let mut want = hit;
-            for (m, e) in [(4usize, &first), (5, &second)] {
+            for (m, e) in order.iter().zip(&exprs) {
                 let value = e.eval(&|&r: &usize| if want[r] { counts[r] } else { 0.0 });
-                want[m] = value != 0.0;
+                want[*m] = value != 0.0;
             }
-            let program = Program::new([(4, &first), (5, &second)]);
-            program.run(&mut hit, &counts, &mut Vec::new());
+            let program = Program::new(order.iter().copied().zip(&exprs));
+            let mut scratch = Scratch::default();
+            program.run(&mut hit, &counts, &mut scratch);
             proptest::prop_assert_eq!(hit, want);
+            // the scratch is reused across runs
+            let mut again = [false; 7];
+            again[..4].copy_from_slice(&hit[..4]);
+            program.run(&mut again, &counts, &mut scratch);
+            proptest::prop_assert_eq!(again, want);
         }
     }
 }
