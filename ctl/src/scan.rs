@@ -123,8 +123,10 @@ pub fn run(args: &Args<'_>) -> Result<usize> {
     );
     let [exact, prefiltered, confirm_only, rejected] = scanner.mode_counts();
     eprintln!(
-        "mbctl scan: patterns: {exact} exact, {prefiltered} prefiltered and confirmed, \
-         {confirm_only} confirm-only, {rejected} rejected; {} also in an ASCII form for ASCII text",
+        "mbctl scan: patterns: {exact} exact, {prefiltered} prefiltered and confirmed \
+         ({} from the line of the first prefilter hit), {confirm_only} confirm-only, \
+         {rejected} rejected; {} also in an ASCII form for ASCII text",
+        scanner.confirmed_from_line(),
         scanner.ascii_forms()
     );
     if args.modes {

@@ -606,13 +606,18 @@ fn one_line_patterns_are_confirmed_from_the_first_hits_line() {
     let not_line_start = Pattern::regex(1, r"(?<![\n])foo[a-z]*bar");
     // a backreference may take a newline: confirmed from the start
     let repeated = Pattern::regex(2, r"(foo)[^x]*\1bar");
-    let (_, report) = Database::compile(
+    let (db, report) = Database::compile(
         &[
             after_space.clone(),
             not_line_start.clone(),
             repeated.clone(),
         ],
         Backend::Hyperscan,
+    );
+    assert_eq!(
+        db.confirmed_from_line(),
+        2,
+        "the look-behinds, not the backreference"
     );
     for id in 0..3 {
         assert!(

@@ -533,6 +533,16 @@ impl Scanner {
         self.classes.iter().map(|c| c.database.ascii_forms()).sum()
     }
 
+    /// Prefiltered pattern rules confirmed from the line of their
+    /// prefilter's first match (see [`Database::confirmed_from_line`]).
+    #[must_use]
+    pub fn confirmed_from_line(&self) -> usize {
+        self.classes
+            .iter()
+            .map(|c| c.database.confirmed_from_line())
+            .sum()
+    }
+
     /// The compile reports, one per class.
     #[must_use]
     pub fn reports(&self) -> &[CompileReport] {

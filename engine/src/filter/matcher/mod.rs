@@ -1166,6 +1166,18 @@ impl Database {
             .sum()
     }
 
+    /// Prefiltered patterns whose hits are confirmed from the line of the
+    /// prefilter's first match (their matches cannot take a newline); the
+    /// others are confirmed over the whole haystack.
+    pub fn confirmed_from_line(&self) -> usize {
+        self.hyperscan
+            .iter()
+            .filter(|p| p.scope != Scope::Ascii)
+            .flat_map(|p| &p.entries)
+            .filter(|e| e.from_line)
+            .count()
+    }
+
     /// Size in bytes of the Hyperscan database (0 for other backends).
     pub fn hyperscan_size(&self) -> usize {
         self.hyperscan
