@@ -693,13 +693,16 @@ type PartWork<'a> = (
     &'a mut [Plan],
     &'a [String],
     &'a [Pattern],
-    Option<&'a [AsciiForm]>,
+    Option<&'a [(AsciiForm, bool)]>,
 );
 
 /// What compiling one pattern for Hyperscan decided so far.
 enum Plan {
     Exact,
-    Prefilter(String, Arc<Oracle>),
+    /// Why, the oracle, and whether Hyperscan reports the prefilter's
+    /// matches in order (`hs_expression_info`, asked while planning: a
+    /// database from the cache does not ask again).
+    Prefilter(String, Arc<Oracle>, bool),
     /// In the database as a prefilter; its oracle moved into the database.
     Confirmed(String),
     ConfirmOnly(String, Arc<Oracle>),
@@ -855,32 +858,40 @@ impl Database {
                     "needs Unicode semantics (\\p{..} or a code point above \\xFF); \
                      Hyperscan's UTF-8 mode is undefined on invalid UTF-8"
                         .to_owned(),
-                    true,
+                    None,
                 )
-            } else if let Some((wide, oracle)) = relaxed
-                .filter(|wide| hs_pattern(wide, p, true).info().is_ok())
+            } else if let Some((wide, oracle, ordered)) = relaxed
+                .and_then(|wide| in_order(&wide, p).map(|ordered| (wide, ordered)))
                 // widening needs a confirming engine: a pattern only
                 // Hyperscan reads (octal escapes, say) stays exact
-                .and_then(|wide| Oracle::compile(p).ok().map(|o| (wide, Arc::new(o))))
+                .and_then(|(wide, ordered)| {
+                    Oracle::compile(p)
+                        .ok()
+                        .map(|o| (wide, Arc::new(o), ordered))
+                })
             {
                 text = wide;
-                Plan::Prefilter(WIDENED.to_owned(), oracle)
+                Plan::Prefilter(WIDENED.to_owned(), oracle, ordered)
             } else {
-                match hs_pattern(&text, p, false).info() {
+                match hs_pattern(&text, p, false)
+                    .info()
+                    .map_err(|e| (in_order(&text, p), e))
+                {
                     Ok(_) => Plan::Exact,
-                    Err(e) if hs_pattern(&text, p, true).info().is_ok() => {
-                        demote(p, hs_message(&e), false)
-                    }
-                    Err(e) => {
+                    Err((Some(ordered), e)) => demote(p, hs_message(&e), Some(ordered)),
+                    Err((None, e)) => {
                         // A start anchor inside the pattern: without it,
                         // a prefilter (widened too, if it can be).
                         let base = translate::relax_bounded_repeats(&text, WIDEN_MIN_UPPER)
                             .unwrap_or_else(|| text.clone());
                         match translate::drop_inner_start_anchors(&base)
-                            .filter(|loose| hs_pattern(loose, p, true).info().is_ok())
-                            .and_then(|loose| Oracle::compile(p).ok().map(|o| (loose, Arc::new(o))))
-                        {
-                            Some((loose, oracle)) => {
+                            .and_then(|loose| in_order(&loose, p).map(|ordered| (loose, ordered)))
+                            .and_then(|(loose, ordered)| {
+                                Oracle::compile(p)
+                                    .ok()
+                                    .map(|o| (loose, Arc::new(o), ordered))
+                            }) {
+                            Some((loose, oracle, ordered)) => {
                                 text = loose;
                                 Plan::Prefilter(
                                     format!(
@@ -888,9 +899,10 @@ impl Database {
                                         hs_message(&e).trim_end_matches('.')
                                     ),
                                     oracle,
+                                    ordered,
                                 )
                             }
-                            None => demote(p, hs_message(&e), true),
+                            None => demote(p, hs_message(&e), None),
                         }
                     }
                 }
@@ -902,22 +914,25 @@ impl Database {
         // haystacks with a byte above 0x7F and in that form on the others:
         // most mail is ASCII, and the look-alike families are far smaller
         // without their Latin-1, Greek and Cyrillic branches.
-        let forms: Vec<AsciiForm> = plans
+        // (With each form, whether Hyperscan reports its prefilter's matches
+        // in order.)
+        let forms: Vec<(AsciiForm, bool)> = plans
             .iter()
             .zip(&texts)
             .zip(patterns)
             .map(|((plan, text), p)| {
                 let prefilter = match plan {
-                    _ if !ascii_forms => return AsciiForm::Same,
+                    _ if !ascii_forms => return (AsciiForm::Same, false),
                     Plan::Exact => false,
                     Plan::Prefilter(..) => true,
-                    _ => return AsciiForm::Same,
+                    _ => return (AsciiForm::Same, false),
                 };
                 match ascii::ascii_only(text) {
-                    AsciiForm::Text(t) if hs_pattern(&t, p, prefilter).info().is_err() => {
-                        AsciiForm::Same
-                    }
-                    form => form,
+                    AsciiForm::Text(t) => match hs_pattern(&t, p, prefilter).info() {
+                        Ok(info) => (AsciiForm::Text(t), prefilter && !info.unordered_matches()),
+                        Err(_) => (AsciiForm::Same, false),
+                    },
+                    form => (form, false),
                 }
             })
             .collect();
@@ -928,7 +943,7 @@ impl Database {
         // threads. `order` lists the patterns without an ASCII form first,
         // then those with one; in each, the short before the long.
         let heavy = |i: usize| texts[i].len() >= HEAVY_TEXT;
-        let split = |i: usize| !matches!(forms[i], AsciiForm::Same);
+        let split = |i: usize| !matches!(forms[i].0, AsciiForm::Same);
         let kind = |i: usize| (split(i), heavy(i));
         let mut order: Vec<usize> = (0..patterns.len()).collect();
         order.sort_by_key(|&i| kind(i));
@@ -938,7 +953,7 @@ impl Database {
             .collect();
         let part_texts: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
         let part_patterns: Vec<Pattern> = order.iter().map(|&i| patterns[i].clone()).collect();
-        let part_forms: Vec<AsciiForm> = order.iter().map(|&i| forms[i].clone()).collect();
+        let part_forms: Vec<(AsciiForm, bool)> = order.iter().map(|&i| forms[i].clone()).collect();
         let mut work: Vec<Vec<PartWork<'_>>> = (0..threads.max(1)).map(|_| Vec::new()).collect();
         {
             let (mut rest_plans, mut rest_texts, mut rest_patterns, mut rest_forms) = (
@@ -1000,7 +1015,7 @@ impl Database {
         for (p, plan) in patterns.iter().zip(plans) {
             modes.push(match plan {
                 Plan::Exact => Mode::Exact,
-                Plan::Prefilter(reason, _) | Plan::Confirmed(reason) => {
+                Plan::Prefilter(reason, ..) | Plan::Confirmed(reason) => {
                     Mode::Prefiltered { reason }
                 }
                 Plan::Rejected(reason) => Mode::Rejected { reason },
@@ -1276,7 +1291,7 @@ fn build_parts(
     plans: &mut [Plan],
     texts: &[String],
     patterns: &[Pattern],
-    forms: Option<&[AsciiForm]>,
+    forms: Option<&[(AsciiForm, bool)]>,
     cache: Option<&DatabaseCache>,
 ) -> Vec<HsPart> {
     let Some((mut wide, members)) = build_part(plans, texts, patterns, cache) else {
@@ -1292,11 +1307,11 @@ fn build_parts(
     let mut narrow_texts = Vec::new();
     let mut narrow_patterns = Vec::new();
     for (entry, &i) in wide.entries.iter().zip(&members) {
-        let AsciiForm::Text(text) = &forms[i] else {
+        let (AsciiForm::Text(text), ordered) = &forms[i] else {
             continue;
         };
         narrow_plans.push(match &entry.confirm {
-            Some(oracle) => Plan::Prefilter(String::new(), Arc::clone(oracle)),
+            Some(oracle) => Plan::Prefilter(String::new(), Arc::clone(oracle), *ordered),
             None => Plan::Exact,
         });
         narrow_texts.push(text.clone());
@@ -1373,24 +1388,20 @@ fn build_part(
             Ok(db) => {
                 let mut entries = Vec::with_capacity(in_db.len());
                 for &i in &in_db {
-                    let confirm = match std::mem::replace(&mut plans[i], Plan::Exact) {
-                        Plan::Prefilter(reason, oracle) => {
-                            plans[i] = Plan::Confirmed(reason);
-                            Some(oracle)
-                        }
-                        other => {
-                            plans[i] = other;
-                            None
-                        }
-                    };
                     // Hyperscan reports an expression's matches in order
                     // unless it says otherwise, so its one report is its
                     // first match
-                    let from_line = confirm.is_some()
-                        && one_line_only(&patterns[i])
-                        && hs_pattern(&texts[i], &patterns[i], true)
-                            .info()
-                            .is_ok_and(|info| !info.unordered_matches());
+                    let (confirm, ordered) = match std::mem::replace(&mut plans[i], Plan::Exact) {
+                        Plan::Prefilter(reason, oracle, ordered) => {
+                            plans[i] = Plan::Confirmed(reason);
+                            (Some(oracle), ordered)
+                        }
+                        other => {
+                            plans[i] = other;
+                            (None, false)
+                        }
+                    };
+                    let from_line = confirm.is_some() && ordered && one_line_only(&patterns[i]);
                     entries.push(HsEntry {
                         id: patterns[i].id,
                         confirm,
@@ -1418,8 +1429,10 @@ fn build_part(
                     Some(i) => {
                         let p = &patterns[i];
                         plans[i] = match std::mem::replace(&mut plans[i], Plan::Exact) {
-                            Plan::Exact => demote(p, message, false),
-                            Plan::Prefilter(_, o) => Plan::ConfirmOnly(message, o),
+                            Plan::Exact => {
+                                demote(p, message, Some(in_order(&texts[i], p).unwrap_or(false)))
+                            }
+                            Plan::Prefilter(_, o, _) => Plan::ConfirmOnly(message, o),
                             other => other,
                         };
                     }
@@ -1428,7 +1441,7 @@ fn build_part(
                         for (i, p) in patterns.iter().enumerate() {
                             if matches!(plans[i], Plan::Exact | Plan::Prefilter(..)) {
                                 let reason = format!("database compile failed: {message}");
-                                plans[i] = demote(p, reason, true);
+                                plans[i] = demote(p, reason, None);
                             }
                         }
                     }
@@ -1593,6 +1606,15 @@ const WIDENED: &str = "bounded repeat widened to {n,} for Hyperscan (an exact \
 /// lookaround and backreferences, not from widened repeats.
 const WIDEN_MIN_UPPER: u32 = 2;
 
+/// Whether `text` compiles as a Hyperscan prefilter of `p` (`Some`), and
+/// whether Hyperscan then reports its matches in order.
+fn in_order(text: &str, p: &Pattern) -> Option<bool> {
+    hs_pattern(text, p, true)
+        .info()
+        .ok()
+        .map(|info| !info.unordered_matches())
+}
+
 /// The Hyperscan form of a pattern.
 fn hs_pattern(text: &str, p: &Pattern, prefilter: bool) -> hyperscan::Pattern {
     let mut flags = CompileFlags::SINGLEMATCH | CompileFlags::ALLOWEMPTY;
@@ -1629,10 +1651,12 @@ fn hs_message(e: &hyperscan::Error) -> String {
 /// The plan for a pattern Hyperscan cannot run exactly: prefilter plus
 /// confirmation, or confirm-only; rejected when the backtracking engine cannot
 /// compile it either.
-fn demote(p: &Pattern, reason: String, confirm_only: bool) -> Plan {
+fn demote(p: &Pattern, reason: String, prefilter: Option<bool>) -> Plan {
     match Oracle::compile(p).map(Arc::new) {
-        Ok(o) if confirm_only => Plan::ConfirmOnly(reason, o),
-        Ok(o) => Plan::Prefilter(reason, o),
+        Ok(o) => match prefilter {
+            Some(ordered) => Plan::Prefilter(reason, o, ordered),
+            None => Plan::ConfirmOnly(reason, o),
+        },
         Err(e) => Plan::Rejected(format!("hyperscan: {reason}; regex engines: {e}")),
     }
 }
