@@ -346,7 +346,15 @@ const ORACLE_DFA_BYTES: usize = 16 << 20;
 
 /// A backtracking or automaton regex that decides one pattern on its own.
 #[derive(Debug)]
-enum Oracle {
+struct Oracle {
+    engine: Engine,
+    /// No match can take a newline, so every match lies within one line
+    /// (see [`takes_no_newline`]).
+    one_line: bool,
+}
+
+#[derive(Debug)]
+enum Engine {
     Plain(regex::bytes::Regex),
     /// PCRE2 (JIT-compiled, byte mode: Perl's own semantics on bytes, the
     /// pattern's Perl text as written) for what the `regex` crate cannot
@@ -367,9 +375,18 @@ impl Oracle {
             (t.text, t.needs_fancy || t.needs_unicode, t.needs_unicode)
         };
         if fancy {
+            // what the backtracking engines run is judged by its superset
+            let superset_text = if unicode {
+                None
+            } else {
+                translate::fancy_superset(&text)
+            };
+            let one_line = superset_text
+                .as_deref()
+                .is_some_and(|sup| takes_no_newline(sup, p));
             let superset = || {
-                translate::fancy_superset(&text).and_then(|sup| {
-                    regex::bytes::RegexBuilder::new(&sup)
+                superset_text.as_deref().and_then(|sup| {
+                    regex::bytes::RegexBuilder::new(sup)
                         .unicode(false)
                         .dfa_size_limit(ORACLE_DFA_BYTES)
                         .case_insensitive(p.caseless)
@@ -387,7 +404,10 @@ impl Oracle {
                     .jit_if_available(true)
                     .build(&p.source);
                 if let Ok(re) = pcre {
-                    return Ok(Oracle::Pcre(re, superset()));
+                    return Ok(Oracle {
+                        engine: Engine::Pcre(re, superset()),
+                        one_line,
+                    });
                 }
             }
             let mode = if unicode {
@@ -402,65 +422,47 @@ impl Oracle {
                 .dot_matches_new_line(p.dotall)
                 .build()
                 .map_err(|e| e.to_string())?;
-            Ok(Oracle::Fancy(re, if unicode { None } else { superset() }))
+            Ok(Oracle {
+                engine: Engine::Fancy(re, superset()),
+                one_line,
+            })
         } else {
-            regex::bytes::RegexBuilder::new(&text)
+            let re = regex::bytes::RegexBuilder::new(&text)
                 .unicode(false)
                 .dfa_size_limit(ORACLE_DFA_BYTES)
                 .case_insensitive(p.caseless)
                 .multi_line(p.multiline)
                 .dot_matches_new_line(p.dotall)
                 .build()
-                .map(Oracle::Plain)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok(Oracle {
+                engine: Engine::Plain(re),
+                one_line: takes_no_newline(&text, p),
+            })
         }
     }
 
-    fn is_match(&self, haystack: &[u8]) -> Result<bool, String> {
-        match self {
-            Oracle::Plain(re) => Ok(re.is_match(haystack)),
-            Oracle::Pcre(_, Some(superset)) | Oracle::Fancy(_, Some(superset))
-                if !superset.is_match(haystack) =>
-            {
-                Ok(false)
-            }
-            Oracle::Pcre(re, _) => re.is_match(haystack).map_err(|e| e.to_string()),
-            Oracle::Fancy(re, _) => re.is_match(haystack).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// [`Oracle::is_match`] for a match starting at `start` or later; the
+    /// Whether the pattern matches `haystack` at `start` or later; the
     /// bytes before `start` are context (look-behind, `\b`, `^`), as in the
     /// whole haystack.
-    fn is_match_from(&self, haystack: &[u8], start: usize) -> Result<bool, String> {
-        if start == 0 {
-            return self.is_match(haystack);
-        }
-        match self {
-            Oracle::Plain(re) => Ok(re.is_match_at(haystack, start)),
-            Oracle::Pcre(_, Some(superset)) | Oracle::Fancy(_, Some(superset))
+    fn is_match(&self, haystack: &[u8], start: usize) -> Result<bool, String> {
+        match &self.engine {
+            Engine::Plain(re) => Ok(re.is_match_at(haystack, start)),
+            Engine::Pcre(_, Some(superset)) | Engine::Fancy(_, Some(superset))
                 if !superset.is_match_at(haystack, start) =>
             {
                 Ok(false)
             }
-            Oracle::Pcre(re, _) => re
-                .find_at(haystack, start)
-                .map(|m| m.is_some())
-                .map_err(|e| e.to_string()),
-            Oracle::Fancy(re, _) => re
-                .find_from_pos(haystack, start)
-                .map(|m| m.is_some())
+            Engine::Pcre(re, _) => re.is_match_at(haystack, start).map_err(|e| e.to_string()),
+            Engine::Fancy(re, _) => re
+                .is_match_input(fancy_regex::RegexInput::new(haystack).from_pos(start))
                 .map_err(|e| e.to_string()),
         }
     }
 
-    fn confirm(&self, id: u32, haystack: &[u8], hits: &mut HitSet) {
-        self.confirm_from(id, haystack, 0, hits);
-    }
-
-    /// [`Oracle::confirm`] of a match starting at `start` or later.
-    fn confirm_from(&self, id: u32, haystack: &[u8], start: usize, hits: &mut HitSet) {
-        match self.is_match_from(haystack, start) {
+    /// Adds `id` to `hits` when the pattern matches at `start` or later.
+    fn confirm(&self, id: u32, haystack: &[u8], start: usize, hits: &mut HitSet) {
+        match self.is_match(haystack, start) {
             Ok(true) => {
                 hits.insert(id);
             }
@@ -490,19 +492,19 @@ impl Single {
     /// (a match error ends the count).
     #[must_use]
     pub fn count(&self, haystack: &[u8], max: usize) -> usize {
-        match &self.0 {
-            Oracle::Plain(re) => re.find_iter(haystack).take(max).count(),
-            Oracle::Pcre(_, Some(superset)) | Oracle::Fancy(_, Some(superset))
+        match &self.0.engine {
+            Engine::Plain(re) => re.find_iter(haystack).take(max).count(),
+            Engine::Pcre(_, Some(superset)) | Engine::Fancy(_, Some(superset))
                 if !superset.is_match(haystack) =>
             {
                 0
             }
-            Oracle::Pcre(re, _) => re
+            Engine::Pcre(re, _) => re
                 .find_iter(haystack)
                 .map_while(Result::ok)
                 .take(max)
                 .count(),
-            Oracle::Fancy(re, _) => re
+            Engine::Fancy(re, _) => re
                 .find_iter(haystack)
                 .map_while(Result::ok)
                 .take(max)
@@ -518,30 +520,18 @@ struct HsEntry {
     /// `Some` when Hyperscan runs a prefilter of the pattern.
     confirm: Option<Arc<Oracle>>,
     /// The confirmation starts at the line of the prefilter's first match
-    /// (see [`one_line_only`]); otherwise at the start of the haystack.
+    /// (the oracle's matches stay on one line, and Hyperscan reports this
+    /// prefilter's matches in order); otherwise at the start of the
+    /// haystack.
     from_line: bool,
 }
 
-/// Whether no match of `p` can take a newline, so that its every match
-/// lies within one line of the haystack. Decided on what the oracle runs:
-/// the `regex` crate's text, or for a pattern only the backtracking
-/// engines run, its superset (lookarounds dropped, a backreference as
-/// `(?s:.*)`, which takes a newline). Lookarounds read across lines but
-/// take nothing. `false` when in doubt.
-fn one_line_only(p: &Pattern) -> bool {
-    let text = if p.literal {
-        translate::escape_literal(&p.source)
-    } else {
-        let t = translate::translate(&p.source, p.multiline);
-        match t {
-            _ if t.needs_unicode => return false,
-            _ if t.needs_fancy => match translate::fancy_superset(&t.text) {
-                Some(superset) => superset,
-                None => return false,
-            },
-            _ => t.text,
-        }
-    };
+/// Whether no match of `text`, the `regex`-crate text an oracle runs (or,
+/// for a pattern only the backtracking engines run, its superset:
+/// lookarounds dropped, a backreference as `(?s:.*)`, which takes a
+/// newline), can take a newline with `p`'s flags. Lookarounds read across
+/// lines but take nothing. `false` when in doubt.
+fn takes_no_newline(text: &str, p: &Pattern) -> bool {
     let parsed = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -549,7 +539,7 @@ fn one_line_only(p: &Pattern) -> bool {
         .multi_line(p.multiline)
         .dot_matches_new_line(p.dotall)
         .build()
-        .parse(&text);
+        .parse(text);
     parsed.is_ok_and(|hir| !takes_byte(&hir, b'\n'))
 }
 
@@ -1091,7 +1081,7 @@ impl Database {
             for &(i, haystack) in haystacks {
                 if let Some(hits) = hits.get_mut(i) {
                     if !hits.contains(*id) {
-                        oracle.confirm(*id, haystack, hits);
+                        oracle.confirm(*id, haystack, 0, hits);
                     }
                 }
             }
@@ -1265,7 +1255,7 @@ fn scan_hyperscan(hs: &HsPart, scratch: &mut Scratch, haystack: &[u8], hits: &mu
                 } else {
                     0
                 };
-                oracle.confirm_from(*id, haystack, start, hits);
+                oracle.confirm(*id, haystack, start, hits);
             }
         }
     }
@@ -1401,7 +1391,7 @@ fn build_part(
                             (None, false)
                         }
                     };
-                    let from_line = confirm.is_some() && ordered && one_line_only(&patterns[i]);
+                    let from_line = ordered && confirm.as_ref().is_some_and(|o| o.one_line);
                     entries.push(HsEntry {
                         id: patterns[i].id,
                         confirm,
@@ -1696,7 +1686,7 @@ mod tests {
     }
 
     #[test]
-    fn one_line_patterns() {
+    fn oracles_know_whether_their_matches_stay_on_one_line() {
         let r = |s: &str| Pattern::regex(0, s);
         for (p, want) in [
             (r(r"foo[ \t]+bar"), true),
@@ -1715,7 +1705,8 @@ mod tests {
             (Pattern::literal(0, "a\nb"), false),
             (Pattern::literal(0, "ab"), true),
         ] {
-            assert_eq!(one_line_only(&p), want, "{p:?}");
+            let one_line = Oracle::compile(&p).map(|o| o.one_line);
+            assert_eq!(one_line, Ok(want), "{p:?}");
         }
     }
 
