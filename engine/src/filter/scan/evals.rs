@@ -1375,9 +1375,9 @@ pub fn run(name: &str, args: &[String], message: &Message, facts: &Facts, cfg: &
         // only a hotmail.com sender can lack hotmail's Received headers:
         // asked first, it spares the Received regexes on other mail
         "check_for_no_hotmail_received_headers" => {
-            from_hotmail(message, facts) && hotmail(message, facts) == Hotmail::NoReceived
+            from_hotmail(message, facts) && hotmail(message) == Hotmail::Unvouched
         }
-        "check_for_forged_hotmail_received_headers" => hotmail(message, facts) == Hotmail::Forged,
+        "check_for_forged_hotmail_received_headers" => hotmail(message) == Hotmail::Forged,
         // `ok_locales all` (the default) makes both return false.
         _ => false,
     }
@@ -1916,23 +1916,19 @@ fn strip_jis_escapes(line: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// What HeaderEval's hotmail check finds.
+/// What HeaderEval's hotmail check finds in the Received headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hotmail {
-    /// Nothing wrong (or not a hotmail sender).
+    /// A Received line is Hotmail's own (or no Received lines to judge).
     Fine,
     /// A relay HELO'd as hotmail.com without being Hotmail
     /// (`FORGED_HOTMAIL_RCVD`).
     Forged,
-    /// From is @hotmail.com but no Received line is Hotmail's
-    /// (`FORGED_HOTMAIL_RCVD2`).
-    NoReceived,
+    /// No Received line is Hotmail's: `FORGED_HOTMAIL_RCVD2` when the
+    /// sender is at hotmail.com ([`from_hotmail`]).
+    Unvouched,
 }
 
-/// HeaderEval's `_check_for_forged_hotmail_received_headers`, with a
-/// simpler MSN Groups exception (a Received line from groups.msn.com, not
-/// `check_for_msn_groups_headers`); `X-Originating-IP` counts when it holds
-/// a dotted IPv4 address or an IPv6 one.
 /// The first From address ends in `\bhotmail\.com`.
 fn from_hotmail(message: &Message, facts: &Facts) -> bool {
     header_addrs(message, facts, "from")
@@ -1948,7 +1944,12 @@ fn from_hotmail(message: &Message, facts: &Facts) -> bool {
         })
 }
 
-fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
+/// HeaderEval's `_check_for_forged_hotmail_received_headers`, with a
+/// simpler MSN Groups exception (a Received line from groups.msn.com, not
+/// `check_for_msn_groups_headers`); `X-Originating-IP` counts when it holds
+/// a dotted IPv4 address or an IPv6 one. Whether the sender is at
+/// hotmail.com is [`from_hotmail`]'s to say.
+fn hotmail(message: &Message) -> Hotmail {
     use std::sync::LazyLock;
     static GENUINE: LazyLock<Vec<(regex::Regex, bool)>> = LazyLock::new(|| {
         const IP: &str =
@@ -2000,11 +2001,7 @@ fn hotmail(message: &Message, facts: &Facts) -> Hotmail {
     if HELO.as_ref().is_some_and(|r| r.is_match(&rcvd)) {
         return Hotmail::Forged;
     }
-    if from_hotmail(message, facts) {
-        Hotmail::NoReceived
-    } else {
-        Hotmail::Fine
-    }
+    Hotmail::Unvouched
 }
 
 /// HeaderEval's `gated_through_received_hdr_remover`: the message came
