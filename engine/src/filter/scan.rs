@@ -193,12 +193,14 @@ struct Counter {
     per_line: bool,
 }
 
-/// Per-shard state for scanning: one scratch per class, and per class one
-/// hit set for each message of the largest batch scanned so far.
+/// Per-shard state for scanning: one scratch per class, per class one hit
+/// set for each message of the largest batch scanned so far, and the meta
+/// program's working space.
 #[derive(Debug)]
 pub struct ScanState {
     scratches: Vec<Scratch>,
     hits: Vec<Vec<HitSet>>,
+    metas: meta::Scratch,
 }
 
 /// Where scans spend their time, summed over messages
@@ -492,6 +494,7 @@ impl Scanner {
                 .iter()
                 .map(|c| vec![HitSet::new(c.database.id_bound())])
                 .collect(),
+            metas: meta::Scratch::default(),
         }
     }
 
@@ -736,12 +739,13 @@ impl Scanner {
             }
         }
         let started = probe.as_ref().map(|(clock, _)| clock());
+        let ScanState { hits, metas, .. } = state;
         let results = batch
             .iter()
             .zip(&work)
             .enumerate()
             .map(|(m, ((_, message), (facts, _, counts)))| {
-                self.decide(message, facts, counts, &state.hits, m)
+                self.decide(message, facts, counts, hits, m, metas)
             })
             .collect();
         if let (Some((clock, profile)), Some(t0)) = (probe, started) {
@@ -760,6 +764,7 @@ impl Scanner {
         counts: &[f64],
         hits: &[Vec<HitSet>],
         m: usize,
+        metas: &mut meta::Scratch,
     ) -> ScanResult {
         let mut hit = vec![false; self.rules.len()];
         for (i, check) in self.checks.iter().enumerate() {
@@ -789,8 +794,7 @@ impl Scanner {
                 Check::Meta | Check::Skipped => false,
             };
         }
-        self.metas
-            .run(&mut hit, counts, &mut meta::Scratch::default());
+        self.metas.run(&mut hit, counts, metas);
         let mut score = 0.0f32;
         let mut symbols = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
