@@ -51,6 +51,8 @@ const EVENTS_PER_POLL: usize = 256;
 const READ_EVENTS: u32 =
     (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32;
 const WRITE_EVENTS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// The events after which the socket stays readable (end of file, error).
+const CLOSED_EVENTS: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// What a socket is registered for while it is not waiting to write.
 const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 
@@ -71,6 +73,10 @@ struct Waiter {
 struct Entry {
     read: Waiter,
     write: Waiter,
+    /// The peer closed its side, or the socket failed (`EPOLLRDHUP`,
+    /// `EPOLLHUP`, `EPOLLERR`). Never cleared: unlike new bytes, a pending
+    /// end of file or error gives no new edge once its event was taken.
+    closed: bool,
 }
 
 impl Entry {
@@ -124,6 +130,9 @@ impl Readiness {
             let Some(entry) = entries.get_mut(token as usize) else {
                 continue;
             };
+            if mask & CLOSED_EVENTS != 0 {
+                entry.closed = true;
+            }
             for (dir, interest) in [(Dir::Read, READ_EVENTS), (Dir::Write, WRITE_EVENTS)] {
                 if mask & interest != 0 {
                     let side = entry.side(dir);
@@ -204,13 +213,15 @@ impl Socket<'_> {
     ///
     /// A read that returns less than `buf` emptied the socket's receive
     /// queue (a stream `recv` copies until the buffer is full or the queue
-    /// is empty), and the readiness flag was cleared before it: whatever
-    /// arrives later (bytes, the peer's close) is a new edge-triggered
-    /// event. So the next read waits for that event instead of spending a
-    /// `recv` on `EAGAIN`, as tokio does. Under Postfix, where every milter
-    /// packet arrives on its own, that was about half the `recv` calls.
+    /// is empty), and the readiness flag was cleared before it: bytes that
+    /// arrive later are a new edge-triggered event. So the next read waits
+    /// for that event instead of spending a `recv` on `EAGAIN`, as tokio
+    /// does. Under Postfix, where every milter packet arrives on its own,
+    /// that was about half the `recv` calls. The peer's close is the
+    /// exception: once its event was taken it gives no new one, so a socket
+    /// whose peer closed is read at once.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.drained.replace(false) {
+        if self.drained.replace(false) && !self.closed() {
             self.ready(Dir::Read).await;
         }
         loop {
@@ -306,6 +317,10 @@ impl Socket<'_> {
     #[cfg(test)]
     pub fn try_accept(&self) -> io::Result<Option<OwnedFd>> {
         sys::accept(self.fd())
+    }
+
+    fn closed(&self) -> bool {
+        self.readiness.entries.borrow()[self.token].closed
     }
 
     fn clear(&self, dir: Dir) {
@@ -524,6 +539,39 @@ mod tests {
             assert!(!sock.drained.get(), "a full read may have left bytes");
             assert_eq!(sock.read(&mut buf).await.unwrap(), 0, "the peer's close");
             peer_thread.join().unwrap();
+        });
+    }
+
+    /// Bytes and the peer's close that arrive together, their events taken
+    /// before the read: the short read of the bytes is followed by the end
+    /// of file, not by a wait for an event that will not come.
+    #[test]
+    fn a_short_read_then_the_close_taken_before_it() {
+        on_executor(|| async {
+            let r = Rc::new(Readiness::new().unwrap());
+            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            for shutdown in [true, false] {
+                let (a, mut peer) = nonblocking_pair();
+                let sock = r.register(a).unwrap();
+                peer.write_all(b"abc").unwrap();
+                if shutdown {
+                    peer.shutdown(std::net::Shutdown::Write).unwrap();
+                } else {
+                    drop(peer);
+                }
+                // the poller takes both events before the first read
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                let mut buf = [0u8; 16];
+                assert_eq!(sock.read(&mut buf).await.unwrap(), 3);
+                assert!(sock.drained.get());
+                let n = futures_lite::future::or(sock.read(&mut buf), async {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    panic!("the close was not seen in 5 s (shutdown: {shutdown})");
+                })
+                .await
+                .unwrap();
+                assert_eq!(n, 0, "end of file");
+            }
         });
     }
 
