@@ -391,6 +391,13 @@ mod tests {
             .expect("executor finishes");
     }
 
+    /// A readiness reactor with its poller task running (on an executor).
+    fn polled() -> Rc<Readiness> {
+        let r = Rc::new(Readiness::new().unwrap());
+        glommio::spawn_local(poll(Rc::clone(&r))).detach();
+        r
+    }
+
     fn nonblocking_pair() -> (OwnedFd, std::os::unix::net::UnixStream) {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -438,8 +445,7 @@ mod tests {
     #[test]
     fn slab_reads_writes_and_frees_entries() {
         on_executor(|| async {
-            let r = Rc::new(Readiness::new().unwrap());
-            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let r = polled();
             let (a, peer) = nonblocking_pair();
             let sock = r.register(a).unwrap();
             let writer = std::thread::spawn(move || {
@@ -490,8 +496,7 @@ mod tests {
     #[test]
     fn short_reads_wait_for_the_next_event() {
         on_executor(|| async {
-            let r = Rc::new(Readiness::new().unwrap());
-            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let r = polled();
             let (a, peer) = nonblocking_pair();
             let sock = r.register(a).unwrap();
             let peer_thread = std::thread::spawn(move || {
@@ -548,8 +553,7 @@ mod tests {
     #[test]
     fn a_short_read_then_the_close_taken_before_it() {
         on_executor(|| async {
-            let r = Rc::new(Readiness::new().unwrap());
-            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let r = polled();
             for shutdown in [true, false] {
                 let (a, mut peer) = nonblocking_pair();
                 let sock = r.register(a).unwrap();
@@ -581,8 +585,7 @@ mod tests {
     #[test]
     fn abandoned_reads_leave_no_waker() {
         on_executor(|| async {
-            let r = Rc::new(Readiness::new().unwrap());
-            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let r = polled();
             let (a, _peer) = nonblocking_pair();
             let sock = r.register(a).unwrap();
             let mut buf = [0u8; 16];
@@ -611,8 +614,7 @@ mod tests {
     #[test]
     fn write_all_waits_for_buffer_space() {
         on_executor(|| async {
-            let r = Rc::new(Readiness::new().unwrap());
-            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let r = polled();
             let (a, mut peer) = nonblocking_pair();
             let sock = r.register(a).unwrap();
             let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -641,8 +643,7 @@ mod tests {
             let _ = std::fs::remove_file(&dir);
             let l = std::os::unix::net::UnixListener::bind(&dir).unwrap();
             l.set_nonblocking(true).unwrap();
-            let r = Rc::new(Readiness::new().unwrap());
-            glommio::spawn_local(poll(Rc::clone(&r))).detach();
+            let r = polled();
             let listener = r.register(OwnedFd::from(l)).unwrap();
             let clients: Vec<_> = (0..5)
                 .map(|_| std::os::unix::net::UnixStream::connect(&dir).unwrap())
